@@ -1,0 +1,45 @@
+// out[t, :] = scale * W[ids[t] - first_row, :] for the tokens whose id falls in this row-part.
+//
+// wq:  the part's rows, raw GGML blocks, row r at byte r * row_bytes     W: [rows, k]
+// ids: token ids                                                        ids: [n_tokens]
+// out: f32                                                              out: [n_tokens, k]
+
+struct Params {
+    k: u32,
+    first_row: u32,
+    rows: u32,
+    n_tokens: u32,
+    row_bytes: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> wq: array<u32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(32)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= p.n_tokens) {
+        return;
+    }
+    let id = ids[t];
+    if (id < p.first_row || id - p.first_row >= p.rows) {
+        return;
+    }
+    let row_byte = (id - p.first_row) * p.row_bytes;
+    for (var g = lid; g < p.k / 32u; g += 32u) {
+        let w = load32(row_byte, g);
+        let o = t * p.k + g * 32u;
+        for (var i = 0u; i < 32u; i++) {
+            out[o + i] = w[i] * p.scale;
+        }
+    }
+}

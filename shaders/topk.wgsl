@@ -1,0 +1,150 @@
+// Top-k selection on the GPU so a decode step reads back k (value, index) pairs, not the logits.
+//
+// Order: a before b when a.value > b.value, or equal values and a.index < b.index (NaN counts as
+// -inf). Both stages run k rounds; each round picks the best element strictly after the previous
+// pick in that order.
+//   chunk_topk: src = f32 logits src[offset .. offset + n]; workgroup c handles elements
+//               [1024c, 1024c + 1024) and writes its k best as (value bits, index) to
+//               dst[2 (c k + j) ..]                                    dst: [n_chunks, k, 2] u32
+//   merge_topk: src = those candidates (n = n_chunks * k pairs); one workgroup writes the k best
+//               to dst[2j ..]; missing entries are (-inf, 0xffffffff).   dst: [k, 2] u32
+
+struct Params {
+    n: u32,
+    k: u32,
+    offset: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+
+const WG: u32 = 256u;
+const PER_THREAD: u32 = 4u;
+const NONE: u32 = 0xffffffffu;
+const NEG_INF: f32 = -3.4028235e38;
+
+var<workgroup> best_v: array<f32, 256>;
+var<workgroup> best_i: array<u32, 256>;
+
+fn clean(v: f32) -> f32 {
+    // NaN compares false with everything: map it to the lowest value.
+    if (v == v) {
+        return v;
+    }
+    return NEG_INF;
+}
+
+// Is (v, i) before (bv, bi)?
+fn before(v: f32, i: u32, bv: f32, bi: u32) -> bool {
+    return v > bv || (v == bv && i < bi);
+}
+
+// Is (v, i) strictly after the previous pick (pv, pi)? (pi == NONE before the first pick.)
+fn after(v: f32, i: u32, pv: f32, pi: u32) -> bool {
+    if (pi == NONE) {
+        return true;
+    }
+    return before(pv, pi, v, i);
+}
+
+// Workgroup arg-best of (best_v, best_i); result in slot 0.
+fn reduce(lid: u32) {
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            let ov = best_v[lid + stride];
+            let oi = best_i[lid + stride];
+            if (oi != NONE && (best_i[lid] == NONE || before(ov, oi, best_v[lid], best_i[lid]))) {
+                best_v[lid] = ov;
+                best_i[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(256)
+fn chunk_topk(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = wid.x + wid.y * nwg.x;
+    let chunk_start = c * WG * PER_THREAD;
+    if (chunk_start >= p.n) {
+        return;
+    }
+    var vals: array<f32, PER_THREAD>;
+    var idxs: array<u32, PER_THREAD>;
+    for (var e = 0u; e < PER_THREAD; e++) {
+        let i = chunk_start + lid + e * WG;
+        idxs[e] = NONE;
+        vals[e] = NEG_INF;
+        if (i < p.n) {
+            idxs[e] = i;
+            vals[e] = clean(bitcast<f32>(src[p.offset + i]));
+        }
+    }
+    var pv = 0.0;
+    var pi = NONE;
+    for (var j = 0u; j < p.k; j++) {
+        var bv = NEG_INF;
+        var bi = NONE;
+        for (var e = 0u; e < PER_THREAD; e++) {
+            if (idxs[e] != NONE && after(vals[e], idxs[e], pv, pi) && (bi == NONE || before(vals[e], idxs[e], bv, bi))) {
+                bv = vals[e];
+                bi = idxs[e];
+            }
+        }
+        best_v[lid] = bv;
+        best_i[lid] = bi;
+        reduce(lid);
+        let nv = best_v[0];
+        let ni = best_i[0];
+        if (lid == 0u) {
+            let o = 2u * (c * p.k + j);
+            dst[o] = bitcast<u32>(nv);
+            dst[o + 1u] = ni;
+        }
+        workgroupBarrier();
+        if (ni != NONE) {
+            // Fewer than k elements leave the remaining rounds at NONE.
+            pv = nv;
+            pi = ni;
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn merge_topk(@builtin(local_invocation_index) lid: u32) {
+    var pv = 0.0;
+    var pi = NONE;
+    for (var j = 0u; j < p.k; j++) {
+        var bv = NEG_INF;
+        var bi = NONE;
+        for (var c = lid; c < p.n; c += WG) {
+            let v = bitcast<f32>(src[2u * c]);
+            let i = src[2u * c + 1u];
+            if (i != NONE && after(v, i, pv, pi) && (bi == NONE || before(v, i, bv, bi))) {
+                bv = v;
+                bi = i;
+            }
+        }
+        best_v[lid] = bv;
+        best_i[lid] = bi;
+        reduce(lid);
+        let nv = best_v[0];
+        let ni = best_i[0];
+        if (lid == 0u) {
+            dst[2u * j] = bitcast<u32>(select(NEG_INF, nv, ni != NONE));
+            dst[2u * j + 1u] = ni;
+        }
+        workgroupBarrier();
+        if (ni != NONE) {
+            pv = nv;
+            pi = ni;
+        }
+    }
+}

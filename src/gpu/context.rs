@@ -1,0 +1,222 @@
+//! The wgpu adapter/device, the limits we asked for, and helpers to create and read buffers.
+
+use super::{GpuError, PipelineCache};
+
+/// The device limits that shape how tensors are laid out and kernels dispatched.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceLimits {
+    /// Largest range of one storage-buffer binding in bytes; bigger tensors are split into parts.
+    pub max_storage_binding: u64,
+    /// Largest single buffer in bytes.
+    pub max_buffer_size: u64,
+    /// Largest workgroup count in one dispatch dimension.
+    pub max_workgroups_per_dim: u32,
+    /// Alignment of uniform-buffer binding offsets in bytes.
+    pub uniform_align: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub max_workgroup_storage: u32,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+}
+
+/// The GPU: device, queue, limits and the pipeline cache. Create one per process.
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub limits: DeviceLimits,
+    pub adapter_name: String,
+    pub backend: String,
+    pub(crate) pipelines: PipelineCache,
+    arenas: std::sync::Mutex<Vec<wgpu::Buffer>>,
+    /// The first validation/out-of-memory error the device reported, if any.
+    device_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    submits: std::sync::atomic::AtomicU64,
+}
+
+/// Storage buffers one kernel binds at most (weights part, inputs, outputs, KV).
+const STORAGE_BUFFERS_NEEDED: u32 = 6;
+
+impl Context {
+    /// Finds an adapter and opens a device with the highest limits the adapter offers for the
+    /// things we need (storage binding size, buffer size). Errors name what is missing.
+    pub async fn new() -> Result<Context, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let offered = adapter.limits();
+        if offered.max_storage_buffers_per_shader_stage < STORAGE_BUFFERS_NEEDED {
+            return Err(GpuError::Limit(format!(
+                "the adapter allows {} storage buffers per shader stage; ferrolm needs {}",
+                offered.max_storage_buffers_per_shader_stage, STORAGE_BUFFERS_NEEDED
+            )));
+        }
+        // Ask for everything the adapter offers: large storage bindings matter for big embeddings.
+        let required_limits = offered.clone();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("ferrolm"),
+                required_features: wgpu::Features::empty(),
+                required_limits: required_limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+        let device_error: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let slot = device_error.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut s) = slot.lock() {
+                s.get_or_insert_with(|| e.to_string().lines().next().unwrap_or("unknown").to_string());
+            }
+        }));
+        let features = adapter.features();
+        let limits = DeviceLimits {
+            max_storage_binding: required_limits.max_storage_buffer_binding_size,
+            max_buffer_size: required_limits.max_buffer_size,
+            max_workgroups_per_dim: required_limits.max_compute_workgroups_per_dimension,
+            uniform_align: required_limits.min_uniform_buffer_offset_alignment,
+            max_invocations_per_workgroup: required_limits.max_compute_invocations_per_workgroup,
+            max_workgroup_storage: required_limits.max_compute_workgroup_storage_size,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+        };
+        Ok(Context {
+            device,
+            queue,
+            limits,
+            adapter_name: info.name,
+            backend: format!("{:?}", info.backend),
+            pipelines: PipelineCache::default(),
+            arenas: Default::default(),
+            device_error,
+            submits: Default::default(),
+        })
+    }
+
+    /// Errors if the device has reported an error (a bug or out of memory): results are not valid.
+    pub fn check_device_error(&self) -> Result<(), GpuError> {
+        match self.device_error.lock().ok().and_then(|s| s.clone()) {
+            Some(e) => Err(GpuError::Device(format!("the GPU reported an error: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// A uniform buffer for a step's parameters (reused across steps).
+    pub(crate) fn take_arena(&self, bytes: u64) -> wgpu::Buffer {
+        let pooled = self.arenas.lock().ok().and_then(|mut pool| pool.pop());
+        pooled.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: bytes,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    pub(crate) fn return_arena(&self, buffer: wgpu::Buffer) {
+        if let Ok(mut pool) = self.arenas.lock() {
+            if pool.len() < 4 {
+                pool.push(buffer);
+            }
+        }
+    }
+
+    pub(crate) fn count_submit(&self) {
+        self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Queue submissions made through [`super::Step`] so far.
+    pub fn submit_count(&self) -> u64 {
+        self.submits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A zero-initialised f32/u32 storage buffer of `bytes` bytes (rounded up to 4).
+    pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let size = bytes.max(4).next_multiple_of(4);
+        if size > self.limits.max_storage_binding {
+            return Err(GpuError::Limit(format!(
+                "buffer '{label}' needs {size} bytes but the device binds at most {} bytes",
+                self.limits.max_storage_binding
+            )));
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn upload_f32(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        let buf = self.storage_buffer(label, (data.len() * 4) as u64)?;
+        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+        Ok(buf)
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn upload_u32(&self, label: &str, data: &[u32]) -> Result<wgpu::Buffer, GpuError> {
+        let buf = self.storage_buffer(label, (data.len() * 4) as u64)?;
+        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+        Ok(buf)
+    }
+
+    /// A mappable buffer to copy results into for reading back.
+    pub fn readback_buffer(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Waits for the GPU and returns the first `bytes` bytes of a MAP_READ buffer.
+    pub async fn read_mapped(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        let slice = buffer.slice(0..bytes.max(4).next_multiple_of(4));
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| GpuError::Device("the buffer mapping was cancelled".into()))?
+            .map_err(|e| GpuError::Device(format!("reading back from the GPU failed: {e}")))?;
+        self.check_device_error()?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Device(format!("mapping the readback buffer failed: {e}")))?[..bytes as usize]
+            .to_vec();
+        buffer.unmap();
+        Ok(data)
+    }
+
+    /// Copies `bytes` bytes of a storage buffer to the CPU (tests and full-logit reads).
+    pub async fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        let staging = self.readback_buffer("readback", bytes);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes.next_multiple_of(4));
+        self.queue.submit([encoder.finish()]);
+        self.read_mapped(&staging, bytes).await
+    }
+
+    /// Reads `n` f32 values from the start of a storage buffer.
+    pub async fn read_f32(&self, buffer: &wgpu::Buffer, n: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.read_buffer(buffer, (n * 4) as u64).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}

@@ -1,0 +1,99 @@
+//! Quantized matrix × activations (decode and prefill) and quantized embedding lookup.
+
+use super::{Defines, GpuError, Kernel, Step, WeightMatrix};
+
+/// Tokens handled per pass of the matmul kernel for prefill (each dequantized group is reused).
+const PREFILL_TILE: u32 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulParams {
+    k: u32,
+    rows: u32,
+    row_offset: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,
+    y_stride: u32,
+    accumulate: u32,
+    row_bytes: u32,
+    _pad: [u32; 3],
+}
+
+/// Where a matmul reads its activations and how it writes its outputs.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulArgs {
+    pub n_tokens: u32,
+    /// First element of token 0's input row in `x`.
+    pub x_offset: u32,
+    /// Elements between consecutive tokens' inputs (usually `k`).
+    pub x_stride: u32,
+    /// Elements between consecutive tokens' outputs (usually `n_rows`).
+    pub y_stride: u32,
+    /// Add to `y` instead of overwriting it (fuses a residual add).
+    pub accumulate: bool,
+}
+
+impl MatmulArgs {
+    /// Dense `[n_tokens, k]` in, dense `[n_tokens, n_rows]` out.
+    pub fn dense(w: &WeightMatrix, n_tokens: u32) -> Self {
+        MatmulArgs { n_tokens, x_offset: 0, x_stride: w.k, y_stride: w.n_rows, accumulate: false }
+    }
+    pub fn accumulate(mut self) -> Self {
+        self.accumulate = true;
+        self
+    }
+}
+
+/// y[t, r] (+)= Σ_k W[r, k] · x[t, k]   W: [n_rows, k] quantized,  x: [n_tokens, k] f32,
+/// y: [n_tokens, n_rows] f32 (strides and offsets from `args`).
+pub fn matmul(step: &mut Step, w: &WeightMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer, args: MatmulArgs) -> Result<(), GpuError> {
+    let tile = if args.n_tokens == 1 { 1 } else { PREFILL_TILE };
+    let defines = Defines::new().flag(w.ty.name()).constant("TILE_T", tile);
+    for part in &w.parts {
+        let params = MatmulParams {
+            k: w.k,
+            rows: part.rows,
+            row_offset: part.first_row,
+            n_tokens: args.n_tokens,
+            x_offset: args.x_offset,
+            x_stride: args.x_stride,
+            y_stride: args.y_stride,
+            accumulate: args.accumulate as u32,
+            row_bytes: w.row_bytes as u32,
+            _pad: [0; 3],
+        };
+        step.dispatch(Kernel::Matmul, "main", &defines, &params, &[&part.buffer, x, y], part.rows)?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct EmbedParams {
+    k: u32,
+    first_row: u32,
+    rows: u32,
+    n_tokens: u32,
+    row_bytes: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+
+/// out[t, :] = scale · W[ids[t], :]    W: [vocab, k] quantized, ids: [n_tokens] u32, out: [n_tokens, k] f32.
+pub fn embed(step: &mut Step, w: &WeightMatrix, ids: &wgpu::Buffer, out: &wgpu::Buffer, n_tokens: u32, scale: f32) -> Result<(), GpuError> {
+    let defines = Defines::new().flag(w.ty.name());
+    for part in &w.parts {
+        let params = EmbedParams {
+            k: w.k,
+            first_row: part.first_row,
+            rows: part.rows,
+            n_tokens,
+            row_bytes: w.row_bytes as u32,
+            scale,
+            _pad: [0; 2],
+        };
+        step.dispatch(Kernel::Embed, "main", &defines, &params, &[&part.buffer, ids, out], n_tokens)?;
+    }
+    Ok(())
+}

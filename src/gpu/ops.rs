@@ -1,0 +1,218 @@
+//! The small kernels: RMSNorm, RoPE, attention, element-wise ops, top-k.
+//! Each function states the shapes of its buffers; all activations are f32.
+
+use super::{Context, Defines, GpuError, Kernel, Step};
+
+fn no_defines() -> &'static Defines {
+    static EMPTY: std::sync::OnceLock<Defines> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Defines::new)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormParams {
+    n: u32,
+    n_rows: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+/// y[r, :] = x[r, :] / rms(x[r, :]) · w     x, y: [n_rows, n]   w: [n]
+pub fn rms_norm(step: &mut Step, x: &wgpu::Buffer, w: &wgpu::Buffer, y: &wgpu::Buffer, n: u32, n_rows: u32, eps: f32) -> Result<(), GpuError> {
+    let params = NormParams { n, n_rows, eps, _pad: 0 };
+    step.dispatch(Kernel::Norm, "rms_norm", no_defines(), &params, &[x, w, y], n_rows)
+}
+
+/// Rotary embedding convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeMode {
+    /// Pairs (2i, 2i+1): Llama (GGML "NORM").
+    Interleaved,
+    /// Pairs (i, i + n_rot/2): Qwen, Phi-3, Gemma (GGML "NEOX").
+    HalfSplit,
+}
+
+/// How positions rotate q and k.
+#[derive(Clone, Copy, Debug)]
+pub struct Rope {
+    pub mode: RopeMode,
+    pub n_rot: u32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RopeParams {
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    n_rot: u32,
+    pos0: u32,
+    neox: u32,
+    freq_base: f32,
+    freq_scale: f32,
+}
+
+/// Rotates x in place: x: [n_tokens, n_heads, head_dim], token t at position pos0 + t.
+pub fn rope(step: &mut Step, x: &wgpu::Buffer, rope: &Rope, n_tokens: u32, n_heads: u32, head_dim: u32, pos0: u32) -> Result<(), GpuError> {
+    let params = RopeParams {
+        n_tokens,
+        n_heads,
+        head_dim,
+        n_rot: rope.n_rot,
+        pos0,
+        neox: (rope.mode == RopeMode::HalfSplit) as u32,
+        freq_base: rope.freq_base,
+        freq_scale: rope.freq_scale,
+    };
+    let threads = n_tokens * n_heads * (rope.n_rot / 2);
+    step.dispatch(Kernel::Rope, "rope", no_defines(), &params, &[x], threads.div_ceil(64))
+}
+
+/// Attention shape and options.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionArgs {
+    pub n_tokens: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    /// Position of the first query token; the cache holds positions 0 ..= pos0 + n_tokens - 1.
+    pub pos0: u32,
+    pub scale: f32,
+    /// Logit soft-cap (0 = off).
+    pub softcap: f32,
+    /// Sliding window in positions (0 = off).
+    pub window: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttentionParams {
+    n_tokens: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    pos0: u32,
+    window: u32,
+    scale: f32,
+    softcap: f32,
+}
+
+/// Causal GQA attention.  q, out: [n_tokens, n_heads, head_dim];  k_cache, v_cache: [ctx, n_kv_heads, head_dim].
+pub fn attention(step: &mut Step, q: &wgpu::Buffer, k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer, out: &wgpu::Buffer, a: &AttentionArgs) -> Result<(), GpuError> {
+    if a.head_dim > 256 || a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
+        return Err(GpuError::Shape(format!(
+            "attention with {} heads, {} KV heads of {} dims is not supported (head_dim <= 256, heads a multiple of KV heads)",
+            a.n_heads, a.n_kv_heads, a.head_dim
+        )));
+    }
+    let params = AttentionParams {
+        n_tokens: a.n_tokens,
+        n_heads: a.n_heads,
+        n_kv_heads: a.n_kv_heads,
+        head_dim: a.head_dim,
+        pos0: a.pos0,
+        window: a.window,
+        scale: a.scale,
+        softcap: a.softcap,
+    };
+    step.dispatch(Kernel::Attention, "attend", no_defines(), &params, &[q, k_cache, v_cache, out], a.n_tokens * a.n_heads)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ElementwiseParams {
+    n: u32,
+    x_offset: u32,
+    y_offset: u32,
+    _pad: u32,
+}
+
+/// An element-wise op of `elementwise.wgsl` over n elements.
+#[derive(Clone, Copy, Debug)]
+pub enum Elementwise {
+    /// y += x
+    Add,
+    /// y = x
+    Copy,
+    /// y = silu(y) · x
+    SwiGlu,
+    /// y = gelu_tanh(y) · x
+    GeGlu,
+}
+
+/// Applies `op` to y[y_offset .. y_offset + n] with x[x_offset ..].
+pub fn elementwise(step: &mut Step, op: Elementwise, x: &wgpu::Buffer, y: &wgpu::Buffer, n: u32, x_offset: u32, y_offset: u32) -> Result<(), GpuError> {
+    let entry = match op {
+        Elementwise::Add => "add",
+        Elementwise::Copy => "copy",
+        Elementwise::SwiGlu => "swiglu",
+        Elementwise::GeGlu => "geglu",
+    };
+    let params = ElementwiseParams { n, x_offset, y_offset, _pad: 0 };
+    step.dispatch(Kernel::Elementwise, entry, no_defines(), &params, &[x, y], n.div_ceil(256))
+}
+
+/// Largest k [`TopK`] selects.
+pub const MAX_TOP_K: u32 = 256;
+const TOPK_CHUNK: u32 = 1024;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TopKParams {
+    n: u32,
+    k: u32,
+    offset: u32,
+    _pad: u32,
+}
+
+/// Scratch and result buffers of a top-k selection over rows of `n` logits.
+pub struct TopK {
+    pub n: u32,
+    pub k: u32,
+    candidates: wgpu::Buffer,
+    /// The k best as (f32 bits, token id) u32 pairs: [k, 2].
+    pub result: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+impl TopK {
+    pub fn new(ctx: &Context, n: u32, k: u32) -> Result<TopK, GpuError> {
+        if k == 0 || k > MAX_TOP_K {
+            return Err(GpuError::Shape(format!("top-k of {k}: k must be between 1 and {MAX_TOP_K}")));
+        }
+        let chunks = n.div_ceil(TOPK_CHUNK) as u64;
+        Ok(TopK {
+            n,
+            k,
+            candidates: ctx.storage_buffer("topk candidates", chunks * k as u64 * 8)?,
+            result: ctx.storage_buffer("topk result", k as u64 * 8)?,
+            readback: ctx.readback_buffer("topk readback", k as u64 * 8),
+        })
+    }
+
+    /// Records the selection of the k largest of logits[offset .. offset + n].
+    pub fn record(&self, step: &mut Step, logits: &wgpu::Buffer, offset: u32) -> Result<(), GpuError> {
+        let chunks = self.n.div_ceil(TOPK_CHUNK);
+        let p1 = TopKParams { n: self.n, k: self.k, offset, _pad: 0 };
+        step.dispatch(Kernel::TopK, "chunk_topk", no_defines(), &p1, &[logits, &self.candidates], chunks)?;
+        let p2 = TopKParams { n: chunks * self.k, k: self.k, offset: 0, _pad: 0 };
+        step.dispatch(Kernel::TopK, "merge_topk", no_defines(), &p2, &[&self.candidates, &self.result], 1)
+    }
+
+    /// Submits `step` (copying the result out in the same submission) and reads the k best
+    /// (token id, logit), best first.
+    pub async fn submit_and_read(&self, step: Step<'_>) -> Result<Vec<(u32, f32)>, GpuError> {
+        let ctx = step.context();
+        let bytes = self.k as u64 * 8;
+        step.submit(Some((&self.result, &self.readback, bytes)));
+        let data = ctx.read_mapped(&self.readback, bytes).await?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&data);
+        Ok(words
+            .chunks_exact(2)
+            .filter(|pair| pair[1] != u32::MAX)
+            .map(|pair| (pair[1], f32::from_bits(pair[0])))
+            .collect())
+    }
+}

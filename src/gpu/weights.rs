@@ -1,0 +1,123 @@
+//! Weight matrices on the GPU, kept in their raw GGUF block layout and split by rows into parts
+//! that each fit one storage binding.
+
+use super::{Context, GpuError};
+use crate::quant::GgmlType;
+
+/// Largest part we create, whatever the device allows: kernels address bytes with u32.
+const MAX_PART_BYTES: u64 = 1 << 31;
+
+/// One storage buffer holding rows `[first_row, first_row + rows)` of a matrix.
+pub struct WeightPart {
+    pub buffer: wgpu::Buffer,
+    pub first_row: u32,
+    pub rows: u32,
+    /// Byte offset of this part's first row within the tensor's data.
+    pub byte_start: u64,
+    pub byte_len: u64,
+}
+
+/// A GGML matrix W: [n_rows, k] (GGUF dims `[k, n_rows]`, row-major, each row `row_bytes` long).
+pub struct WeightMatrix {
+    pub name: String,
+    pub ty: GgmlType,
+    pub k: u32,
+    pub n_rows: u32,
+    pub row_bytes: u64,
+    pub parts: Vec<WeightPart>,
+}
+
+/// Which GGML types the GPU kernels can read.
+pub fn gpu_supports(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0
+    )
+}
+
+impl WeightMatrix {
+    /// Allocates GPU parts for a `[n_rows, k]` matrix of type `ty` (contents are written later with
+    /// [`WeightMatrix::write`]). Errors if the type has no GPU kernel or one row exceeds a binding.
+    pub fn allocate(ctx: &Context, name: &str, ty: GgmlType, k: u64, n_rows: u64) -> Result<WeightMatrix, GpuError> {
+        let max_part = ctx.limits.max_storage_binding.min(ctx.limits.max_buffer_size).min(MAX_PART_BYTES);
+        Self::allocate_with_part_limit(ctx, name, ty, k, n_rows, max_part)
+    }
+
+    /// [`WeightMatrix::allocate`] with parts of at most `max_part` bytes (tests use small limits
+    /// to exercise splitting).
+    pub fn allocate_with_part_limit(
+        ctx: &Context,
+        name: &str,
+        ty: GgmlType,
+        k: u64,
+        n_rows: u64,
+        max_part: u64,
+    ) -> Result<WeightMatrix, GpuError> {
+        if !gpu_supports(ty) {
+            return Err(GpuError::UnsupportedType { tensor: name.to_string(), ty: ty.name() });
+        }
+        if k % 32 != 0 || k > u32::MAX as u64 || n_rows > u32::MAX as u64 || n_rows == 0 {
+            return Err(GpuError::Shape(format!(
+                "tensor '{name}' has shape [{k}, {n_rows}]; matrices need a row length that is a multiple of 32"
+            )));
+        }
+        let row_bytes = ty
+            .row_bytes(k)
+            .ok_or_else(|| GpuError::Shape(format!("tensor '{name}': row of {k} elements is not whole blocks")))?;
+        // Parts start at whole rows and at 4-byte boundaries (buffer writes are 4-byte aligned).
+        let align_rows = (4 / gcd(row_bytes, 4)).max(1);
+        let mut rows_per_part = (max_part / row_bytes) / align_rows * align_rows;
+        if rows_per_part == 0 {
+            return Err(GpuError::Limit(format!(
+                "tensor '{name}': one row is {row_bytes} bytes but the device binds at most {max_part} bytes"
+            )));
+        }
+        rows_per_part = rows_per_part.min(n_rows);
+        let mut parts = Vec::new();
+        let mut first = 0u64;
+        while first < n_rows {
+            let rows = rows_per_part.min(n_rows - first);
+            let byte_len = rows * row_bytes;
+            let buffer = ctx.storage_buffer(name, byte_len)?;
+            parts.push(WeightPart { buffer, first_row: first as u32, rows: rows as u32, byte_start: first * row_bytes, byte_len });
+            first += rows;
+        }
+        Ok(WeightMatrix { name: name.to_string(), ty, k: k as u32, n_rows: n_rows as u32, row_bytes, parts })
+    }
+
+    /// Total bytes of the tensor's data.
+    pub fn byte_len(&self) -> u64 {
+        self.row_bytes * self.n_rows as u64
+    }
+
+    /// Writes `data`, which holds tensor bytes `[offset, offset + data.len())`, into the parts.
+    /// `offset` must be a multiple of 4; a tail that is not is zero-padded.
+    pub fn write(&self, queue: &wgpu::Queue, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        for part in &self.parts {
+            let lo = offset.max(part.byte_start);
+            let hi = end.min(part.byte_start + part.byte_len);
+            if lo >= hi {
+                continue;
+            }
+            let chunk = &data[(lo - offset) as usize..(hi - offset) as usize];
+            let dst = lo - part.byte_start;
+            if chunk.len() % 4 == 0 {
+                queue.write_buffer(&part.buffer, dst, chunk);
+            } else {
+                let mut padded = chunk.to_vec();
+                padded.resize(chunk.len().next_multiple_of(4), 0);
+                queue.write_buffer(&part.buffer, dst, &padded);
+            }
+        }
+    }
+
+    /// Bytes of GPU memory held.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.buffer.size()).sum()
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}

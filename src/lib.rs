@@ -1,0 +1,19 @@
+//! ferrolm: run small language models from GGUF files on WebGPU (wgpu natively, the browser's
+//! WebGPU in wasm).
+//!
+//! Layout: `gguf` (the file format), `quant` (GGML block layouts and the CPU reference),
+//! `gpu` (runtime and kernels), `model` (architectures, weights, KV cache), `tokenizer`,
+//! `sampler`, `engine` (load + generate), `loader` (byte sources).
+
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod gpu;
+pub mod inspect;
+pub mod loader;
+pub mod model;
+pub mod quant;
+pub mod sampler;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

@@ -1,0 +1,184 @@
+//! Where the model's tensors live on the GPU, and the stream that fills them from file bytes.
+//!
+//! Matrices stay in their raw GGUF block layout ([`WeightMatrix`]); 1-D tensors (norm weights,
+//! biases) are dequantized on the CPU to f32 — they are tiny. The loader hands file bytes to
+//! [`WeightStore::feed`] in file order, in chunks of any size; nothing holds the whole file.
+
+use crate::error::{Error, Result};
+use crate::gguf::{GgufFile, TensorInfo};
+use crate::gpu::{Context, WeightMatrix};
+use crate::quant;
+
+/// A matrix in the store.
+#[derive(Clone, Copy, Debug)]
+pub struct MatrixId(usize);
+/// An f32 vector in the store.
+#[derive(Clone, Copy, Debug)]
+pub struct VectorId(usize);
+
+enum Target {
+    Matrix(usize),
+    /// Bytes are gathered, then dequantized to f32 and uploaded to `vectors[index]`.
+    Vector { index: usize, n: usize, bytes: Vec<u8> },
+}
+
+struct Pending {
+    name: String,
+    info: TensorInfo,
+    received: u64,
+    target: Target,
+}
+
+/// All weights of a model on the GPU, and the bookkeeping to fill them.
+#[derive(Default)]
+pub struct WeightStore {
+    matrices: Vec<WeightMatrix>,
+    vectors: Vec<wgpu::Buffer>,
+    pending: Vec<Pending>,
+    /// Bytes held back so that every GPU write starts at a 4-byte aligned file offset.
+    carry: Vec<u8>,
+    carry_offset: u64,
+}
+
+impl WeightStore {
+    pub fn m(&self, id: MatrixId) -> &WeightMatrix {
+        &self.matrices[id.0]
+    }
+
+    pub fn v(&self, id: VectorId) -> &wgpu::Buffer {
+        &self.vectors[id.0]
+    }
+
+    /// Registers the matrix `name` of GGUF shape [k, n_rows] (W: [n_rows, k]).
+    pub fn matrix(&mut self, ctx: &Context, file: &GgufFile, name: &str, k: u32, n_rows: u32) -> Result<MatrixId> {
+        let info = find(file, name, &[k as u64, n_rows as u64])?;
+        let m = WeightMatrix::allocate(ctx, name, info.ty, k as u64, n_rows as u64)?;
+        self.matrices.push(m);
+        let id = self.matrices.len() - 1;
+        self.pending.push(Pending { name: name.into(), info, received: 0, target: Target::Matrix(id) });
+        Ok(MatrixId(id))
+    }
+
+    /// The matrix `name` if the file has it.
+    pub fn optional_matrix(&mut self, ctx: &Context, file: &GgufFile, name: &str, k: u32, n_rows: u32) -> Result<Option<MatrixId>> {
+        match file.tensor(name) {
+            Some(_) => self.matrix(ctx, file, name, k, n_rows).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Registers the 1-D tensor `name` of `n` elements (uploaded as f32).
+    pub fn vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32) -> Result<VectorId> {
+        let info = find(file, name, &[n as u64])?;
+        if !info.ty.has_cpu_dequant() {
+            return Err(Error::Unsupported(format!("tensor '{name}' has type {}, which cannot be read yet", info.ty.name())));
+        }
+        self.vectors.push(ctx.storage_buffer(name, n as u64 * 4)?);
+        let index = self.vectors.len() - 1;
+        let bytes = Vec::with_capacity(info.n_bytes as usize);
+        self.pending.push(Pending { name: name.into(), info, received: 0, target: Target::Vector { index, n: n as usize, bytes } });
+        Ok(VectorId(index))
+    }
+
+    /// File byte ranges `[start, end)` the store needs, sorted, adjacent ranges merged.
+    pub fn needed_ranges(&self) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = self.pending.iter().map(|p| (p.info.offset, p.info.offset + p.info.n_bytes)).collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (s, e) in ranges {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
+    }
+
+    /// Total bytes of tensor data to load.
+    pub fn total_bytes(&self) -> u64 {
+        self.needed_ranges().iter().map(|(s, e)| e - s).sum()
+    }
+
+    /// Accepts file bytes `[offset, offset + data.len())`, in file order, in chunks of any size.
+    /// GPU writes must start at 4-byte aligned offsets, so an unaligned remainder is held back
+    /// until the next chunk (or [`WeightStore::finish`]).
+    pub fn feed(&mut self, ctx: &Context, offset: u64, data: &[u8]) -> Result<()> {
+        let mut joined;
+        let (start, bytes) = if !self.carry.is_empty() && self.carry_offset + self.carry.len() as u64 == offset {
+            joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(data);
+            (self.carry_offset, &joined[..])
+        } else {
+            self.flush_carry(ctx);
+            if offset % 4 != 0 {
+                // Tensor data starts aligned, so bytes before the next aligned offset are padding.
+                let skip = ((4 - offset % 4) as usize).min(data.len());
+                (offset + skip as u64, &data[skip..])
+            } else {
+                (offset, data)
+            }
+        };
+        let whole = bytes.len() / 4 * 4;
+        self.deliver(ctx, start, &bytes[..whole]);
+        self.carry = bytes[whole..].to_vec();
+        self.carry_offset = start + whole as u64;
+        Ok(())
+    }
+
+    fn flush_carry(&mut self, ctx: &Context) {
+        let carry = std::mem::take(&mut self.carry);
+        self.deliver(ctx, self.carry_offset, &carry);
+    }
+
+    /// Routes bytes starting at an aligned file offset to the tensors they belong to.
+    fn deliver(&mut self, ctx: &Context, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        for p in &mut self.pending {
+            let lo = offset.max(p.info.offset + p.received);
+            let hi = end.min(p.info.offset + p.info.n_bytes);
+            if lo >= hi {
+                continue;
+            }
+            let chunk = &data[(lo - offset) as usize..(hi - offset) as usize];
+            match &mut p.target {
+                Target::Matrix(i) => self.matrices[*i].write(&ctx.queue, lo - p.info.offset, chunk),
+                Target::Vector { bytes, .. } => bytes.extend_from_slice(chunk),
+            }
+            p.received += chunk.len() as u64;
+        }
+    }
+
+    /// Uploads the gathered vectors and checks that every tensor was received whole.
+    pub fn finish(&mut self, ctx: &Context) -> Result<()> {
+        self.flush_carry(ctx);
+        for p in self.pending.drain(..) {
+            if p.received != p.info.n_bytes {
+                return Err(Error::Io(format!(
+                    "tensor '{}' received {} of {} bytes: the model data ended early",
+                    p.name, p.received, p.info.n_bytes
+                )));
+            }
+            if let Target::Vector { index, n, bytes } = p.target {
+                let mut values = vec![0f32; n];
+                quant::dequantize(p.info.ty, &bytes, &mut values)
+                    .map_err(|e| Error::Unsupported(format!("tensor '{}': {e}", p.name)))?;
+                ctx.queue.write_buffer(&self.vectors[index], 0, bytemuck::cast_slice(&values));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of GPU memory held by the weights.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.matrices.iter().map(|m| m.gpu_bytes()).sum::<u64>() + self.vectors.iter().map(|v| v.size()).sum::<u64>()
+    }
+}
+
+/// The tensor `name`, checked to have exactly the GGUF dims `dims`.
+fn find(file: &GgufFile, name: &str, dims: &[u64]) -> Result<TensorInfo> {
+    let info = file.tensor(name).ok_or_else(|| Error::Unsupported(format!("the model has no tensor '{name}'")))?;
+    if info.dims != dims {
+        return Err(Error::Unsupported(format!("tensor '{name}' has shape {:?}, expected {:?}", info.dims, dims)));
+    }
+    Ok(info.clone())
+}
