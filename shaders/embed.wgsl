@@ -18,9 +18,9 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> wq: array<u32>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -35,11 +35,10 @@ fn main(
         return;
     }
     let row_byte = (id - p.first_row) * p.row_bytes;
-    for (var g = lid; g < p.k / 32u; g += 32u) {
-        let w = load32(row_byte, g);
-        let o = t * p.k + g * 32u;
-        for (var i = 0u; i < 32u; i++) {
-            out[o + i] = w[i] * p.scale;
-        }
+    let o = t * p.k;
+    for (var u = lid; u < p.k / 8u; u += 64u) {
+        let w = load8(row_byte, u);
+        out[(o + w.ia) >> 2u] = w.a * p.scale;
+        out[(o + w.ib) >> 2u] = w.b * p.scale;
     }
 }

@@ -1,13 +1,13 @@
 // Top-k selection on the GPU so a decode step reads back k (value, index) pairs, not the logits.
 //
-// Order: a before b when a.value > b.value, or equal values and a.index < b.index (NaN counts as
-// -inf). Both stages run k rounds; each round picks the best element strictly after the previous
+// Order: a before b when a.value > b.value, or equal values and a.index < b.index; NaN comes
+// after every number. Both stages run k rounds; each round picks the best element strictly after the previous
 // pick in that order.
 //   chunk_topk: src = f32 logits src[offset .. offset + n]; workgroup c handles elements
 //               [1024c, 1024c + 1024) and writes its k best as (value bits, index) to
 //               dst[2 (c k + j) ..]                                    dst: [n_chunks, k, 2] u32
 //   merge_topk: src = those candidates (n = n_chunks * k pairs); one workgroup writes the k best
-//               to dst[2j ..]; missing entries are (-inf, 0xffffffff).   dst: [k, 2] u32
+//               to dst[2j ..]; missing entries are (lowest, 0xffffffff).  dst: [k, 2] u32
 
 struct Params {
     n: u32,
@@ -28,16 +28,21 @@ const NEG_INF: f32 = -3.4028235e38;
 var<workgroup> best_v: array<f32, 256>;
 var<workgroup> best_i: array<u32, 256>;
 
-fn clean(v: f32) -> f32 {
-    // NaN compares false with everything: map it to the lowest value.
-    if (v == v) {
-        return v;
-    }
-    return NEG_INF;
+// NaN test on the bits (compilers may assume floats are never NaN).
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
-// Is (v, i) before (bv, bi)?
+// Is (v, i) before (bv, bi)? NaN sorts after every number, -inf included.
 fn before(v: f32, i: u32, bv: f32, bi: u32) -> bool {
+    let vn = is_nan(v);
+    let bn = is_nan(bv);
+    if (vn != bn) {
+        return bn;
+    }
+    if (vn) {
+        return i < bi;
+    }
     return v > bv || (v == bv && i < bi);
 }
 
@@ -84,7 +89,7 @@ fn chunk_topk(
         vals[e] = NEG_INF;
         if (i < p.n) {
             idxs[e] = i;
-            vals[e] = clean(bitcast<f32>(src[p.offset + i]));
+            vals[e] = bitcast<f32>(src[p.offset + i]);
         }
     }
     var pv = 0.0;

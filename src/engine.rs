@@ -53,7 +53,8 @@ pub struct GenerateStats {
 /// A generated token as the callback sees it.
 pub struct Piece<'a> {
     pub token: u32,
-    /// New valid UTF-8 text (possibly empty while a character is incomplete).
+    /// New valid UTF-8 text (possibly empty while a character is incomplete; control tokens such
+    /// as `<|im_end|>` add none).
     pub text: &'a str,
 }
 
@@ -150,7 +151,9 @@ impl Engine {
                 break;
             }
             stats.generated_tokens += 1;
-            let text = decoder.push(self.tokenizer.token_bytes(token));
+            // Control tokens (<|im_end|>, <eos>, ...) carry no text for the reader.
+            let bytes = if self.tokenizer.is_control(token) { &[][..] } else { self.tokenizer.token_bytes(token) };
+            let text = decoder.push(bytes);
             if !on_piece(Piece { token, text: &text }) {
                 finish = FinishReason::Abort;
                 break;

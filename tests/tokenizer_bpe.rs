@@ -1,14 +1,14 @@
 //! Byte-level BPE tokenizer tests.
 //!
 //! Two groups:
-//! - synthetic vocabularies built in the test (always run);
-//! - the real SmolLM2-135M-Instruct vocabulary, dumped from the GGUF by
-//!   `tests/dump_vocab.py` to `tests/data/smollm2-vocab.json` (or `$FERROLM_VOCAB_JSON`),
-//!   checked against the conformance fixture `smollm2-135m-instruct-q4_1.json` (found under
-//!   `$FERROLM_FIXTURES`, `shared/fixtures/` or `/work/shared/fixtures/`). These skip, with a
-//!   message, when the files are absent.
+//! - synthetic vocabularies built in the test;
+//! - the real SmolLM2-135M-Instruct vocabulary, read from the GGUF model
+//!   (`models/SmolLM2-135M-Instruct.Q4_1.gguf`, made by `scripts/setup.sh`) with
+//!   `Tokenizer::from_gguf`, checked against the conformance fixture
+//!   `tests/fixtures/smollm2-135m-instruct-q4_1.json`. A missing model fails the tests.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -18,23 +18,6 @@ use serde::Deserialize;
 // ---------------------------------------------------------------------------------------------
 // Data loading
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct VocabJson {
-    model: String,
-    pre: Option<String>,
-    tokens: Vec<String>,
-    #[serde(default)]
-    token_types: Vec<i32>,
-    #[serde(default)]
-    merges: Vec<String>,
-    #[serde(default)]
-    scores: Vec<f32>,
-    bos_id: Option<u32>,
-    eos_id: Option<u32>,
-    #[serde(default)]
-    add_bos: bool,
-}
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -71,80 +54,23 @@ struct GenerateCase {
     text: String,
 }
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn first_existing(cands: Vec<PathBuf>) -> Option<PathBuf> {
-    cands.into_iter().find(|p| p.is_file())
-}
-
-fn vocab_path() -> Option<PathBuf> {
-    let mut c = Vec::new();
-    if let Ok(p) = std::env::var("FERROLM_VOCAB_JSON") {
-        c.push(PathBuf::from(p));
-    }
-    c.push(manifest_dir().join("tests/data/smollm2-vocab.json"));
-    first_existing(c)
-}
-
-fn fixture_path() -> Option<PathBuf> {
-    const NAME: &str = "smollm2-135m-instruct-q4_1.json";
-    let mut c = Vec::new();
-    if let Ok(p) = std::env::var("FERROLM_FIXTURES") {
-        c.push(Path::new(&p).join(NAME));
-    }
-    c.push(manifest_dir().join("shared/fixtures").join(NAME));
-    c.push(manifest_dir().join("../shared/fixtures").join(NAME));
-    c.push(PathBuf::from("/work/shared/fixtures").join(NAME));
-    first_existing(c)
-}
-
-fn smollm() -> Option<&'static Tokenizer> {
-    static TOK: OnceLock<Option<Tokenizer>> = OnceLock::new();
+fn smollm() -> &'static Tokenizer {
+    static TOK: OnceLock<Tokenizer> = OnceLock::new();
     TOK.get_or_init(|| {
-        let Some(path) = vocab_path() else {
-            eprintln!(
-                "SKIP: no SmolLM2 vocab JSON (run `python3 tests/dump_vocab.py` to create \
-                 tests/data/smollm2-vocab.json)"
-            );
-            return None;
-        };
-        let v: VocabJson =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read vocab json"))
-                .expect("parse vocab json");
-        let vocab = Vocab {
-            model: v.model,
-            pre: v.pre,
-            tokens: v.tokens,
-            token_types: v.token_types,
-            merges: v.merges,
-            scores: v.scores,
-            bos_id: v.bos_id,
-            eos_id: v.eos_id,
-            add_bos: v.add_bos,
-        };
+        let header = common::read_gguf_header(&common::smollm2_path());
         let t = Instant::now();
-        let tok = Tokenizer::new(vocab).expect("build SmolLM2 tokenizer");
+        let tok = Tokenizer::from_gguf(&header).expect("build the SmolLM2 tokenizer from the GGUF");
         eprintln!("SmolLM2 tokenizer built in {:?}", t.elapsed());
-        Some(tok)
+        tok
     })
-    .as_ref()
 }
 
-fn fixture() -> Option<&'static Fixture> {
-    static FIX: OnceLock<Option<Fixture>> = OnceLock::new();
+fn fixture() -> &'static Fixture {
+    static FIX: OnceLock<Fixture> = OnceLock::new();
     FIX.get_or_init(|| {
-        let Some(path) = fixture_path() else {
-            eprintln!("SKIP: fixture smollm2-135m-instruct-q4_1.json not found");
-            return None;
-        };
-        Some(
-            serde_json::from_str(&std::fs::read_to_string(path).expect("read fixture"))
-                .expect("parse fixture"),
-        )
+        serde_json::from_value(common::fixture("smollm2-135m-instruct-q4_1.json"))
+            .expect("fixture smollm2-135m-instruct-q4_1.json has the expected shape")
     })
-    .as_ref()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -153,7 +79,7 @@ fn fixture() -> Option<&'static Fixture> {
 
 #[test]
 fn smollm_vocab_metadata() {
-    let Some(tok) = smollm() else { return };
+    let tok = smollm();
     assert_eq!(tok.vocab_size(), 49152);
     assert_eq!(tok.pre_tokenizer(), PreTokenizerKind::Smollm);
     assert!(!tok.pre_is_fallback());
@@ -174,9 +100,7 @@ fn smollm_vocab_metadata() {
 
 #[test]
 fn smollm_fixture_tokenize_cases() {
-    let (Some(tok), Some(fix)) = (smollm(), fixture()) else {
-        return;
-    };
+    let (tok, fix) = (smollm(), fixture());
     assert!(!fix.add_bos);
     let mut failures = Vec::new();
     for case in &fix.tokenize {
@@ -198,9 +122,7 @@ fn smollm_fixture_tokenize_cases() {
 
 #[test]
 fn smollm_fixture_chat_and_generate_prompts() {
-    let (Some(tok), Some(fix)) = (smollm(), fixture()) else {
-        return;
-    };
+    let (tok, fix) = (smollm(), fixture());
     for chat in &fix.chat {
         let ids = tok.encode(&chat.text, true);
         assert_eq!(ids[0], 1, "chat text starts with <|im_start|>");
@@ -251,44 +173,6 @@ fn smollm_fixture_chat_and_generate_prompts() {
     assert_eq!(checked, fix.generate.len());
 }
 
-/// Optional cross-check against Hugging Face `tokenizers` (cases made by
-/// `tests/make_hf_cases.py`; plain text, no special-token parsing).
-#[test]
-fn smollm_hf_crosscheck() {
-    let Some(tok) = smollm() else { return };
-    let path = manifest_dir().join("tests/data/smollm2-hf-cases.json");
-    let Ok(json) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "SKIP: {} absent (run `python3 tests/make_hf_cases.py`)",
-            path.display()
-        );
-        return;
-    };
-    let cases: Vec<TokenizeCase> = serde_json::from_str(&json).expect("parse hf cases");
-    let mut failures = Vec::new();
-    for case in &cases {
-        let ids = tok.encode(&case.text, false);
-        if ids != case.ids {
-            failures.push(format!(
-                "{:?}\n  want {:?}\n  got  {:?}",
-                case.text, case.ids, ids
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ from HF tokenizers:\n{}",
-        failures.len(),
-        cases.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
 const ROUND_TRIP: &[&str] = &[
     "",
     " ",
@@ -313,7 +197,7 @@ const ROUND_TRIP: &[&str] = &[
 
 #[test]
 fn smollm_round_trip() {
-    let Some(tok) = smollm() else { return };
+    let tok = smollm();
     for s in ROUND_TRIP {
         for parse_special in [false, true] {
             let ids = tok.encode(s, parse_special);
@@ -329,7 +213,7 @@ fn smollm_round_trip() {
 
 #[test]
 fn smollm_pretokenizer_behaviour() {
-    let Some(tok) = smollm() else { return };
+    let tok = smollm();
     let pieces = |s: &str| -> Vec<String> {
         tok.encode(s, false)
             .iter()
@@ -349,7 +233,7 @@ fn smollm_pretokenizer_behaviour() {
 
 #[test]
 fn smollm_parse_special_switch() {
-    let Some(tok) = smollm() else { return };
+    let tok = smollm();
     let s = "<|im_start|>user\nHi<|im_end|>";
     let with = tok.encode(s, true);
     assert_eq!(with[0], 1);
@@ -375,7 +259,7 @@ fn smollm_parse_special_switch() {
 
 #[test]
 fn smollm_stream_decoder_multibyte() {
-    let Some(tok) = smollm() else { return };
+    let tok = smollm();
     // 🤖 (4 bytes) is spread over several byte-level tokens in this vocab.
     let ids = tok.encode("I 🤖 you", false);
     let robot: Vec<u32> = tok.encode(" 🤖", false);
@@ -404,13 +288,11 @@ fn smollm_stream_decoder_multibyte() {
     assert!(s.ends_with('\u{FFFD}'), "{s:?}");
 
     // Matches decode() on every fixture case.
-    if let Some(fix) = fixture() {
-        for case in &fix.tokenize {
-            let mut dec = StreamDecoder::new(tok);
-            let mut s: String = case.ids.iter().map(|&i| dec.push(i)).collect();
-            s += &dec.finish();
-            assert_eq!(s, case.text);
-        }
+    for case in &fixture().tokenize {
+        let mut dec = StreamDecoder::new(tok);
+        let mut s: String = case.ids.iter().map(|&i| dec.push(i)).collect();
+        s += &dec.finish();
+        assert_eq!(s, case.text);
     }
 }
 
@@ -476,7 +358,7 @@ fn random_strings(count: usize, max_len: usize) -> Vec<String> {
 /// bytes are dropped by encode, so decode(encode(s)) is s without them.
 #[test]
 fn smollm_random_strings_round_trip_without_panics() {
-    let Some(tok) = smollm() else { return };
+    let tok = smollm();
     let chars = byte_chars();
     let missing: Vec<u8> = (0..=255u8)
         .filter(|&b| tok.token_id(&chars[usize::from(b)]).is_none())
@@ -507,7 +389,7 @@ fn smollm_random_strings_round_trip_without_panics() {
 
 #[test]
 fn smollm_speed_100kb() {
-    let Some(tok) = smollm() else { return };
+    let tok = smollm();
     let base = "The quick brown fox jumps over the lazy dog; 1234 numbers, café 日本語 🤖\n\
                 def f(x):\n    return x * 2  # comment   \n<|im_start|>user\nHi<|im_end|>\n";
     let mut text = String::new();
@@ -676,55 +558,6 @@ fn synthetic_pre_tokenizers() {
             assert_eq!(ids.len(), s.len(), "{pre:?} {s:?}");
             assert_eq!(tok.decode(&ids), *s);
         }
-    }
-}
-
-#[derive(Deserialize)]
-struct PretokCase {
-    text: String,
-    pieces: Vec<String>,
-}
-
-/// Optional cross-check of the pre-tokenizer splits against Hugging Face `tokenizers` running
-/// the models' original regexes (cases made by `tests/make_pretok_cases.py`).
-#[test]
-fn pretokenizer_hf_crosscheck() {
-    let path = manifest_dir().join("tests/data/pretok-hf-cases.json");
-    let Ok(json) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "SKIP: {} absent (run `python3 tests/make_pretok_cases.py`)",
-            path.display()
-        );
-        return;
-    };
-    let all: std::collections::BTreeMap<String, Vec<PretokCase>> =
-        serde_json::from_str(&json).expect("parse pretok cases");
-    assert!(all.len() >= 4);
-    for (pre, cases) in &all {
-        let tok = Tokenizer::new(synthetic(&[], &[], Some(pre))).unwrap();
-        assert!(!tok.pre_is_fallback(), "{pre}");
-        let mut failures = Vec::new();
-        for case in cases {
-            let got = tok.pre_tokenize(&case.text);
-            if got != case.pieces {
-                failures.push(format!(
-                    "{:?}\n  want {:?}\n  got  {:?}",
-                    case.text, case.pieces, got
-                ));
-            }
-        }
-        assert!(
-            failures.is_empty(),
-            "pre {pre}: {} of {} differ:\n{}",
-            failures.len(),
-            cases.len(),
-            failures
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
     }
 }
 

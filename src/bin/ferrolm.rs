@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(msg)) => {
-            eprintln!("ferrolm: {msg}\n{USAGE}");
+            eprintln!("ferrolm: {msg} (run 'ferrolm help' for usage)");
             ExitCode::from(2)
         }
         Err(CliError::Engine(e)) => {

@@ -19,6 +19,28 @@ pub struct DeviceLimits {
     pub subgroups: bool,
 }
 
+/// Kernel variants chosen for the adapter.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Tuning {
+    /// Threads that share one matrix row in matmul (1 on CPU drivers: no barriers; 16 on GPUs).
+    pub matmul_row_threads: u32,
+}
+
+impl Tuning {
+    fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let mut matmul_row_threads = if cpu { 1 } else { 16 };
+        // Tuning aid: FERROLM_ROW_THREADS=1|2|4|...|64 overrides the choice (native builds).
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(n) = std::env::var("FERROLM_ROW_THREADS").ok().and_then(|v| v.parse::<u32>().ok()) {
+            if n.is_power_of_two() && n <= 64 {
+                matmul_row_threads = n;
+            }
+        }
+        Tuning { matmul_row_threads }
+    }
+}
+
 /// The GPU: device, queue, limits and the pipeline cache. Create one per process.
 pub struct Context {
     pub device: wgpu::Device,
@@ -26,6 +48,7 @@ pub struct Context {
     pub limits: DeviceLimits,
     pub adapter_name: String,
     pub backend: String,
+    pub tuning: Tuning,
     pub(crate) pipelines: PipelineCache,
     arenas: std::sync::Mutex<Vec<wgpu::Buffer>>,
     /// The first validation/out-of-memory error the device reported, if any.
@@ -93,8 +116,9 @@ impl Context {
             device,
             queue,
             limits,
-            adapter_name: info.name,
+            adapter_name: info.name.clone(),
             backend: format!("{:?}", info.backend),
+            tuning: Tuning::for_adapter(&info),
             pipelines: PipelineCache::default(),
             arenas: Default::default(),
             device_error,

@@ -2,8 +2,9 @@
 
 use super::{Defines, GpuError, Kernel, Step, WeightMatrix};
 
-/// Tokens handled per pass of the matmul kernel for prefill (each dequantized group is reused).
-const PREFILL_TILE: u32 = 8;
+/// Threads per matmul workgroup (`matmul.wgsl`).
+const MATMUL_WORKGROUP: u32 = 64;
+
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -48,8 +49,18 @@ impl MatmulArgs {
 /// y[t, r] (+)= Σ_k W[r, k] · x[t, k]   W: [n_rows, k] quantized,  x: [n_tokens, k] f32,
 /// y: [n_tokens, n_rows] f32 (strides and offsets from `args`).
 pub fn matmul(step: &mut Step, w: &WeightMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer, args: MatmulArgs) -> Result<(), GpuError> {
-    let tile = if args.n_tokens == 1 { 1 } else { PREFILL_TILE };
-    let defines = Defines::new().flag(w.ty.name()).constant("TILE_T", tile);
+    if args.x_offset % 4 != 0 || args.x_stride % 4 != 0 {
+        return Err(GpuError::Shape(format!("matmul input offset {} / stride {} must be multiples of 4", args.x_offset, args.x_stride)));
+    }
+    // Prefill handles 4 tokens per pass so each dequantized weight is reused 4 times.
+    let mut defines = Defines::new().flag(w.ty.name());
+    defines = if args.n_tokens == 1 { defines.constant("TILE_T", 1) } else { defines.constant("TILE_T", 4).flag("TILE4") };
+    let row_threads = step.context().tuning.matmul_row_threads;
+    defines = defines.constant("ROW_THREADS", row_threads);
+    if row_threads > 1 {
+        defines = defines.flag("REDUCE");
+    }
+    let rows_per_workgroup = MATMUL_WORKGROUP / row_threads;
     for part in &w.parts {
         let params = MatmulParams {
             k: w.k,
@@ -63,7 +74,7 @@ pub fn matmul(step: &mut Step, w: &WeightMatrix, x: &wgpu::Buffer, y: &wgpu::Buf
             row_bytes: w.row_bytes as u32,
             _pad: [0; 3],
         };
-        step.dispatch(Kernel::Matmul, "main", &defines, &params, &[&part.buffer, x, y], part.rows)?;
+        step.dispatch(Kernel::Matmul, "main", &defines, &params, &[&part.buffer, x, y], part.rows.div_ceil(rows_per_workgroup))?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ mod shader;
 mod step;
 mod weights;
 
-pub use context::{Context, DeviceLimits};
+pub use context::{Context, DeviceLimits, Tuning};
 pub use shader::{preprocess, Defines, Kernel, PipelineCache};
 pub use step::{fold_workgroups, Step};
 pub use weights::{gpu_supports, WeightMatrix, WeightPart};

@@ -1,0 +1,276 @@
+//! The `ferrolm` CLI against the SmolLM2 conformance fixture (exact f32 numpy reference), and its
+//! handling of bad input: exit status 2 and one clear line on stderr, never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{fixture, smollm2_path};
+use serde_json::Value;
+
+/// The fixture's tolerance for `numpy` references (see tests/fixtures and shared/fixtures/README).
+const MARGIN: f64 = 0.05;
+const LOGIT_TOL: f64 = 0.05;
+
+fn ferrolm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrolm"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run ferrolm")
+}
+
+fn stdout_of(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ferrolm failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+}
+
+fn join(ids: &[u32]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn model() -> String {
+    smollm2_path().display().to_string()
+}
+
+#[test]
+fn tokenize_matches_fixture() {
+    let fx = fixture("smollm2-135m-instruct-q4_1.json");
+    for case in fx["tokenize"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let out = stdout_of(&ferrolm(&["tokenize", &model(), text]));
+        let got: Value = serde_json::from_str(out.trim()).expect("tokenize prints JSON");
+        assert_eq!(ids(&got), ids(&case["ids"]), "tokenize {text:?}");
+    }
+}
+
+#[test]
+fn score_matches_fixture_teacher_forced() {
+    let fx = fixture("smollm2-135m-instruct-q4_1.json");
+    for case in fx["generate"].as_array().unwrap() {
+        let prompt = ids(&case["prompt_ids"]);
+        let cont = ids(&case["continuation"]);
+        let mut tokens = prompt.clone();
+        tokens.extend_from_slice(&cont[..cont.len() - 1]);
+        let out = stdout_of(&ferrolm(&["score", &model(), "--tokens", &join(&tokens), "--top-k", "10"]));
+        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("score line is JSON")).collect();
+        assert_eq!(lines.len(), tokens.len(), "one line per position");
+        for (k, step) in case["steps"].as_array().unwrap().iter().enumerate() {
+            let pos = prompt.len() - 1 + k;
+            let line = &lines[pos];
+            assert_eq!(line["pos"].as_u64(), Some(pos as u64));
+            let ours: Vec<(u64, f64)> = line["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap()))
+                .collect();
+            let margin = step["margin"].as_f64().unwrap();
+            if margin >= MARGIN {
+                assert_eq!(ours[0].0, cont[k] as u64, "case {:?} step {k}: arg-max (margin {margin})", case["prompt"]);
+            }
+            for reference in step["top"].as_array().unwrap() {
+                let (id, logit) = (reference[0].as_u64().unwrap(), reference[1].as_f64().unwrap());
+                let mine = ours.iter().find(|(i, _)| *i == id).map(|(_, l)| *l);
+                let mine = mine.unwrap_or_else(|| panic!("step {k}: reference top token {id} is not in our top 10"));
+                assert!(
+                    (mine - logit).abs() <= LOGIT_TOL,
+                    "case {:?} step {k} token {id}: ours {mine} vs reference {logit}",
+                    case["prompt"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_generation_reproduces_fixture() {
+    let fx = fixture("smollm2-135m-instruct-q4_1.json");
+    let header = common::read_gguf_header(&smollm2_path());
+    let tokenizer = ferrolm::tokenizer::Tokenizer::from_gguf(&header).unwrap();
+    for case in fx["generate"].as_array().unwrap() {
+        let prompt_ids = ids(&case["prompt_ids"]);
+        // Chat cases: the rendered prompt is the decoded prompt ids (special tokens parse back).
+        let prompt = match case["prompt"].as_str() {
+            Some(p) => p.to_string(),
+            None => tokenizer.decode(&prompt_ids),
+        };
+        let out = stdout_of(&ferrolm(&[
+            "generate", &model(), "--prompt", &prompt, "--temperature", "0", "--ignore-eos", "--max-tokens", "32", "--json",
+        ]));
+        let got: Value = serde_json::from_str(out.trim()).expect("generate --json prints one JSON object");
+        assert_eq!(ids(&got["prompt_ids"]), prompt_ids, "prompt ids of {prompt:?}");
+        let tokens = ids(&got["tokens"]);
+        let cont = ids(&case["continuation"]);
+        assert_eq!(tokens.len(), 32);
+        // Exact up to the first step whose margin is below the tolerance.
+        let exact = case["steps"].as_array().unwrap().iter().take_while(|s| s["margin"].as_f64().unwrap() >= MARGIN).count();
+        assert!(exact > 0);
+        assert_eq!(tokens[..exact], cont[..exact], "continuation of {prompt:?} (first {exact} steps are decisive)");
+        if exact == cont.len() {
+            assert_eq!(got["text"].as_str(), case["text"].as_str());
+        }
+        assert!(got["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert!(got["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn inspect_describes_the_model() {
+    let out = stdout_of(&ferrolm(&["inspect", &model()]));
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["tensor_count"], 272);
+    let types: Vec<&str> = v["quant_types"].as_object().unwrap().keys().map(|s| s.as_str()).collect();
+    assert_eq!(types, ["F32", "Q4_1", "Q8_0"]);
+    assert_eq!(v["metadata"]["llama.embedding_length"], 576);
+    assert_eq!(v["metadata"]["tokenizer.ggml.tokens"]["elided"], true, "token lists are elided");
+    assert_eq!(v["unsupported_tensors"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn bench_reports_one_submit_and_a_small_readback_per_token() {
+    let out = stdout_of(&ferrolm(&["bench", &model(), "--prompt-tokens", "8", "--gen-tokens", "4"]));
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["submits_per_token"].as_f64(), Some(1.0), "{v}");
+    assert!(v["readback_bytes_per_token"].as_u64().unwrap() <= 512, "{v}");
+    assert!(v["dispatches_per_token"].as_u64().unwrap() > 30, "{v}");
+    assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["adapter"].as_str().is_some_and(|a| !a.is_empty()), "{v}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: exit status 2, one line on stderr naming the problem.
+// ---------------------------------------------------------------------------------------------
+
+fn assert_bad_input(out: &Output, what: &str, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: exit status (stderr: {stderr})");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{what}: one line on stderr, got {stderr:?}");
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "{what}: stderr should mention {needle:?}: {stderr}"
+    );
+}
+
+/// A scratch directory for corrupted model files, removed at the end of the test.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ferrolm-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_on(path: &Path, command: &str) -> Output {
+    let p = path.display().to_string();
+    match command {
+        "generate" => ferrolm(&["generate", &p, "--prompt", "hi", "--max-tokens", "1"]),
+        other => ferrolm(&[other, &p]),
+    }
+}
+
+#[test]
+fn truncated_models_are_rejected_cleanly() {
+    let bytes = std::fs::read(smollm2_path()).unwrap();
+    let header = common::read_gguf_header(&smollm2_path());
+    let data_start = header.data_offset as usize;
+    let scratch = Scratch::new("truncated");
+    // 10 cuts inside the header (magic, counts, metadata, tensor infos), 10 inside the weights.
+    let mut cuts: Vec<usize> = vec![0, 3, 7, 15, 23, 40, 1000, data_start / 3, data_start / 2, data_start - 1];
+    cuts.extend((1..=10).map(|i| data_start + (bytes.len() - data_start) * i / 11));
+    for (i, &cut) in cuts.iter().enumerate() {
+        let path = scratch.write(&format!("cut{i}.gguf"), &bytes[..cut]);
+        for command in ["inspect", "generate"] {
+            let out = run_on(&path, command);
+            // Header cuts read as truncation; weight cuts as tensor data past the end.
+            let needle = if cut < data_start { "" } else { "past the end" };
+            assert_bad_input(&out, &format!("{command} on a file cut at byte {cut}"), needle);
+        }
+    }
+}
+
+#[test]
+fn hostile_headers_are_rejected_cleanly() {
+    let bytes = std::fs::read(smollm2_path()).unwrap();
+    // The header alone (the real tensor infos follow the metadata, so counts stay plausible).
+    let head = &bytes[..2_000_000];
+    let scratch = Scratch::new("hostile");
+    // GGUF v3 header: magic (4), version u32 (4), tensor count u64 @8, kv count u64 @16,
+    // then the first key: length u64 @24.
+    let patch = |offset: usize, value: &[u8]| {
+        let mut b = head.to_vec();
+        b[offset..offset + value.len()].copy_from_slice(value);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("wrong magic", patch(0, b"GGML"), "magic"),
+        ("string length 2^63", patch(24, &(1u64 << 63).to_le_bytes()), "string"),
+        ("tensor count 2^40", patch(8, &(1u64 << 40).to_le_bytes()), "tensor"),
+        ("metadata count 2^40", patch(16, &(1u64 << 40).to_le_bytes()), "metadata"),
+        ("version 99", patch(4, &99u32.to_le_bytes()), "version"),
+    ];
+    for (what, data, needle) in cases {
+        let path = scratch.write("hostile.gguf", &data);
+        for command in ["inspect", "generate"] {
+            assert_bad_input(&run_on(&path, command), &format!("{command}: {what}"), needle);
+        }
+    }
+}
+
+#[test]
+fn tensor_data_past_the_end_is_rejected() {
+    use ferrolm::gguf::writer::Writer;
+    use ferrolm::gguf::Value as V;
+    use ferrolm::quant::GgmlType;
+    let file = Writer::new()
+        .kv("general.architecture", V::String("llama".into()))
+        .tensor("a.weight", &[32], GgmlType::F32, vec![0u8; 128])
+        .tensor("b.weight", &[64], GgmlType::F32, vec![0u8; 256])
+        .build();
+    let scratch = Scratch::new("pastend");
+    // Drop the last 100 bytes: b.weight now extends past the end of the file.
+    let path = scratch.write("short.gguf", &file[..file.len() - 100]);
+    for command in ["inspect", "generate"] {
+        assert_bad_input(&run_on(&path, command), &format!("{command}: tensor past EOF"), "b.weight");
+    }
+}
+
+#[test]
+fn unusable_input_gives_exit_2() {
+    assert_bad_input(&ferrolm(&["inspect", "/nonexistent/model.gguf"]), "missing file", "does not exist");
+    assert_bad_input(&ferrolm(&["frobnicate"]), "unknown command", "unknown command");
+    assert_bad_input(&ferrolm(&["score", &model(), "--tokens", "1,x"]), "bad token list", "not a token id");
+    assert_bad_input(&ferrolm(&["score", &model(), "--tokens", "1,999999"]), "token outside the vocabulary", "vocabulary");
+    let long: String = "word ".repeat(300);
+    assert_bad_input(
+        &ferrolm(&["generate", &model(), "--prompt", &long, "--context", "64"]),
+        "prompt longer than the context",
+        "context",
+    );
+}
