@@ -261,7 +261,7 @@ fn bench(args: Args) -> CliResult {
         "decode_tokens_per_s": stats.decode_tokens_per_s,
         "dispatches_per_token": engine.model.last_dispatches,
         "submits_per_token": (submits.saturating_sub(prefill_submits)) as f64 / decode_steps as f64,
-        "readback_bytes_per_token": 8,
+        "readback_bytes_per_token": engine.model.last_readback_bytes,
         "gpu_bytes": engine.model.gpu_bytes(),
     }));
     Ok(())

@@ -77,6 +77,8 @@ pub struct Model {
     topk: HashMap<u32, TopK>,
     /// Dispatches recorded by the last step.
     pub last_dispatches: u32,
+    /// Bytes read back from the GPU by the last step.
+    pub last_readback_bytes: u64,
 }
 
 impl Model {
@@ -119,7 +121,7 @@ impl Model {
             kv.k.push(buf(&format!("k_cache.{l}"), kv_elems)?);
             kv.v.push(buf(&format!("v_cache.{l}"), kv_elems)?);
         }
-        Ok(Model { config, context_length, ctx, weights, layout, state, kv, topk: HashMap::new(), last_dispatches: 0 })
+        Ok(Model { config, context_length, ctx, weights, layout, state, kv, topk: HashMap::new(), last_dispatches: 0, last_readback_bytes: 0 })
     }
 
     pub fn weights_mut(&mut self) -> &mut WeightStore {
@@ -191,6 +193,7 @@ impl Model {
                 let topk = &self.topk[&k];
                 topk.record(&mut step, &self.state.logits, 0)?;
                 self.last_dispatches = step.dispatches;
+                self.last_readback_bytes = k as u64 * 8;
                 return Ok(topk.submit_and_read(step).await?);
             }
             step.submit(None);
@@ -211,6 +214,7 @@ impl Model {
             self.record_forward(&mut step, chunk, pos, Some(0))?;
             step.submit(None);
             let flat = ctx.read_f32(&self.state.logits, chunk.len() * vocab).await?;
+            self.last_readback_bytes = (flat.len() * 4) as u64;
             out.extend(flat.chunks_exact(vocab).map(|row| row.to_vec()));
             pos += chunk.len() as u32;
         }
