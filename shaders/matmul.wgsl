@@ -1,6 +1,7 @@
-// y[t, row_offset + r] (+)= sum_k W[r, k] * x[t, k]  for one row-part of a quantized matrix.
+// y[t, row_offset + r] (+)= sum_k W[first_row + r, k] * x[t, k]   r < rows, for rows of one
+// row-part of a quantized matrix.
 //
-// wq: the part's rows, raw GGML blocks, row r starts at byte r * row_bytes   W: [rows, k]
+// wq: the part's rows, raw GGML blocks, row i starts at byte i * row_bytes   W: [part rows, k]
 // x:  f32 activations, token t at x[x_offset + t * x_stride ..][0..k]       x: [n_tokens, k]
 //     (read as vec4: x_offset and x_stride are multiples of 4)
 // y:  f32 outputs, token t at y[t * y_stride + row_offset + r]               y: [n_tokens, N]
@@ -19,7 +20,7 @@ struct Params {
     y_stride: u32,
     accumulate: u32,
     row_bytes: u32,
-    _pad0: u32,
+    first_row: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -65,7 +66,7 @@ fn main(
     let lane = lid % G;
     let r = (wid.x + wid.y * nwg.x) * (WG / G) + lid / G;
     let valid = r < p.rows;
-    let row_byte = r * p.row_bytes;
+    let row_byte = (p.first_row + r) * p.row_bytes;
     let units = p.k / 8u;
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
         let x0 = x_row(t0);

@@ -1,7 +1,8 @@
 // Rotary position embedding, in place on x: [n_tokens, n_heads, head_dim]; token t has position
 // pos0 + t. The first n_rot dims of each head are rotated in pairs: NORM mode pairs (2i, 2i+1)
 // (interleaved, Llama), NEOX mode pairs (i, i + n_rot/2) (half split, Qwen/Phi/Gemma).
-// theta_i = pos * freq_scale * freq_base^(-2i / n_rot).
+// theta_i = pos * freq_scale * freq_base^(-2i / n_rot) / factor_i, where factor_i comes from
+// `factors` [n_rot / 2] when has_factors (Llama 3 "rope_freqs") and is 1 otherwise.
 
 struct Params {
     n_tokens: u32,
@@ -12,10 +13,15 @@ struct Params {
     neox: u32,
     freq_base: f32,
     freq_scale: f32,
+    has_factors: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> factors: array<f32>;
 
 @compute @workgroup_size(64)
 fn rope(
@@ -34,7 +40,10 @@ fn rope(
     let t = row / p.n_heads;
     let base = row * p.head_dim;
     let pos = f32(p.pos0 + t);
-    let theta = pos * p.freq_scale * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot));
+    var theta = pos * p.freq_scale * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot));
+    if (p.has_factors != 0u) {
+        theta /= factors[i];
+    }
     let c = cos(theta);
     let s = sin(theta);
     var ia = base + 2u * i;

@@ -534,9 +534,11 @@ fn check_elementwise(ctx: &Context, op: Elementwise, n: usize, x_offset: usize, 
         let (xi, yi) = (x[x_offset + i] as f64, y[y_offset + i] as f64);
         want[y_offset + i] = match op {
             Elementwise::Add => yi + xi,
+            Elementwise::AddRows { period } => yi + x[x_offset + i % period as usize] as f64,
             Elementwise::Copy => xi,
             Elementwise::SwiGlu => silu(yi) * xi,
             Elementwise::GeGlu => gelu_tanh(yi) * xi,
+            Elementwise::Softcap(c) => c as f64 * (yi / c as f64).tanh(),
         };
         tol[y_offset + i] = 1e-6 + 1e-5 * want[y_offset + i].abs();
     }
@@ -546,7 +548,16 @@ fn check_elementwise(ctx: &Context, op: Elementwise, n: usize, x_offset: usize, 
 #[test]
 fn elementwise_ops() {
     let ctx = common::gpu();
-    for op in [Elementwise::Add, Elementwise::Copy, Elementwise::SwiGlu, Elementwise::GeGlu] {
+    let ops = [
+        Elementwise::Add,
+        Elementwise::AddRows { period: 7 },
+        Elementwise::Copy,
+        Elementwise::SwiGlu,
+        Elementwise::GeGlu,
+        Elementwise::Softcap(30.0),
+        Elementwise::Softcap(2.5),
+    ];
+    for op in ops {
         check_elementwise(&ctx, op, 1000, 0, 0, 1);
         check_elementwise(&ctx, op, 257, 3, 11, 2);
         check_elementwise(&ctx, op, 2, 5, 0, 3);
@@ -671,4 +682,64 @@ fn topk_rejects_bad_k() {
     assert!(TopK::new(&ctx, 100, 0).is_err());
     assert!(TopK::new(&ctx, 100, ops::MAX_TOP_K + 1).is_err());
     assert!(TopK::new(&ctx, 100, ops::MAX_TOP_K).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// row slices of fused matrices, rope frequency factors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn matmul_rows_of_a_split_matrix() {
+    let ctx = common::gpu();
+    let (ty, k, n_rows, n_tokens) = (GgmlType::Q8_0, 64u32, 37u32, 3usize);
+    let (bytes, w_ref) = random_matrix(ty, k, n_rows, 77);
+    let w = upload_matrix(&ctx, ty, k, n_rows, &bytes, Some(8));
+    let mut rng = Rng::new(78);
+    let x = normals(&mut rng, n_tokens * k as usize, 1.0);
+    let x_buf = upload(&ctx, "x", &x);
+    // Slices inside one part, across part boundaries, and the last rows.
+    for rows in [2u32..6, 5..30, 30..37, 0..37] {
+        let n = (rows.end - rows.start) as usize;
+        let y_buf = upload(&ctx, "y", &vec![0.0; n_tokens * n]);
+        let args = MatmulArgs { n_tokens: n_tokens as u32, x_offset: 0, x_stride: k, y_stride: n as u32, accumulate: false };
+        run(&ctx, |step| ferrolm::gpu::matmul::matmul_rows(step, &w, rows.clone(), &x_buf, &y_buf, args));
+        let got = read(&ctx, &y_buf, n_tokens * n);
+        let mut want = vec![0.0; n_tokens * n];
+        for t in 0..n_tokens {
+            for (j, r) in rows.clone().enumerate() {
+                let wr = &w_ref[r as usize * k as usize..][..k as usize];
+                want[t * n + j] = wr.iter().zip(&x[t * k as usize..]).map(|(&a, &b)| a as f64 * b as f64).sum();
+            }
+        }
+        assert_close_rel(&format!("matmul_rows {rows:?}"), &got, &want, 1e-4, 1e-4);
+    }
+}
+
+#[test]
+fn rope_with_frequency_factors() {
+    let ctx = common::gpu();
+    let (n_tokens, n_heads, head_dim) = (2usize, 3usize, 64usize);
+    let rope = Rope { mode: RopeMode::Interleaved, n_rot: 64, freq_base: 500000.0, freq_scale: 1.0 };
+    let mut rng = Rng::new(5);
+    let x = normals(&mut rng, n_tokens * n_heads * head_dim, 1.0);
+    let factors: Vec<f32> = (0..32).map(|i| 1.0 + i as f32 * 0.25).collect();
+    let buf = upload(&ctx, "x", &x);
+    let fbuf = upload(&ctx, "factors", &factors);
+    let pos0 = 17;
+    run(&ctx, |step| ops::rope_with_factors(step, &buf, Some(&fbuf), &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
+    let got = read(&ctx, &buf, x.len());
+    // Dividing theta_i by factor_i equals a reference with per-pair scale 1/factor_i.
+    let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for t in 0..n_tokens {
+        for h in 0..n_heads {
+            let base = (t * n_heads + h) * head_dim;
+            for i in 0..32 {
+                let theta = (pos0 as usize + t) as f64 * 500000f64.powf(-2.0 * i as f64 / 64.0) / factors[i] as f64;
+                let (a, b) = (x[base + 2 * i] as f64, x[base + 2 * i + 1] as f64);
+                want[base + 2 * i] = a * theta.cos() - b * theta.sin();
+                want[base + 2 * i + 1] = a * theta.sin() + b * theta.cos();
+            }
+        }
+    }
+    assert_close_rel("rope with factors", &got, &want, 1e-4, 1e-4);
 }

@@ -51,6 +51,8 @@ pub struct Context {
     pub tuning: Tuning,
     pub(crate) pipelines: PipelineCache,
     arenas: std::sync::Mutex<Vec<wgpu::Buffer>>,
+    /// A small buffer bound where a kernel's optional input is absent.
+    placeholder: wgpu::Buffer,
     /// The first validation/out-of-memory error the device reported, if any.
     device_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     submits: std::sync::atomic::AtomicU64,
@@ -112,7 +114,14 @@ impl Context {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
         };
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("placeholder"),
+            size: 256,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(Context {
+            placeholder,
             device,
             queue,
             limits,
@@ -132,6 +141,11 @@ impl Context {
             Some(e) => Err(GpuError::Device(format!("the GPU reported an error: {e}"))),
             None => Ok(()),
         }
+    }
+
+    /// A small storage buffer to bind where an optional kernel input is absent.
+    pub fn placeholder(&self) -> &wgpu::Buffer {
+        &self.placeholder
     }
 
     /// A uniform buffer for a step's parameters (reused across steps).

@@ -18,7 +18,8 @@ struct MatmulParams {
     y_stride: u32,
     accumulate: u32,
     row_bytes: u32,
-    _pad: [u32; 3],
+    first_row: u32,
+    _pad: [u32; 2],
 }
 
 /// Where a matmul reads its activations and how it writes its outputs.
@@ -49,6 +50,22 @@ impl MatmulArgs {
 /// y[t, r] (+)= Σ_k W[r, k] · x[t, k]   W: [n_rows, k] quantized,  x: [n_tokens, k] f32,
 /// y: [n_tokens, n_rows] f32 (strides and offsets from `args`).
 pub fn matmul(step: &mut Step, w: &WeightMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer, args: MatmulArgs) -> Result<(), GpuError> {
+    matmul_rows(step, w, 0..w.n_rows, x, y, args)
+}
+
+/// [`matmul`] with only rows `rows` of W (a slice of a fused matrix such as Phi-3's QKV):
+/// y[t, r - rows.start] (+)= Σ_k W[r, k] · x[t, k] for r in `rows`.
+pub fn matmul_rows(
+    step: &mut Step,
+    w: &WeightMatrix,
+    rows: std::ops::Range<u32>,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    args: MatmulArgs,
+) -> Result<(), GpuError> {
+    if rows.end > w.n_rows || rows.start >= rows.end {
+        return Err(GpuError::Shape(format!("rows {rows:?} of '{}' ({} rows)", w.name, w.n_rows)));
+    }
     if args.x_offset % 4 != 0 || args.x_stride % 4 != 0 {
         return Err(GpuError::Shape(format!("matmul input offset {} / stride {} must be multiples of 4", args.x_offset, args.x_stride)));
     }
@@ -62,19 +79,26 @@ pub fn matmul(step: &mut Step, w: &WeightMatrix, x: &wgpu::Buffer, y: &wgpu::Buf
     }
     let rows_per_workgroup = MATMUL_WORKGROUP / row_threads;
     for part in &w.parts {
+        // The rows of this part that fall in `rows`.
+        let lo = rows.start.max(part.first_row);
+        let hi = rows.end.min(part.first_row + part.rows);
+        if lo >= hi {
+            continue;
+        }
         let params = MatmulParams {
             k: w.k,
-            rows: part.rows,
-            row_offset: part.first_row,
+            rows: hi - lo,
+            row_offset: lo - rows.start,
             n_tokens: args.n_tokens,
             x_offset: args.x_offset,
             x_stride: args.x_stride,
             y_stride: args.y_stride,
             accumulate: args.accumulate as u32,
             row_bytes: w.row_bytes as u32,
-            _pad: [0; 3],
+            first_row: lo - part.first_row,
+            _pad: [0; 2],
         };
-        step.dispatch(Kernel::Matmul, "main", &defines, &params, &[&part.buffer, x, y], part.rows.div_ceil(rows_per_workgroup))?;
+        step.dispatch(Kernel::Matmul, "main", &defines, &params, &[&part.buffer, x, y], (hi - lo).div_ceil(rows_per_workgroup))?;
     }
     Ok(())
 }

@@ -52,10 +52,28 @@ struct RopeParams {
     neox: u32,
     freq_base: f32,
     freq_scale: f32,
+    has_factors: u32,
+    _pad: [u32; 3],
 }
 
 /// Rotates x in place: x: [n_tokens, n_heads, head_dim], token t at position pos0 + t.
 pub fn rope(step: &mut Step, x: &wgpu::Buffer, rope: &Rope, n_tokens: u32, n_heads: u32, head_dim: u32, pos0: u32) -> Result<(), GpuError> {
+    rope_with_factors(step, x, None, rope, n_tokens, n_heads, head_dim, pos0)
+}
+
+/// [`rope`] with per-pair frequency divisors `factors`: [n_rot / 2] (Llama 3 `rope_freqs.weight`).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_with_factors(
+    step: &mut Step,
+    x: &wgpu::Buffer,
+    factors: Option<&wgpu::Buffer>,
+    rope: &Rope,
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    pos0: u32,
+) -> Result<(), GpuError> {
+    let placeholder = step.context().placeholder();
     let params = RopeParams {
         n_tokens,
         n_heads,
@@ -65,9 +83,11 @@ pub fn rope(step: &mut Step, x: &wgpu::Buffer, rope: &Rope, n_tokens: u32, n_hea
         neox: (rope.mode == RopeMode::HalfSplit) as u32,
         freq_base: rope.freq_base,
         freq_scale: rope.freq_scale,
+        has_factors: factors.is_some() as u32,
+        _pad: [0; 3],
     };
     let threads = n_tokens * n_heads * (rope.n_rot / 2);
-    step.dispatch(Kernel::Rope, "rope", no_defines(), &params, &[x], threads.div_ceil(64))
+    step.dispatch(Kernel::Rope, "rope", no_defines(), &params, &[x, factors.unwrap_or(placeholder)], threads.div_ceil(64))
 }
 
 /// Attention shape and options.
@@ -126,7 +146,9 @@ struct ElementwiseParams {
     n: u32,
     x_offset: u32,
     y_offset: u32,
-    _pad: u32,
+    period: u32,
+    scalar: f32,
+    _pad: [u32; 3],
 }
 
 /// An element-wise op of `elementwise.wgsl` over n elements.
@@ -134,23 +156,29 @@ struct ElementwiseParams {
 pub enum Elementwise {
     /// y += x
     Add,
+    /// y[i] += x[i % period]: a bias of `period` elements added to every row.
+    AddRows { period: u32 },
     /// y = x
     Copy,
     /// y = silu(y) · x
     SwiGlu,
     /// y = gelu_tanh(y) · x
     GeGlu,
+    /// y = c · tanh(y / c) (x is not read)
+    Softcap(f32),
 }
 
 /// Applies `op` to y[y_offset .. y_offset + n] with x[x_offset ..].
 pub fn elementwise(step: &mut Step, op: Elementwise, x: &wgpu::Buffer, y: &wgpu::Buffer, n: u32, x_offset: u32, y_offset: u32) -> Result<(), GpuError> {
-    let entry = match op {
-        Elementwise::Add => "add",
-        Elementwise::Copy => "copy",
-        Elementwise::SwiGlu => "swiglu",
-        Elementwise::GeGlu => "geglu",
+    let (entry, period, scalar) = match op {
+        Elementwise::Add => ("add", n, 0.0),
+        Elementwise::AddRows { period } => ("add", period.max(1), 0.0),
+        Elementwise::Copy => ("copy", 0, 0.0),
+        Elementwise::SwiGlu => ("swiglu", 0, 0.0),
+        Elementwise::GeGlu => ("geglu", 0, 0.0),
+        Elementwise::Softcap(c) => ("softcap", 0, c),
     };
-    let params = ElementwiseParams { n, x_offset, y_offset, _pad: 0 };
+    let params = ElementwiseParams { n, x_offset, y_offset, period, scalar, _pad: [0; 3] };
     step.dispatch(Kernel::Elementwise, entry, no_defines(), &params, &[x, y], n.div_ceil(256))
 }
 
