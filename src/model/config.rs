@@ -1,4 +1,6 @@
-//! Model hyper-parameters read from GGUF metadata. Nothing here is hard-coded per model.
+//! Model hyper-parameters read from GGUF metadata. Nothing here is hard-coded per model; per
+//! architecture there are only the conventions llama.cpp's converter bakes into the files (RoPE
+//! pairing, activation, which layers use a sliding window).
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
@@ -7,16 +9,48 @@ use crate::gpu::ops::{Rope, RopeMode};
 /// The architecture families the forward pass implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
+    /// Llama 1-3, SmolLM, Mistral-style models.
     Llama,
+    /// Qwen 2 / 2.5 (Q/K/V biases).
+    Qwen2,
+    /// Qwen 3 (per-head Q/K RMSNorm).
+    Qwen3,
+    /// Phi-3 / Phi-4-mini (fused QKV and gate/up).
+    Phi3,
+    /// Gemma 2 (soft-capping, post-norms, alternating sliding window).
+    Gemma2,
+    /// Gemma 3 (Q/K norm, post-norms, 5 local : 1 global layers with their own RoPE bases).
+    Gemma3,
 }
+
+/// Names accepted in `general.architecture`.
+pub const SUPPORTED_ARCHITECTURES: &str = "llama, qwen2, qwen3, phi3, gemma2, gemma3";
 
 impl Arch {
     pub fn from_name(name: &str) -> Option<Arch> {
-        match name {
-            "llama" => Some(Arch::Llama),
-            _ => None,
-        }
+        Some(match name {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            "phi3" => Arch::Phi3,
+            "gemma2" => Arch::Gemma2,
+            "gemma3" => Arch::Gemma3,
+            _ => return None,
+        })
     }
+
+    fn is_gemma(self) -> bool {
+        matches!(self, Arch::Gemma2 | Arch::Gemma3)
+    }
+}
+
+/// The gated activation of the feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// silu(gate) · up
+    SwiGlu,
+    /// gelu_tanh(gate) · up
+    GeGlu,
 }
 
 /// Transformer shape and numerics.
@@ -32,7 +66,7 @@ pub struct Config {
     pub n_heads: u32,
     /// Key/value heads (H for MHA, fewer for GQA).
     pub n_kv_heads: u32,
-    /// Dims per attention head.
+    /// Dims per attention head (keys, queries and values).
     pub head_dim: u32,
     /// Hidden width F of the feed-forward block.
     pub ffn_dim: u32,
@@ -40,7 +74,23 @@ pub struct Config {
     /// Context length the model was trained for.
     pub ctx_train: u32,
     pub rms_eps: f32,
+    /// RoPE of global-attention layers.
     pub rope: Rope,
+    /// RoPE of sliding-window layers when it differs (Gemma 3: base 10000).
+    pub rope_local: Option<Rope>,
+    /// Query scale before the softmax (1/√head_dim unless the file says otherwise).
+    pub attn_scale: f32,
+    /// Sliding-window length of local layers (0: every layer is global).
+    pub sliding_window: u32,
+    /// Layer l is local when `l % swa_pattern < swa_pattern - 1` (0: none).
+    pub swa_pattern: u32,
+    /// Attention-score soft-cap (0: off).
+    pub attn_softcap: f32,
+    /// Final logit soft-cap (0: off).
+    pub final_softcap: f32,
+    /// Factor applied to the token embeddings (Gemma: √D).
+    pub embed_scale: f32,
+    pub activation: Activation,
 }
 
 impl Config {
@@ -50,7 +100,7 @@ impl Config {
             .ok_or_else(|| Error::Unsupported("the file has no general.architecture".into()))?
             .to_string();
         let arch = Arch::from_name(&arch_name).ok_or_else(|| {
-            Error::Unsupported(format!("architecture '{arch_name}' is not supported (supported: llama)"))
+            Error::Unsupported(format!("architecture '{arch_name}' is not supported (supported: {SUPPORTED_ARCHITECTURES})"))
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let required = |k: &str| -> Result<u32> {
@@ -62,6 +112,8 @@ impl Config {
             let full = key(k);
             file.get_u64(&full)?.map(|v| positive_u32(&full, v)).transpose()
         };
+        let float = |k: &str| -> Result<Option<f32>> { Ok(file.get_f32(&key(k))?) };
+
         let d_model = required("embedding_length")?;
         let n_heads = required("attention.head_count")?;
         let n_kv_heads = optional("attention.head_count_kv")?.unwrap_or(n_heads);
@@ -70,6 +122,11 @@ impl Config {
             None if d_model % n_heads == 0 => d_model / n_heads,
             None => return Err(Error::Unsupported(format!("embedding_length {d_model} is not a multiple of head_count {n_heads}"))),
         };
+        if let Some(v) = optional("attention.value_length")? {
+            if v != head_dim {
+                return Err(Error::Unsupported(format!("value_length {v} differs from key_length {head_dim}")));
+            }
+        }
         if n_heads % n_kv_heads != 0 {
             return Err(Error::Unsupported(format!("{n_heads} query heads cannot share {n_kv_heads} KV heads evenly")));
         }
@@ -86,10 +143,22 @@ impl Config {
                 .transpose()?
                 .ok_or_else(|| Error::Unsupported("cannot tell the vocabulary size".into()))?,
         };
-        let freq_base = file.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0);
-        let freq_scale = match file.get_f32(&key("rope.scaling.factor"))? {
-            Some(f) if f > 0.0 => 1.0 / f,
+        // Llama keeps the original interleaved pairs; the converter leaves the others half-split.
+        let mode = if arch == Arch::Llama { RopeMode::Interleaved } else { RopeMode::HalfSplit };
+        let freq_scale = match float("rope.scaling.factor")? {
+            Some(f) if f > 0.0 && file.get_str(&key("rope.scaling.type"))?.unwrap_or("linear") == "linear" => 1.0 / f,
             _ => 1.0,
+        };
+        let rope = Rope { mode, n_rot, freq_base: float("rope.freq_base")?.unwrap_or(10000.0), freq_scale };
+        let sliding_window = optional("attention.sliding_window")?.unwrap_or(0);
+        let (swa_pattern, rope_local) = match arch {
+            Arch::Gemma2 => (2, None),
+            Arch::Gemma3 => {
+                let base = float("rope.freq_base_swa")?.unwrap_or(10000.0);
+                let pattern = optional("attention.sliding_window_pattern")?.unwrap_or(6);
+                (pattern, Some(Rope { freq_base: base, freq_scale: 1.0, ..rope }))
+            }
+            _ => (0, None),
         };
         Ok(Config {
             arch,
@@ -101,10 +170,31 @@ impl Config {
             ffn_dim: required("feed_forward_length")?,
             vocab_size,
             ctx_train: optional("context_length")?.unwrap_or(2048),
-            rms_eps: file.get_f32(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
-            rope: Rope { mode: RopeMode::Interleaved, n_rot, freq_base, freq_scale },
+            rms_eps: float("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+            rope,
+            rope_local,
+            attn_scale: float("attention.scale")?.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+            sliding_window: if swa_pattern > 0 { sliding_window } else { 0 },
+            swa_pattern,
+            attn_softcap: float("attn_logit_softcapping")?.unwrap_or(0.0),
+            final_softcap: float("final_logit_softcapping")?.unwrap_or(0.0),
+            embed_scale: if arch.is_gemma() { (d_model as f32).sqrt() } else { 1.0 },
+            activation: if arch.is_gemma() { Activation::GeGlu } else { Activation::SwiGlu },
             arch_name,
         })
+    }
+
+    /// Does layer `l` attend only to the last `sliding_window` positions?
+    pub fn is_local(&self, l: u32) -> bool {
+        self.sliding_window > 0 && self.swa_pattern > 0 && l % self.swa_pattern < self.swa_pattern - 1
+    }
+
+    /// The RoPE of layer `l`.
+    pub fn rope_for(&self, l: u32) -> &Rope {
+        match &self.rope_local {
+            Some(local) if self.is_local(l) => local,
+            _ => &self.rope,
+        }
     }
 }
 

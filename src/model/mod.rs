@@ -5,10 +5,10 @@
 //! the file's bytes into [`Model::weights_mut`] and calls [`Model::finish_load`].
 
 mod config;
-mod llama;
+mod transformer;
 mod weights;
 
-pub use config::{Arch, Config};
+pub use config::{Activation, Arch, Config, SUPPORTED_ARCHITECTURES};
 pub use weights::{MatrixId, VectorId, WeightStore};
 
 use std::collections::HashMap;
@@ -48,6 +48,10 @@ struct RunState {
     /// New keys / values: [batch, n_kv_heads, head_dim].
     k: wgpu::Buffer,
     v: wgpu::Buffer,
+    /// Keys after a per-head norm: [batch, n_kv_heads, head_dim].
+    k_normed: wgpu::Buffer,
+    /// A projection's output before its post-norm: [batch, d_model].
+    tmp: wgpu::Buffer,
     /// Attention output: [batch, n_heads, head_dim].
     att: wgpu::Buffer,
     /// FFN gate and up projections: [batch, ffn_dim].
@@ -71,7 +75,7 @@ pub struct Model {
     pub context_length: u32,
     ctx: Arc<Context>,
     weights: WeightStore,
-    layout: llama::Layout,
+    layout: transformer::Layout,
     state: RunState,
     kv: KvCache,
     topk: HashMap<u32, TopK>,
@@ -93,7 +97,7 @@ impl Model {
             )));
         }
         let mut weights = WeightStore::default();
-        let layout = llama::Layout::new(&ctx, file, &config, &mut weights)?;
+        let layout = transformer::Layout::new(&ctx, file, &config, &mut weights)?;
         let batch = opts.max_batch.clamp(1, context_length);
         let c = &config;
         let f = 4u64;
@@ -109,6 +113,8 @@ impl Model {
             q: buf("q", b * (c.n_heads * c.head_dim) as u64)?,
             k: buf("k", b * (c.n_kv_heads * c.head_dim) as u64)?,
             v: buf("v", b * (c.n_kv_heads * c.head_dim) as u64)?,
+            k_normed: buf("k_normed", b * (c.n_kv_heads * c.head_dim) as u64)?,
+            tmp: buf("tmp", b * c.d_model as u64)?,
             att: buf("att", b * (c.n_heads * c.head_dim) as u64)?,
             gate: buf("gate", b * c.ffn_dim as u64)?,
             up: buf("up", b * c.ffn_dim as u64)?,
@@ -147,7 +153,7 @@ impl Model {
     /// Bytes of GPU memory held (weights, KV cache, activations).
     pub fn gpu_bytes(&self) -> u64 {
         let s = &self.state;
-        let state: u64 = [&s.ids, &s.x, &s.h, &s.q, &s.k, &s.v, &s.att, &s.gate, &s.up, &s.logits].iter().map(|b| b.size()).sum();
+        let state: u64 = [&s.ids, &s.x, &s.h, &s.q, &s.k, &s.v, &s.k_normed, &s.tmp, &s.att, &s.gate, &s.up, &s.logits].iter().map(|b| b.size()).sum();
         let kv: u64 = self.kv.k.iter().chain(&self.kv.v).map(|b| b.size()).sum();
         self.weights.gpu_bytes() + state + kv
     }
@@ -225,6 +231,6 @@ impl Model {
     /// the logits of tokens `logits_from..` land in rows 0.. of the logits buffer.
     fn record_forward(&self, step: &mut Step, tokens: &[u32], pos0: u32, logits_from: Option<u32>) -> Result<()> {
         self.ctx.queue.write_buffer(&self.state.ids, 0, bytemuck::cast_slice(tokens));
-        llama::record(self, step, tokens.len() as u32, pos0, logits_from)
+        transformer::record(self, step, tokens.len() as u32, pos0, logits_from)
     }
 }

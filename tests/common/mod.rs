@@ -48,3 +48,70 @@ pub fn read_gguf_header(path: &Path) -> GgufFile {
     let mut source = FileSource::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     pollster::block_on(read_header(&mut source)).unwrap_or_else(|e| panic!("cannot read the GGUF header of {}: {e}", path.display()))
 }
+
+/// Loads a model file onto the test GPU (weights streamed as the CLI does), with a KV cache of
+/// `context_length` tokens. No tokenizer is needed: tests feed token ids.
+pub fn load_model(path: &Path, context_length: u32) -> ferrolm::model::Model {
+    let ctx = gpu();
+    let mut source = FileSource::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let header = pollster::block_on(read_header(&mut source)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let options = ferrolm::model::LoadOptions { context_length: Some(context_length), ..Default::default() };
+    let mut model = ferrolm::model::Model::new(ctx, &header, &options).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pollster::block_on(ferrolm::loader::stream_weights(&mut source, &mut model, &mut |_| {}))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    model
+}
+
+/// Token ids of a JSON array.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+}
+
+/// Checks a model against a fixture's `generate` cases with the tolerances of a `numpy`
+/// reference: teacher-forced (arg-max where margin >= 0.05, every listed top logit within 0.05)
+/// and free-running greedy (exact up to the first step with margin < 0.05). Returns a list of
+/// failures (empty when the model conforms).
+pub fn conformance_failures(model: &mut ferrolm::model::Model, fixture: &serde_json::Value, label: &str) -> Vec<String> {
+    const MARGIN: f64 = 0.05;
+    const LOGIT_TOL: f64 = 0.05;
+    let mut failures = Vec::new();
+    for (case_index, case) in fixture["generate"].as_array().expect("generate cases").iter().enumerate() {
+        let prompt = ids(&case["prompt_ids"]);
+        let cont = ids(&case["continuation"]);
+        let steps = case["steps"].as_array().expect("steps");
+        let mut tokens = prompt.clone();
+        tokens.extend_from_slice(&cont[..cont.len() - 1]);
+        let logits = pollster::block_on(model.forward_logits(&tokens, 0)).unwrap_or_else(|e| panic!("{label}: {e}"));
+        for (k, step) in steps.iter().enumerate() {
+            let row = &logits[prompt.len() - 1 + k];
+            let margin = step["margin"].as_f64().unwrap();
+            let argmax = ferrolm::inspect::top_k(row, 1)[0].0;
+            if margin >= MARGIN && argmax != cont[k] {
+                failures.push(format!("{label} case {case_index} step {k}: arg-max {argmax}, reference {} (margin {margin})", cont[k]));
+            }
+            for pair in step["top"].as_array().unwrap() {
+                let (id, logit) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+                let ours = row[id] as f64;
+                if (ours - logit).abs() > LOGIT_TOL {
+                    failures.push(format!("{label} case {case_index} step {k} token {id}: logit {ours:.4}, reference {logit:.4}"));
+                }
+            }
+        }
+        // Greedy, free-running, one decode step at a time (the KV cache path).
+        let decisive = steps.iter().take_while(|s| s["margin"].as_f64().unwrap() >= MARGIN).count();
+        let mut generated = Vec::new();
+        let mut next = pollster::block_on(model.forward_top_k(&prompt, 0, 1)).unwrap()[0].0;
+        while generated.len() < decisive {
+            generated.push(next);
+            if generated.len() == decisive {
+                break;
+            }
+            let pos = (prompt.len() + generated.len() - 1) as u32;
+            next = pollster::block_on(model.forward_top_k(&[next], pos, 1)).unwrap()[0].0;
+        }
+        if generated[..] != cont[..decisive] {
+            failures.push(format!("{label} case {case_index}: greedy {generated:?} != reference {:?}", &cont[..decisive]));
+        }
+    }
+    failures
+}

@@ -1,0 +1,66 @@
+//! The synthetic zoo (tests/fixtures/zoo, from shared/fixtures/zoo): tiny random-weight models of
+//! every supported architecture in many llama.cpp quantization presets, each with an exact f32
+//! reference. Every model must meet the `numpy` tolerances (see tests/common).
+
+mod common;
+
+use common::{conformance_failures, load_model, repo_path};
+
+fn check(name: &str) {
+    let dir = repo_path("tests/fixtures/zoo");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let mut model = load_model(&dir.join(format!("{name}.gguf")), 128);
+    let failures = conformance_failures(&mut model, &fixture, name);
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+macro_rules! zoo {
+    ($($test:ident => $name:literal,)*) => {
+        $(#[test] fn $test() { check($name); })*
+    };
+}
+
+zoo! {
+    llama_f16 => "tiny-llama-f16",
+    llama_bf16 => "tiny-llama-bf16",
+    llama_q8_0 => "tiny-llama-q8_0",
+    llama_q4_0 => "tiny-llama-q4_0",
+    llama_q4_1 => "tiny-llama-q4_1",
+    llama_q5_0 => "tiny-llama-q5_0",
+    llama_q5_1 => "tiny-llama-q5_1",
+    llama_q2_k => "tiny-llama-q2_k",
+    llama_q3_k_m => "tiny-llama-q3_k_m",
+    llama_q4_k_m => "tiny-llama-q4_k_m",
+    llama_q5_k_m => "tiny-llama-q5_k_m",
+    llama_q6_k => "tiny-llama-q6_k",
+    llama_iq4_nl => "tiny-llama-iq4_nl",
+    llama_iq4_xs => "tiny-llama-iq4_xs",
+    qwen2_q8_0 => "tiny-qwen2-q8_0",
+    qwen2_q4_k_m => "tiny-qwen2-q4_k_m",
+    qwen2_q6_k => "tiny-qwen2-q6_k",
+    qwen3_q8_0 => "tiny-qwen3-q8_0",
+    qwen3_q4_k_m => "tiny-qwen3-q4_k_m",
+    qwen3_q5_k_m => "tiny-qwen3-q5_k_m",
+    phi3_q8_0 => "tiny-phi3-q8_0",
+    phi3_q4_k_m => "tiny-phi3-q4_k_m",
+    phi3_q3_k_m => "tiny-phi3-q3_k_m",
+    gemma2_q8_0 => "tiny-gemma2-q8_0",
+    gemma2_q4_k_m => "tiny-gemma2-q4_k_m",
+    gemma2_q2_k => "tiny-gemma2-q2_k",
+}
+
+#[test]
+fn every_zoo_model_has_a_test() {
+    let dir = repo_path("tests/fixtures/zoo");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".gguf").map(str::to_string))
+        .collect();
+    names.sort();
+    let source = std::fs::read_to_string(file!()).unwrap();
+    for name in names {
+        assert!(source.contains(&format!("\"{name}\"")), "zoo model {name} has no test");
+    }
+}
