@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixture, smollm2_path};
+use common::{fixture, repo_path, smollm2_path};
 use serde_json::Value;
 
 /// The fixture's tolerance for `numpy` references (see tests/fixtures and shared/fixtures/README).
@@ -43,26 +43,65 @@ fn model() -> String {
     smollm2_path().display().to_string()
 }
 
+const SMOLLM2_FIXTURE: &str = "smollm2-135m-instruct-q4_1.json";
+const GEMMA3_FIXTURE: &str = "gemma-3-270m-q4_k_m.json";
+
+/// Gemma 3 270M Q4_K_M (Q5_0/Q4_K/Q6_K/Q8_0, a 262144 × 640 embedding larger than a 128 MiB
+/// storage binding, SentencePiece). Panics (never skips) when it is missing.
+fn gemma3() -> String {
+    let path = repo_path("models/gemma-3-270m-q4_k_m.gguf");
+    assert!(path.is_file(), "model missing: run scripts/setup.sh (see README); expected {}", path.display());
+    path.display().to_string()
+}
+
 #[test]
 fn tokenize_matches_fixture() {
-    let fx = fixture("smollm2-135m-instruct-q4_1.json");
+    check_tokenize(&model(), SMOLLM2_FIXTURE);
+}
+
+#[test]
+fn gemma3_tokenize_matches_fixture() {
+    check_tokenize(&gemma3(), GEMMA3_FIXTURE);
+}
+
+#[test]
+fn score_matches_fixture_teacher_forced() {
+    check_score(&model(), SMOLLM2_FIXTURE);
+}
+
+#[test]
+fn gemma3_score_matches_fixture_teacher_forced() {
+    check_score(&gemma3(), GEMMA3_FIXTURE);
+}
+
+#[test]
+fn greedy_generation_reproduces_fixture() {
+    check_generate(&model(), SMOLLM2_FIXTURE);
+}
+
+#[test]
+fn gemma3_greedy_generation_reproduces_fixture() {
+    check_generate(&gemma3(), GEMMA3_FIXTURE);
+}
+
+fn check_tokenize(model: &str, fixture_name: &str) {
+    let fx = fixture(fixture_name);
     for case in fx["tokenize"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let out = stdout_of(&ferrolm(&["tokenize", &model(), text]));
+        let out = stdout_of(&ferrolm(&["tokenize", model, text]));
         let got: Value = serde_json::from_str(out.trim()).expect("tokenize prints JSON");
         assert_eq!(ids(&got), ids(&case["ids"]), "tokenize {text:?}");
     }
 }
 
-#[test]
-fn score_matches_fixture_teacher_forced() {
-    let fx = fixture("smollm2-135m-instruct-q4_1.json");
+fn check_score(model: &str, fixture_name: &str) {
+    let fx = fixture(fixture_name);
     for case in fx["generate"].as_array().unwrap() {
         let prompt = ids(&case["prompt_ids"]);
         let cont = ids(&case["continuation"]);
         let mut tokens = prompt.clone();
         tokens.extend_from_slice(&cont[..cont.len() - 1]);
-        let out = stdout_of(&ferrolm(&["score", &model(), "--tokens", &join(&tokens), "--top-k", "10"]));
+        let out = stdout_of(&ferrolm(&["score", model, "--tokens", &join(&tokens), "--top-k", "10"]));
         let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("score line is JSON")).collect();
         assert_eq!(lines.len(), tokens.len(), "one line per position");
         for (k, step) in case["steps"].as_array().unwrap().iter().enumerate() {
@@ -93,10 +132,9 @@ fn score_matches_fixture_teacher_forced() {
     }
 }
 
-#[test]
-fn greedy_generation_reproduces_fixture() {
-    let fx = fixture("smollm2-135m-instruct-q4_1.json");
-    let header = common::read_gguf_header(&smollm2_path());
+fn check_generate(model: &str, fixture_name: &str) {
+    let fx = fixture(fixture_name);
+    let header = common::read_gguf_header(Path::new(model));
     let tokenizer = ferrolm::tokenizer::Tokenizer::from_gguf(&header).unwrap();
     for case in fx["generate"].as_array().unwrap() {
         let prompt_ids = ids(&case["prompt_ids"]);
@@ -106,7 +144,7 @@ fn greedy_generation_reproduces_fixture() {
             None => tokenizer.decode(&prompt_ids),
         };
         let out = stdout_of(&ferrolm(&[
-            "generate", &model(), "--prompt", &prompt, "--temperature", "0", "--ignore-eos", "--max-tokens", "32", "--json",
+            "generate", model, "--prompt", &prompt, "--temperature", "0", "--ignore-eos", "--max-tokens", "32", "--json",
         ]));
         let got: Value = serde_json::from_str(out.trim()).expect("generate --json prints one JSON object");
         assert_eq!(ids(&got["prompt_ids"]), prompt_ids, "prompt ids of {prompt:?}");
