@@ -1,4 +1,5 @@
-// Top-k selection on the GPU so a decode step reads back k (value, index) pairs, not the logits.
+// Top-k selection on the GPU so a decode step reads back k (value, index) pairs, not the logits,
+// and the repetition penalties that must change the logits before it.
 //
 // Order: a before b when a.value > b.value, or equal values and a.index < b.index; NaN comes
 // after every number. Both stages run k rounds; each round picks the best element strictly after the previous
@@ -14,6 +15,10 @@ struct Params {
     k: u32,
     offset: u32,
     _pad0: u32,
+    repeat: f32,
+    presence: f32,
+    frequency: f32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -151,5 +156,21 @@ fn merge_topk(@builtin(local_invocation_index) lid: u32) {
             pv = nv;
             pi = ni;
         }
+    }
+}
+
+// penalize: src = n (token id, count) pairs of recent tokens (ids unique); dst = the f32 logits
+// row at `offset`. Like llama.cpp: a positive logit is divided by `repeat`, a negative one
+// multiplied, then count * frequency + presence is subtracted.
+@compute @workgroup_size(256)
+fn penalize(@builtin(local_invocation_index) lid: u32) {
+    for (var i = lid; i < p.n; i += WG) {
+        let id = src[2u * i];
+        let count = src[2u * i + 1u];
+        let o = p.offset + id;
+        var logit = bitcast<f32>(dst[o]);
+        logit = select(logit * p.repeat, logit / p.repeat, logit > 0.0);
+        logit -= f32(count) * p.frequency + select(0.0, p.presence, count > 0u);
+        dst[o] = bitcast<u32>(logit);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::chat::{ChatTemplate, Message};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::Context;
@@ -17,11 +18,13 @@ pub struct GenerateOptions {
     pub sampler: SamplerOptions,
     /// Keep going past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// Strings that end the output (not included in it), even when they span tokens.
+    pub stop: Vec<String>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 128, sampler: SamplerOptions::default(), ignore_eos: false }
+        GenerateOptions { max_tokens: 128, sampler: SamplerOptions::default(), ignore_eos: false, stop: Vec::new() }
     }
 }
 
@@ -29,7 +32,7 @@ impl Default for GenerateOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
-    /// An end-of-generation token.
+    /// An end-of-generation token or a stop string.
     Stop,
     /// `max_tokens` or the context length reached.
     Length,
@@ -63,8 +66,10 @@ pub struct Engine {
     pub model: Model,
     pub tokenizer: Tokenizer,
     pub header: GgufFile,
-    /// Tokens that end generation (EOS/EOT).
+    /// Tokens that end generation (EOS/EOT and the chat template's turn end).
     pub end_ids: Vec<u32>,
+    /// The chat template, or why the model's template cannot be used.
+    chat: std::result::Result<ChatTemplate, String>,
     /// Tokens whose keys and values are in the KV cache, in order from position 0.
     cached: Vec<u32>,
 }
@@ -80,21 +85,48 @@ impl Engine {
         progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
         let header = read_header(source).await?;
         let tokenizer = Tokenizer::from_gguf(&header)?;
-        let end_ids = end_of_generation_ids(&header)?;
+        let mut end_ids = end_of_generation_ids(&header)?;
+        let chat = ChatTemplate::from_gguf(&header, &tokenizer).map_err(|e| e.to_string());
+        if let Ok(template) = &chat {
+            for id in template.turn_end_tokens(&tokenizer) {
+                if !end_ids.contains(&id) {
+                    end_ids.push(id);
+                }
+            }
+        }
         let mut model = Model::new(ctx, &header, options)?;
         stream_weights(source, &mut model, progress).await?;
         progress(Progress { phase: Phase::Ready, done: source.len(), total: source.len() });
-        Ok(Engine { model, tokenizer, header, end_ids, cached: Vec::new() })
+        Ok(Engine { model, tokenizer, header, end_ids, chat, cached: Vec::new() })
     }
 
-    /// The ids of `text` (special tokens parsed), with BOS first when the model asks for it.
+    /// The ids of `text` (special tokens parsed), with BOS first when the model asks for it and
+    /// the text does not already start with it (as rendered chat templates often do).
     pub fn prompt_ids(&self, text: &str) -> Vec<u32> {
-        let mut ids = Vec::new();
-        if self.tokenizer.add_bos() {
-            ids.extend(self.tokenizer.bos_id());
+        let mut ids = self.tokenizer.encode(text, true);
+        if let (true, Some(bos)) = (self.tokenizer.add_bos(), self.tokenizer.bos_id()) {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
         }
-        ids.extend(self.tokenizer.encode(text, true));
         ids
+    }
+
+    /// The chat template (the model's or the fallback for its architecture).
+    pub fn chat_template(&self) -> Result<&ChatTemplate> {
+        self.chat.as_ref().map_err(|e| Error::Unsupported(format!("the model's chat template cannot be used: {e}")))
+    }
+
+    /// Renders a conversation with the assistant's turn opened: (prompt text, prompt ids).
+    pub fn chat_prompt(&self, messages: &[Message]) -> Result<(String, Vec<u32>)> {
+        let text = self.chat_template()?.render(messages, true)?;
+        let ids = self.prompt_ids(&text);
+        Ok((text, ids))
+    }
+
+    /// Tokens currently in the KV cache (the conversation so far).
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
     }
 
     /// Forgets the KV cache contents.
@@ -120,6 +152,7 @@ impl Engine {
                 prompt.len()
             )));
         }
+        options.sampler.validate().map_err(Error::BadRequest)?;
         let mut sampler = Sampler::new(options.sampler.clone());
         let k = sampler.candidates_needed();
         // Reuse the longest cached prefix; always run at least the last prompt token for its logits.
@@ -128,7 +161,8 @@ impl Engine {
         let mut stats = GenerateStats { prompt_tokens: prompt.len() as u32, prefilled_tokens: (prompt.len() - reuse) as u32, ..Default::default() };
 
         let clock = Clock::start();
-        let result = self.model.forward_top_k(&prompt[reuse..], reuse as u32, k).await;
+        let penalties = sampler.penalties(prompt);
+        let result = self.model.forward_candidates(&prompt[reuse..], reuse as u32, k, penalties.as_ref()).await;
         let mut candidates = match result {
             Ok(c) => c,
             Err(e) => {
@@ -140,6 +174,7 @@ impl Engine {
         stats.prefill_seconds = clock.seconds();
 
         let mut decoder = Utf8Assembler::new();
+        let mut stop = StopFilter::new(&options.stop);
         let decode_clock = Clock::start();
         let mut finish = FinishReason::Length;
         loop {
@@ -153,8 +188,13 @@ impl Engine {
             stats.generated_tokens += 1;
             // Control tokens (<|im_end|>, <eos>, ...) carry no text for the reader.
             let bytes = if self.tokenizer.is_control(token) { &[][..] } else { self.tokenizer.token_bytes(token) };
-            let text = decoder.push(bytes);
-            if !on_piece(Piece { token, text: &text }) {
+            let (text, stopped) = stop.push(&decoder.push(bytes));
+            let keep_going = on_piece(Piece { token, text: &text });
+            if stopped {
+                finish = FinishReason::Stop;
+                break;
+            }
+            if !keep_going {
                 finish = FinishReason::Abort;
                 break;
             }
@@ -162,24 +202,74 @@ impl Engine {
                 break;
             }
             let pos = self.cached.len() as u32;
-            match self.model.forward_top_k(&[token], pos, k).await {
+            self.cached.push(token);
+            let penalties = sampler.penalties(&self.cached);
+            match self.model.forward_candidates(&[token], pos, k, penalties.as_ref()).await {
                 Ok(c) => candidates = c,
                 Err(e) => {
                     self.cached.clear();
                     return Err(e);
                 }
             }
-            self.cached.push(token);
         }
-        let rest = decoder.finish();
-        if !rest.is_empty() {
-            on_piece(Piece { token: u32::MAX, text: &rest });
+        if finish != FinishReason::Stop || !stop.stopped {
+            let (rest, _) = stop.push(&decoder.finish());
+            let rest = rest + &stop.finish();
+            if !rest.is_empty() {
+                on_piece(Piece { token: u32::MAX, text: &rest });
+            }
         }
         stats.decode_seconds = decode_clock.seconds();
         stats.prefill_tokens_per_s = rate(stats.prefilled_tokens, stats.prefill_seconds);
         // The first generated token came out of the prefill step.
         stats.decode_tokens_per_s = rate(stats.generated_tokens.saturating_sub(1), stats.decode_seconds);
         Ok((stats, finish))
+    }
+}
+
+/// Holds back output that may be the start of a stop string; cuts the output at the first one.
+struct StopFilter<'a> {
+    stops: &'a [String],
+    pending: String,
+    stopped: bool,
+}
+
+impl<'a> StopFilter<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        StopFilter { stops, pending: String::new(), stopped: false }
+    }
+
+    /// Adds new text; returns the text that can be shown now and whether a stop string appeared
+    /// (everything from it on is dropped).
+    fn push(&mut self, text: &str) -> (String, bool) {
+        if self.stopped {
+            return (String::new(), true);
+        }
+        self.pending.push_str(text);
+        let first_stop = self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.pending.find(s.as_str())).min();
+        if let Some(at) = first_stop {
+            self.stopped = true;
+            let out = self.pending[..at].to_string();
+            self.pending.clear();
+            return (out, true);
+        }
+        // The longest tail of the pending text that a stop string starts with stays pending.
+        let mut hold = 0;
+        for s in self.stops {
+            for (k, _) in s.char_indices().skip(1) {
+                if k > hold && self.pending.ends_with(&s[..k]) {
+                    hold = k;
+                }
+            }
+        }
+        let cut = self.pending.len() - hold;
+        let out = self.pending[..cut].to_string();
+        self.pending.drain(..cut);
+        (out, false)
+    }
+
+    fn finish(&mut self) -> String {
+        std::mem::take(&mut self.pending)
     }
 }
 
@@ -211,5 +301,34 @@ impl Clock {
         return self.start.elapsed().as_secs_f64();
         #[cfg(target_arch = "wasm32")]
         return (js_sys::Date::now() - self.start) / 1000.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopFilter;
+
+    fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut f = StopFilter::new(&stops);
+        let mut out = String::new();
+        for p in pieces {
+            let (text, stopped) = f.push(p);
+            out += &text;
+            if stopped {
+                return (out, true);
+            }
+        }
+        out += &f.finish();
+        (out, false)
+    }
+
+    #[test]
+    fn stop_strings_across_token_boundaries() {
+        assert_eq!(run(&["END"], &["abc E", "N", "D more"]), ("abc ".into(), true));
+        assert_eq!(run(&["END"], &["abc E", "N", "x"]), ("abc ENx".into(), false));
+        assert_eq!(run(&["\n\n", "User:"], &["Hi", " there", "\nUs", "er: x"]), ("Hi there\n".into(), true));
+        assert_eq!(run(&["é!"], &["caf", "é", "!"]), ("caf".into(), true));
+        assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
     }
 }

@@ -5,6 +5,7 @@
 //! `gpu` (runtime and kernels), `model` (architectures, weights, KV cache), `tokenizer`,
 //! `sampler`, `engine` (load + generate), `loader` (byte sources).
 
+pub mod chat;
 pub mod engine;
 pub mod error;
 pub mod gguf;

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{fixture, repo_path, smollm2_path};
 use serde_json::Value;
@@ -13,27 +13,7 @@ use serde_json::Value;
 const MARGIN: f64 = 0.05;
 const LOGIT_TOL: f64 = 0.05;
 
-fn ferrolm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrolm"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run ferrolm")
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "ferrolm failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
-}
+use common::{cli_stdout as stdout_of, ids, run_cli as ferrolm};
 
 fn join(ids: &[u32]) -> String {
     ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")

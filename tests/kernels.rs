@@ -743,3 +743,25 @@ fn rope_with_frequency_factors() {
     }
     assert_close_rel("rope with factors", &got, &want, 1e-4, 1e-4);
 }
+
+#[test]
+fn penalize_adjusts_listed_logits_only() {
+    let ctx = common::gpu();
+    let mut rng = Rng::new(9);
+    let offset = 3usize;
+    let logits = normals(&mut rng, 200, 4.0);
+    let pairs: Vec<(u32, u32)> = vec![(0, 1), (5, 3), (17, 2), (100, 1), (196, 4)];
+    let words: Vec<u32> = pairs.iter().flat_map(|&(i, c)| [i, c]).collect();
+    let buf = upload(&ctx, "logits", &logits);
+    let list = ctx.upload_u32("pairs", &words).unwrap();
+    let args = ops::PenaltyArgs { n: pairs.len() as u32, repeat: 1.3, presence: 0.5, frequency: 0.25 };
+    run(&ctx, |step| ops::penalize(step, &list, &buf, offset as u32, args));
+    let got = read(&ctx, &buf, logits.len());
+    let mut want: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
+    for &(id, count) in &pairs {
+        let o = offset + id as usize;
+        let l = want[o];
+        want[o] = if l > 0.0 { l / 1.3 } else { l * 1.3 } - count as f64 * 0.25 - 0.5;
+    }
+    assert_close_rel("penalize", &got, &want, 1e-6, 1e-6);
+}

@@ -1,12 +1,12 @@
 //! The native CLI: inspect, tokenize, generate, score and bench GGUF models on wgpu.
 //! Exit status: 0 success, 2 bad input (one line on stderr naming the problem), 1 anything else.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ferrolm::chat::{ChatTemplate, Message};
 use ferrolm::engine::{Clock, Engine, GenerateOptions, Piece};
 use ferrolm::error::Error;
 use ferrolm::gpu::Context;
@@ -18,9 +18,18 @@ use ferrolm::tokenizer::Tokenizer;
 const USAGE: &str = "usage:
   ferrolm inspect MODEL
   ferrolm tokenize MODEL TEXT
-  ferrolm generate MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--seed S] [--ignore-eos] [--json] [--context N]
+  ferrolm generate MODEL --prompt TEXT [--chat [--system TEXT]] [--max-tokens N] [--ignore-eos] [--json] [--context N] [SAMPLING]
+  ferrolm render MODEL --messages FILE.json
+  ferrolm chat MODEL [--system TEXT] [--max-tokens N] [--context N] [SAMPLING]
   ferrolm score MODEL --tokens ID,ID,... [--top-k K] [--context N]
-  ferrolm bench MODEL [--prompt-tokens N] [--gen-tokens M] [--context N]";
+  ferrolm bench MODEL [--prompt-tokens N] [--gen-tokens M] [--context N]
+SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
+          [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...";
+
+/// Options every sampling command takes.
+const SAMPLING_FLAGS: &[&str] = &[
+    "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "presence-penalty", "frequency-penalty", "penalty-window", "seed", "stop",
+];
 
 /// A CLI failure: bad usage/input (exit 2) or an engine error.
 enum CliError {
@@ -54,19 +63,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parsed `--flag value` options and positional arguments.
+/// Parsed `--flag value` options (in order, repeatable) and positional arguments.
 struct Args {
     positional: Vec<String>,
-    options: BTreeMap<String, Option<String>>,
+    options: Vec<(String, Option<String>)>,
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["ignore-eos", "json"];
+const SWITCHES: &[&str] = &["ignore-eos", "json", "chat"];
 
 impl Args {
     fn parse(raw: Vec<String>, allowed: &[&str]) -> CliResult<Args> {
         let mut positional = Vec::new();
-        let mut options = BTreeMap::new();
+        let mut options = Vec::new();
         let mut it = raw.into_iter();
         while let Some(a) = it.next() {
             if let Some(name) = a.strip_prefix("--") {
@@ -78,7 +87,7 @@ impl Args {
                 } else {
                     Some(it.next().ok_or_else(|| CliError::Usage(format!("--{name} needs a value")))?)
                 };
-                options.insert(name.to_string(), value);
+                options.push((name.to_string(), value));
             } else {
                 positional.push(a);
             }
@@ -91,11 +100,17 @@ impl Args {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.options.contains_key(name)
+        self.options.iter().any(|(n, _)| n == name)
     }
 
+    /// The last value given for `--name`.
     fn string(&self, name: &str) -> Option<&str> {
-        self.options.get(name).and_then(|v| v.as_deref())
+        self.options.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Every value given for a repeatable `--name`.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.options.iter().filter(|(n, _)| n == name).filter_map(|(_, v)| v.clone()).collect()
     }
 
     fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> CliResult<T> {
@@ -114,7 +129,9 @@ fn run(mut raw: Vec<String>) -> CliResult {
     match command.as_str() {
         "inspect" => inspect(Args::parse(raw, &[])?),
         "tokenize" => tokenize(Args::parse(raw, &[])?),
-        "generate" => generate(Args::parse(raw, &["prompt", "max-tokens", "temperature", "top-k", "seed", "ignore-eos", "json", "context"])?),
+        "generate" => generate(Args::parse(raw, &with_sampling(&["prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "context"]))?),
+        "render" => render(Args::parse(raw, &["messages"])?),
+        "chat" => chat(Args::parse(raw, &with_sampling(&["system", "max-tokens", "context"]))?),
         "score" => score(Args::parse(raw, &["tokens", "top-k", "context"])?),
         "bench" => bench(Args::parse(raw, &["prompt-tokens", "gen-tokens", "context"])?),
         "help" | "--help" | "-h" => {
@@ -123,6 +140,36 @@ fn run(mut raw: Vec<String>) -> CliResult {
         }
         other => Err(CliError::Usage(format!("unknown command '{other}'"))),
     }
+}
+
+fn with_sampling(flags: &[&'static str]) -> Vec<&'static str> {
+    flags.iter().chain(SAMPLING_FLAGS).copied().collect()
+}
+
+fn sampler_options(args: &Args) -> CliResult<SamplerOptions> {
+    let d = SamplerOptions::default();
+    let options = SamplerOptions {
+        temperature: args.number("temperature", d.temperature)?,
+        top_k: args.number("top-k", d.top_k)?,
+        top_p: args.number("top-p", d.top_p)?,
+        min_p: args.number("min-p", d.min_p)?,
+        repeat_penalty: args.number("repeat-penalty", d.repeat_penalty)?,
+        presence_penalty: args.number("presence-penalty", d.presence_penalty)?,
+        frequency_penalty: args.number("frequency-penalty", d.frequency_penalty)?,
+        penalty_window: args.number("penalty-window", d.penalty_window)?,
+        seed: args.number("seed", d.seed)?,
+    };
+    options.validate().map_err(CliError::Usage)?;
+    Ok(options)
+}
+
+fn generate_options(args: &Args, max_tokens: u32) -> CliResult<GenerateOptions> {
+    Ok(GenerateOptions {
+        max_tokens: args.number("max-tokens", max_tokens)?,
+        ignore_eos: args.has("ignore-eos"),
+        sampler: sampler_options(args)?,
+        stop: args.all("stop"),
+    })
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -164,22 +211,22 @@ fn load_engine(args: &Args) -> CliResult<Engine> {
 
 fn generate(args: Args) -> CliResult {
     let prompt = args.string("prompt").ok_or_else(|| CliError::Usage("generate needs --prompt TEXT".into()))?.to_string();
-    let options = GenerateOptions {
-        max_tokens: args.number("max-tokens", 128u32)?,
-        ignore_eos: args.has("ignore-eos"),
-        sampler: SamplerOptions {
-            temperature: args.number("temperature", 0.0f32)?,
-            top_k: args.number("top-k", 40u32)?,
-            seed: args.number("seed", 0u64)?,
-        },
-    };
-    if !(options.sampler.temperature >= 0.0 && options.sampler.temperature.is_finite()) {
-        return Err(CliError::Usage("--temperature must be a finite number >= 0".into()));
+    if args.has("system") && !args.has("chat") {
+        return Err(CliError::Usage("--system needs --chat".into()));
     }
+    let options = generate_options(&args, 128)?;
     let json = args.has("json");
-    // Validate the model before the (slower) GPU set-up only when it cannot be run at all.
     let mut engine = load_engine(&args)?;
-    let prompt_ids = engine.prompt_ids(&prompt);
+    let prompt_ids = if args.has("chat") {
+        let mut messages = Vec::new();
+        if let Some(system) = args.string("system") {
+            messages.push(Message::new("system", system));
+        }
+        messages.push(Message::new("user", &prompt));
+        engine.chat_prompt(&messages)?.1
+    } else {
+        engine.prompt_ids(&prompt)
+    };
     let mut tokens = Vec::new();
     let mut text = String::new();
     let mut stdout = std::io::stdout();
@@ -200,6 +247,8 @@ fn generate(args: Args) -> CliResult {
             "tokens": tokens,
             "text": text,
             "finish_reason": finish,
+            "prompt_tokens": stats.prompt_tokens,
+            "prefilled_tokens": stats.prefilled_tokens,
             "prefill_tokens_per_s": stats.prefill_tokens_per_s,
             "decode_tokens_per_s": stats.decode_tokens_per_s,
         }));
@@ -207,6 +256,68 @@ fn generate(args: Args) -> CliResult {
         println!();
     }
     Ok(())
+}
+
+fn read_messages(path: &str) -> CliResult<Vec<Message>> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("--messages {path}: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("--messages {path}: expected a JSON array of {{\"role\", \"content\"}}: {e}")))
+}
+
+fn render(args: Args) -> CliResult {
+    let messages = read_messages(args.string("messages").ok_or_else(|| CliError::Usage("render needs --messages FILE".into()))?)?;
+    let (_, header) = open_header(&args)?;
+    let tokenizer = Tokenizer::from_gguf(&header)?;
+    let template = ChatTemplate::from_gguf(&header, &tokenizer)?;
+    let _ = std::io::stdout().write_all(template.render(&messages, true)?.as_bytes());
+    Ok(())
+}
+
+/// The interactive multi-turn REPL: each turn prefills only what the KV cache does not hold yet.
+/// When a conversation outgrows the context, the oldest turns are dropped (the system message
+/// stays) and the rest is prefilled again.
+fn chat(args: Args) -> CliResult {
+    use std::io::BufRead;
+    let options = generate_options(&args, 512)?;
+    let mut engine = load_engine(&args)?;
+    let mut messages = Vec::new();
+    if let Some(system) = args.string("system") {
+        messages.push(Message::new("system", system));
+    }
+    let context = engine.model.context_length as usize;
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    loop {
+        let _ = write!(stdout, "> ");
+        let _ = stdout.flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| Error::Io(e.to_string()))? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.is_empty() {
+            continue;
+        }
+        messages.push(Message::new("user", line));
+        let mut prompt = engine.chat_prompt(&messages)?.1;
+        let first_turn = messages.iter().position(|m| m.role != "system").unwrap_or(0);
+        while prompt.len() + (options.max_tokens as usize).min(context / 4) >= context && messages.len() > first_turn + 1 {
+            messages.remove(first_turn);
+            prompt = engine.chat_prompt(&messages)?.1;
+        }
+        let mut reply = String::new();
+        let (stats, _) = block(engine.generate(&prompt, &options, &mut |piece: Piece| {
+            reply.push_str(piece.text);
+            let _ = stdout.write_all(piece.text.as_bytes());
+            let _ = stdout.flush();
+            true
+        }))?;
+        eprintln!(
+            "\n[{} prompt tokens, {} computed, {} generated, {:.1} tok/s]",
+            stats.prompt_tokens, stats.prefilled_tokens, stats.generated_tokens, stats.decode_tokens_per_s
+        );
+        messages.push(Message::new("assistant", &reply));
+    }
 }
 
 fn parse_ids(list: &str) -> CliResult<Vec<u32>> {
@@ -242,7 +353,7 @@ fn bench(args: Args) -> CliResult {
     let vocab = engine.model.config.vocab_size;
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| 1000 + (i * 7919) % (vocab - 1000).max(1)).map(|t| t.min(vocab - 1)).collect();
     let ctx = engine.model.context().clone();
-    let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, sampler: SamplerOptions::default() };
+    let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, ..Default::default() };
     // Warm-up: compiles every pipeline.
     block(engine.generate(&prompt[..prompt.len().min(8)], &GenerateOptions { max_tokens: 2, ..options.clone() }, &mut |_| true))?;
     engine.reset();

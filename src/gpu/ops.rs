@@ -193,6 +193,35 @@ struct TopKParams {
     k: u32,
     offset: u32,
     _pad: u32,
+    repeat: f32,
+    presence: f32,
+    frequency: f32,
+    _pad2: u32,
+}
+
+impl TopKParams {
+    fn new(n: u32, k: u32, offset: u32) -> Self {
+        TopKParams { n, k, offset, _pad: 0, repeat: 1.0, presence: 0.0, frequency: 0.0, _pad2: 0 }
+    }
+}
+
+/// Repetition penalties applied to a logits row before selection (llama.cpp semantics).
+#[derive(Clone, Copy, Debug)]
+pub struct PenaltyArgs {
+    /// Number of (token id, count) pairs in the list buffer.
+    pub n: u32,
+    /// Positive logits are divided by it, negative ones multiplied (1 = off).
+    pub repeat: f32,
+    /// Subtracted once from every listed token.
+    pub presence: f32,
+    /// Subtracted `count` times.
+    pub frequency: f32,
+}
+
+/// Penalises logits[offset + id] for each (id, count) in `pairs`: [n, 2] u32 (ids unique).
+pub fn penalize(step: &mut Step, pairs: &wgpu::Buffer, logits: &wgpu::Buffer, offset: u32, args: PenaltyArgs) -> Result<(), GpuError> {
+    let params = TopKParams { repeat: args.repeat, presence: args.presence, frequency: args.frequency, ..TopKParams::new(args.n, 0, offset) };
+    step.dispatch(Kernel::TopK, "penalize", no_defines(), &params, &[pairs, logits], 1)
 }
 
 /// Scratch and result buffers of a top-k selection over rows of `n` logits.
@@ -223,9 +252,9 @@ impl TopK {
     /// Records the selection of the k largest of logits[offset .. offset + n].
     pub fn record(&self, step: &mut Step, logits: &wgpu::Buffer, offset: u32) -> Result<(), GpuError> {
         let chunks = self.n.div_ceil(TOPK_CHUNK);
-        let p1 = TopKParams { n: self.n, k: self.k, offset, _pad: 0 };
+        let p1 = TopKParams::new(self.n, self.k, offset);
         step.dispatch(Kernel::TopK, "chunk_topk", no_defines(), &p1, &[logits, &self.candidates], chunks)?;
-        let p2 = TopKParams { n: chunks * self.k, k: self.k, offset: 0, _pad: 0 };
+        let p2 = TopKParams::new(chunks * self.k, self.k, 0);
         step.dispatch(Kernel::TopK, "merge_topk", no_defines(), &p2, &[&self.candidates, &self.result], 1)
     }
 

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::ops::TopK;
+use crate::gpu::ops::{penalize, PenaltyArgs, TopK};
+use crate::sampler::{Penalties, MAX_PENALTY_WINDOW};
 use crate::gpu::{Context, Step};
 
 /// Options chosen at load time.
@@ -79,6 +80,8 @@ pub struct Model {
     state: RunState,
     kv: KvCache,
     topk: HashMap<u32, TopK>,
+    /// (token id, count) pairs of the repetition penalties: [MAX_PENALTY_WINDOW, 2] u32.
+    penalty_pairs: wgpu::Buffer,
     /// Dispatches recorded by the last step.
     pub last_dispatches: u32,
     /// Bytes read back from the GPU by the last step.
@@ -127,7 +130,20 @@ impl Model {
             kv.k.push(buf(&format!("k_cache.{l}"), kv_elems)?);
             kv.v.push(buf(&format!("v_cache.{l}"), kv_elems)?);
         }
-        Ok(Model { config, context_length, ctx, weights, layout, state, kv, topk: HashMap::new(), last_dispatches: 0, last_readback_bytes: 0 })
+        let penalty_pairs = ctx.storage_buffer("penalty pairs", MAX_PENALTY_WINDOW as u64 * 8)?;
+        Ok(Model {
+            config,
+            context_length,
+            ctx,
+            weights,
+            layout,
+            state,
+            kv,
+            topk: HashMap::new(),
+            penalty_pairs,
+            last_dispatches: 0,
+            last_readback_bytes: 0,
+        })
     }
 
     pub fn weights_mut(&mut self) -> &mut WeightStore {
@@ -181,7 +197,27 @@ impl Model {
     /// Each chunk of up to `max_batch` tokens is one queue submission; the last one reads back
     /// only the k pairs.
     pub async fn forward_top_k(&mut self, tokens: &[u32], pos0: u32, k: u32) -> Result<Vec<(u32, f32)>> {
+        self.forward_candidates(tokens, pos0, k, None).await
+    }
+
+    /// [`Model::forward_top_k`] with repetition penalties applied to the logits first.
+    pub async fn forward_candidates(
+        &mut self,
+        tokens: &[u32],
+        pos0: u32,
+        k: u32,
+        penalties: Option<&Penalties>,
+    ) -> Result<Vec<(u32, f32)>> {
         self.check_request(tokens, pos0)?;
+        if let Some(p) = penalties {
+            if p.counts.len() > MAX_PENALTY_WINDOW as usize || p.counts.iter().any(|&(id, _)| id >= self.config.vocab_size) {
+                return Err(Error::BadRequest(format!(
+                    "penalties cover at most {MAX_PENALTY_WINDOW} distinct tokens of the vocabulary"
+                )));
+            }
+            let words: Vec<u32> = p.counts.iter().flat_map(|&(id, c)| [id, c]).collect();
+            self.ctx.queue.write_buffer(&self.penalty_pairs, 0, bytemuck::cast_slice(&words));
+        }
         let ctx = self.ctx.clone();
         if !self.topk.contains_key(&k) {
             self.topk.insert(k, TopK::new(&ctx, self.config.vocab_size, k)?);
@@ -196,6 +232,10 @@ impl Model {
             self.record_forward(&mut step, chunk, pos, if last { Some(n - 1) } else { None })?;
             pos += n;
             if last {
+                if let Some(p) = penalties {
+                    let args = PenaltyArgs { n: p.counts.len() as u32, repeat: p.repeat, presence: p.presence, frequency: p.frequency };
+                    penalize(&mut step, &self.penalty_pairs, &self.state.logits, 0, args)?;
+                }
                 let topk = &self.topk[&k];
                 topk.record(&mut step, &self.state.logits, 0)?;
                 self.last_dispatches = step.dispatches;

@@ -115,3 +115,18 @@ pub fn conformance_failures(model: &mut ferrolm::model::Model, fixture: &serde_j
     }
     failures
 }
+
+/// Runs the `ferrolm` CLI built for these tests.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ferrolm"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run ferrolm")
+}
+
+/// The stdout of a successful CLI run (panics with its stderr otherwise).
+pub fn cli_stdout(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "ferrolm failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}

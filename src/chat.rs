@@ -1,0 +1,254 @@
+//! Chat templates: the model's own `tokenizer.chat_template` rendered with a real Jinja engine
+//! (minijinja) the way llama.cpp and Hugging Face render it — `trim_blocks`, `lstrip_blocks`,
+//! `add_generation_prompt`, `bos_token`/`eos_token`, `raise_exception`, Python string methods
+//! (`.strip()`, `.startswith()`, ...) and filters such as `tojson` and `trim`.
+//!
+//! A model without a template gets a fallback chosen from its architecture and vocabulary:
+//! Gemma turns for `gemma*`, Phi-3 tags for `phi3`, Llama 3 headers when the vocabulary has
+//! `<|start_header_id|>`, and ChatML (`<|im_start|>`, Qwen/SmolLM style) otherwise.
+
+use minijinja::{Environment, ErrorKind, Value};
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::tokenizer::Tokenizer;
+
+/// One chat message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: &str) -> Message {
+        Message { role: role.into(), content: content.into() }
+    }
+}
+
+/// Where the template came from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateOrigin {
+    /// `tokenizer.chat_template` of the file.
+    Model,
+    /// A built-in fallback (named).
+    Fallback(&'static str),
+}
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+const GEMMA: &str = "{{ bos_token }}{% set system = namespace(text='') %}\
+{% for m in messages %}{% if m.role == 'system' %}{% set system.text = system.text + m.content + '\n\n' %}{% else %}\
+<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}\n\
+{% if m.role != 'assistant' and system.text %}{{ system.text }}{% set system.text = '' %}{% endif %}\
+{{ m.content | trim }}<end_of_turn>\n{% endif %}{% endfor %}\
+{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+
+const LLAMA3: &str = "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n\
+{{ m.content | trim }}<|eot_id|>{% endfor %}\
+{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+
+const PHI3: &str = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}\
+{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+
+/// Tokens that close a turn in the common template families; those present in the vocabulary
+/// and used by the template end generation.
+const TURN_END_MARKERS: &[&str] = &["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|eom_id|>"];
+
+/// Template execution budget (minijinja fuel): bounds hostile or runaway templates.
+const FUEL: u64 = 50_000_000;
+
+/// A model's chat template, ready to render conversations.
+pub struct ChatTemplate {
+    source: String,
+    pub origin: TemplateOrigin,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    /// The file's template, or the architecture's fallback when it has none.
+    pub fn from_gguf(file: &GgufFile, tokenizer: &Tokenizer) -> Result<ChatTemplate> {
+        let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or("").to_string();
+        let (source, origin) = match file.get_str("tokenizer.chat_template")? {
+            Some(t) if !t.trim().is_empty() => (t.to_string(), TemplateOrigin::Model),
+            _ => {
+                let (name, source) = fallback_for(file.architecture().unwrap_or(""), tokenizer);
+                (source.to_string(), TemplateOrigin::Fallback(name))
+            }
+        };
+        let template = ChatTemplate { source, origin, bos_token: text(tokenizer.bos_id()), eos_token: text(tokenizer.eos_id()) };
+        // Compile once now so a broken template is reported at load, not at the first message.
+        template.environment()?;
+        Ok(template)
+    }
+
+    /// A template from its source (tests, or a caller-provided template).
+    pub fn from_source(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
+        let template = ChatTemplate {
+            source: source.to_string(),
+            origin: TemplateOrigin::Model,
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        };
+        template.environment()?;
+        Ok(template)
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn environment(&self) -> Result<Environment<'_>> {
+        let mut env = Environment::new();
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(template_error)?;
+        env.set_syntax(syntax);
+        env.set_fuel(Some(FUEL));
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+        });
+        env.add_function("strftime_now", |format: String| -> String { strftime_now(&format) });
+        env.add_template("chat", &self.source).map_err(template_error)?;
+        Ok(env)
+    }
+
+    /// Renders `messages` (with the assistant prompt opened when `add_generation_prompt`).
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let env = self.environment()?;
+        let template = env.get_template("chat").map_err(template_error)?;
+        template
+            .render(minijinja::context! {
+                messages => Value::from(minijinja::value::Serde(messages)),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            })
+            .map_err(template_error)
+    }
+
+    /// Control tokens of the vocabulary that close a turn in this template (e.g. `<|im_end|>`):
+    /// generation stops on them as on EOS.
+    pub fn turn_end_tokens(&self, tokenizer: &Tokenizer) -> Vec<u32> {
+        TURN_END_MARKERS
+            .iter()
+            .filter(|m| self.source.contains(*m))
+            .filter_map(|m| tokenizer.token_id(m))
+            .collect()
+    }
+}
+
+fn fallback_for(arch: &str, tokenizer: &Tokenizer) -> (&'static str, &'static str) {
+    if arch.starts_with("gemma") {
+        ("gemma", GEMMA)
+    } else if arch == "phi3" {
+        ("phi3", PHI3)
+    } else if tokenizer.token_id("<|start_header_id|>").is_some() {
+        ("llama3", LLAMA3)
+    } else {
+        ("chatml", CHATML)
+    }
+}
+
+fn template_error(e: minijinja::Error) -> Error {
+    let mut message = e.to_string();
+    if let Some(line) = e.line() {
+        message = format!("{message} (template line {line})");
+    }
+    Error::BadRequest(format!("chat template: {}", message.lines().next().unwrap_or("error")))
+}
+
+/// `strftime_now(format)` for templates that print today's date: supports %d %m %Y %y %b %B %H %M.
+fn strftime_now(format: &str) -> String {
+    let secs = now_seconds();
+    let days = secs.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm) = (secs.rem_euclid(86_400) / 3600, secs.rem_euclid(3600) / 60);
+    const MONTHS: [&str; 12] =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    let month = MONTHS[(m - 1) as usize];
+    format
+        .replace("%d", &format!("{d:02}"))
+        .replace("%m", &format!("{m:02}"))
+        .replace("%Y", &y.to_string())
+        .replace("%y", &format!("{:02}", y % 100))
+        .replace("%B", month)
+        .replace("%b", &month[..3])
+        .replace("%H", &format!("{hh:02}"))
+        .replace("%M", &format!("{mm:02}"))
+}
+
+fn now_seconds() -> i64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    #[cfg(target_arch = "wasm32")]
+    return (js_sys::Date::now() / 1000.0) as i64;
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + (m <= 2) as i64, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trim_and_lstrip_blocks_like_jinja() {
+        let t = ChatTemplate::from_source(
+            "{% for m in messages %}\n  {% if m.role == 'user' %}\nU:{{ m.content | trim }}\n  {% endif %}\n{% endfor %}",
+            "<s>",
+            "</s>",
+        )
+        .unwrap();
+        assert_eq!(t.render(&[Message::new("user", "  hi ")], false).unwrap(), "U:hi\n");
+    }
+
+    #[test]
+    fn raise_exception_and_syntax_errors_are_errors() {
+        let t = ChatTemplate::from_source("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
+        let e = t.render(&[], true).unwrap_err().to_string();
+        assert!(e.contains("roles must alternate"), "{e}");
+        assert!(ChatTemplate::from_source("{% for %}", "", "").is_err());
+        // Runaway loops run out of fuel instead of hanging.
+        let t = ChatTemplate::from_source("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "", "")
+            .unwrap();
+        assert!(t.render(&[], false).is_err());
+    }
+
+    #[test]
+    fn python_methods_and_tojson() {
+        let t = ChatTemplate::from_source(
+            "{% for m in messages %}{{ m.content.strip() }}|{{ m.role.startswith('us') }}|{{ m | tojson }}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&[Message::new("user", " a ")], false).unwrap(),
+            // Python's str(True) and json.dumps separators, as Hugging Face renders them.
+            "a|True|{\"role\": \"user\", \"content\": \" a \"}"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+    }
+}
