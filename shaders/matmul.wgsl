@@ -8,7 +8,7 @@
 // A workgroup of 64 threads handles 64 / ROW_THREADS rows; the ROW_THREADS threads of a row
 // stride over its 8-weight units and their partial sums are added in workgroup memory. CPU
 // drivers (lavapipe, SwiftShader) run fastest with 1 thread per row (no barriers); GPUs with more.
-// TILE_T (1 or 4) tokens per pass, so that each dequantized unit is reused across tokens.
+// TILE_T (1, 4 or 8) tokens per pass, so that each dequantized unit is reused across tokens.
 
 struct Params {
     k: u32,
@@ -35,6 +35,9 @@ const G: u32 = {{ROW_THREADS}}u;
 const TT: u32 = {{TILE_T}}u;
 
 var<workgroup> partial: array<vec4<f32>, 64>;
+#if TILE8
+var<workgroup> partial2: array<vec4<f32>, 64>;
+#endif
 
 // Σ of the unit's 8 weights times token t's inputs (x row starting at element xo).
 fn dot8(w: W8, xo: u32) -> f32 {
@@ -75,6 +78,13 @@ fn main(
         let x2 = x_row(t0 + 2u);
         let x3 = x_row(t0 + 3u);
 #endif
+#if TILE8
+        let x4 = x_row(t0 + 4u);
+        let x5 = x_row(t0 + 5u);
+        let x6 = x_row(t0 + 6u);
+        let x7 = x_row(t0 + 7u);
+        var acc2 = vec4<f32>(0.0);
+#endif
         var acc = vec4<f32>(0.0);
         if (valid) {
             for (var u = lane; u < units; u += G) {
@@ -85,18 +95,33 @@ fn main(
                 acc.z += dot8(w, x2);
                 acc.w += dot8(w, x3);
 #endif
+#if TILE8
+                acc2.x += dot8(w, x4);
+                acc2.y += dot8(w, x5);
+                acc2.z += dot8(w, x6);
+                acc2.w += dot8(w, x7);
+#endif
             }
         }
 #if REDUCE
         partial[lid] = acc;
+#if TILE8
+        partial2[lid] = acc2;
+#endif
         workgroupBarrier();
         for (var stride = G / 2u; stride > 0u; stride >>= 1u) {
             if (lane < stride) {
                 partial[lid] += partial[lid + stride];
+#if TILE8
+                partial2[lid] += partial2[lid + stride];
+#endif
             }
             workgroupBarrier();
         }
         acc = partial[lid];
+#if TILE8
+        acc2 = partial2[lid];
+#endif
         workgroupBarrier();
 #endif
         if (valid && lane == 0u) {
@@ -105,6 +130,12 @@ fn main(
             store(t0 + 1u, r, acc.y);
             store(t0 + 2u, r, acc.z);
             store(t0 + 3u, r, acc.w);
+#endif
+#if TILE8
+            store(t0 + 4u, r, acc2.x);
+            store(t0 + 5u, r, acc2.y);
+            store(t0 + 6u, r, acc2.z);
+            store(t0 + 7u, r, acc2.w);
 #endif
         }
     }

@@ -69,9 +69,13 @@ pub fn matmul_rows(
     if args.x_offset % 4 != 0 || args.x_stride % 4 != 0 {
         return Err(GpuError::Shape(format!("matmul input offset {} / stride {} must be multiples of 4", args.x_offset, args.x_stride)));
     }
-    // Prefill handles 4 tokens per pass so each dequantized weight is reused 4 times.
+    // Prefill handles 4 or 8 tokens per pass so each dequantized weight is reused.
     let mut defines = Defines::new().flag(w.ty.name());
-    defines = if args.n_tokens == 1 { defines.constant("TILE_T", 1) } else { defines.constant("TILE_T", 4).flag("TILE4") };
+    defines = match args.n_tokens {
+        1 => defines.constant("TILE_T", 1),
+        2..=4 => defines.constant("TILE_T", 4).flag("TILE4"),
+        _ => defines.constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
+    };
     let row_threads = step.context().tuning.matmul_row_threads;
     defines = defines.constant("ROW_THREADS", row_threads);
     if row_threads > 1 {
