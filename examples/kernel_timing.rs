@@ -5,7 +5,9 @@ use ferrolm::gpu::{Context, Step, WeightMatrix};
 use ferrolm::quant::{testdata::random_blocks, GgmlType};
 use std::time::Instant;
 
-fn time(ctx: &Context, name: &str, reps: u32, mut f: impl FnMut(&mut Step)) {
+/// Prints and returns the time per dispatch in ms (second of two rounds).
+fn time(ctx: &Context, name: &str, reps: u32, mut f: impl FnMut(&mut Step)) -> f64 {
+    let mut ms = 0.0;
     for round in 0..2 {
         let t = Instant::now();
         let mut step = Step::new(ctx);
@@ -15,9 +17,11 @@ fn time(ctx: &Context, name: &str, reps: u32, mut f: impl FnMut(&mut Step)) {
         step.submit(None);
         ctx.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
         if round == 1 {
-            println!("{name:40} {:8.3} ms per dispatch", t.elapsed().as_secs_f64() * 1000.0 / reps as f64);
+            ms = t.elapsed().as_secs_f64() * 1000.0 / reps as f64;
+            println!("{name:40} {ms:8.3} ms per dispatch");
         }
     }
+    ms
 }
 
 fn main() {
@@ -28,7 +32,7 @@ fn main() {
     let y = buf(8 * v);
     for (ty, k, n) in [(GgmlType::Q4_1, d, f), (GgmlType::Q4_1, f, d), (GgmlType::Q8_0, d, v)] {
         let w = WeightMatrix::allocate(&ctx, "w", ty, k as u64, n as u64).unwrap();
-        let bytes = random_blocks(ty, (k as u64 * n as u64 / 32) as usize, 1);
+        let bytes = random_blocks(ty, (k as u64 * n as u64 / ty.block_elems()) as usize, 1);
         w.write(&ctx.queue, 0, &bytes);
         for t in [1u32, 4] {
             time(&ctx, &format!("matmul {ty:?} k={k} n={n} T={t}"), 10, |s| matmul(s, &w, &x, &y, MatmulArgs::dense(&w, t)).unwrap());
@@ -36,6 +40,18 @@ fn main() {
         if n == v {
             let ids = ctx.upload_u32("ids", &[5, 7, 9, 11]).unwrap();
             time(&ctx, "embed T=4", 10, |s| embed(s, &w, &ids, &x, 4, 1.0).unwrap());
+        }
+    }
+    // Block readers per weight byte: Q4_1 against the 256-element K-quants, k a multiple of 256.
+    for (k, n) in [(768u32, 2048u32), (2048, 768)] {
+        for ty in [GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+            let w = WeightMatrix::allocate(&ctx, "w", ty, k as u64, n as u64).unwrap();
+            let bytes = random_blocks(ty, (k as u64 * n as u64 / ty.block_elems()) as usize, 1);
+            w.write(&ctx.queue, 0, &bytes);
+            for t in [1u32, 4] {
+                let ms = time(&ctx, &format!("matmul {ty:?} k={k} n={n} T={t}"), 10, |s| matmul(s, &w, &x, &y, MatmulArgs::dense(&w, t)).unwrap());
+                println!("{:40} {:8.3} ns per weight byte", "", ms * 1e6 / w.byte_len() as f64);
+            }
         }
     }
     let nw = buf(d);

@@ -3,7 +3,9 @@
 // Every type provides `load8(row_byte, u) -> W8`: eight dequantized weights of the row whose first
 // byte is `row_byte`. Units u = 0 .. k/8 cover every element of the row exactly once; which
 // elements a unit holds follows the block layout (W8.ia, W8.ib). Exactly one type flag is set per
-// pipeline (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0). The including kernel declares `wq`.
+// pipeline (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+// IQ4_XS). The including kernel declares `wq`. Blocks of 110 / 210 / 18 / 22 / 34 bytes can start at
+// any even byte, so their readers use the unaligned helpers.
 // Everything stays in vec4 registers: no private arrays (slow on CPU Vulkan drivers).
 
 // Weights of elements [ia, ia + 4) in `a` and [ib, ib + 4) in `b`.
@@ -30,6 +32,16 @@ fn ld_f16(b: u32) -> f32 {
     return unpack2x16float(bits).x;
 }
 
+// The byte at any offset.
+fn ld_u8(b: u32) -> u32 {
+    return (wq[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+}
+
+// The byte at any offset as a signed integer.
+fn ld_i8(b: u32) -> i32 {
+    return bitcast<i32>(wq[b >> 2u] << (24u - (b & 3u) * 8u)) >> 24u;
+}
+
 fn bytes4(w: u32) -> vec4<u32> {
     return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(0xffu);
 }
@@ -52,6 +64,39 @@ fn i8x4(w: u32) -> vec4<f32> {
 // Bits j .. j+3 of qh, each as 0 or 16 (the fifth bit of 5-bit quants).
 fn high_bits(qh: u32, j: u32) -> vec4<f32> {
     return vec4<f32>(((vec4<u32>(qh) >> vec4<u32>(j, j + 1u, j + 2u, j + 3u)) & vec4<u32>(1u)) << vec4<u32>(4u));
+}
+
+// Q4_K / Q5_K: the 6-bit (scale, min) pairs 2c and 2c + 1 (ggml's get_scale_min_k4) of the block
+// whose first word is w0 (f16 d, f16 dmin, then 12 scale bytes s0 | s1 | s2), returned multiplied
+// out as (d scale 2c, d scale 2c+1, dmin min 2c, dmin min 2c+1). Pairs p < 4: low 6 bits of bytes
+// p (scale) and p + 4 (min); pairs p >= 4: nibbles of byte p + 4 with the top 2 bits of bytes
+// p - 4 (scale) and p (min). `c` is the same for every unit of a thread group in step, so the
+// branch costs nothing there and the s2 load is skipped for half the units.
+fn k4_scales(w0: u32, c: u32) -> vec4<f32> {
+    let dm = unpack2x16float(wq[w0]);
+    let sh = (c & 1u) * 16u;
+    let b0 = wq[w0 + 1u] >> sh;
+    let b1 = wq[w0 + 2u] >> sh;
+    var sm = vec4<u32>(b0, b0 >> 8u, b1, b1 >> 8u);
+    if (c < 2u) {
+        sm &= vec4<u32>(63u);
+    } else {
+        let b2 = wq[w0 + 3u] >> sh;
+        sm = (vec4<u32>(b2, b2 >> 8u, b2 >> 4u, b2 >> 12u) & vec4<u32>(0xfu)) | ((sm >> vec4<u32>(6u)) & vec4<u32>(3u)) << vec4<u32>(4u);
+    }
+    return vec4<f32>(sm) * vec4<f32>(dm.xx, dm.yy);
+}
+
+// IQ4_NL / IQ4_XS: ggml's kvalues_iq4nl {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38,
+// 53, 69, 89, 113} for four 4-bit indices, as signed bytes packed four to a word and picked with
+// vector selects (no arrays).
+fn iq4nl(n: vec4<u32>) -> vec4<f32> {
+    let b2 = (n & vec4<u32>(4u)) != vec4<u32>(0u);
+    let lo = select(vec4<u32>(0xbfad9881u), vec4<u32>(0xf6eaddcfu), b2);
+    let hi = select(vec4<u32>(0x26190d01u), vec4<u32>(0x71594535u), b2);
+    let w = select(lo, hi, (n & vec4<u32>(8u)) != vec4<u32>(0u));
+    let s = (n & vec4<u32>(3u)) * 8u;
+    return vec4<f32>(bitcast<vec4<i32>>(w << (vec4<u32>(24u) - s)) >> vec4<u32>(24u));
 }
 
 #if F32
@@ -139,5 +184,125 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let b = i8x4(ld_u32(base + 6u + 8u * i)) * d;
     let ia = blk * 32u + 8u * i;
     return W8(a, b, ia, ia + 4u);
+}
+#elif Q4_K
+// 144 bytes per 256: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs, 128 bytes of nibbles.
+// Chunk c (elements 64c .. 64c+64) uses nibble bytes 32c .. 32c+32: low nibbles are its first 32
+// elements (pair 2c), high nibbles its last 32 (pair 2c+1); w = d sc q - dmin m.
+// Unit u: block u/32, chunk c = (u/8)%4, nibble word j = u%8: elements 64c+4j.. and 64c+32+4j..
+fn load8(row_byte: u32, u: u32) -> W8 {
+    let c = (u >> 3u) & 3u;
+    let w0 = (row_byte >> 2u) + (u >> 5u) * 36u;
+    let f = k4_scales(w0, c);
+    let q = wq[w0 + 4u + (u & 31u)];
+    let ia = (u >> 5u) * 256u + c * 64u + 4u * (u & 7u);
+    return W8(nib_lo(q) * f.x - f.z, nib_hi(q) * f.y - f.w, ia, ia + 32u);
+}
+#elif Q5_K
+// 176 bytes per 256: as Q4_K with qh[32] (fifth bits) before the 128 nibble bytes. Element
+// 64c + l (l < 32) takes bit 2c of qh[l], element 64c + 32 + l bit 2c + 1. Units as Q4_K.
+fn load8(row_byte: u32, u: u32) -> W8 {
+    let c = (u >> 3u) & 3u;
+    let j = u & 7u;
+    let w0 = (row_byte >> 2u) + (u >> 5u) * 44u;
+    let f = k4_scales(w0, c);
+    let h = bytes4(wq[w0 + 4u + j]) >> vec4<u32>(2u * c);
+    let q = wq[w0 + 12u + (u & 31u)];
+    let a = (nib_lo(q) + vec4<f32>((h & vec4<u32>(1u)) << vec4<u32>(4u))) * f.x - f.z;
+    let b = (nib_hi(q) + vec4<f32>((h & vec4<u32>(2u)) << vec4<u32>(3u))) * f.y - f.w;
+    let ia = (u >> 5u) * 256u + c * 64u + 4u * j;
+    return W8(a, b, ia, ia + 32u);
+}
+#elif Q6_K
+// 210 bytes per 256: ql[128] (low 4 bits), qh[64] (high 2 bits), 16 signed 8-bit scales, f16 d;
+// w = d sc (q - 32). Half n (elements 128n ..) uses ql[64n ..], qh[32n ..], scales[8n ..]: element
+// 128n + 32k + l (k < 4, l < 32) is nibble k/2 of ql[64n + 32(k%2) + l] with bits 2k, 2k+1 of
+// qh[32n + l] on top, scale 8n + 2k + l/16.
+// Unit u: block u/32, n = (u/16)%2, k = (u/8)%2 and k + 2, l = 4(u%8) ..: one ql and one qh word.
+fn load8(row_byte: u32, u: u32) -> W8 {
+    let n = (u >> 4u) & 1u;
+    let k = (u >> 3u) & 1u;
+    let g = u & 7u;
+    let base = row_byte + (u >> 5u) * 210u;
+    let ql = bytes4(ld_u32(base + 64u * n + 32u * k + 4u * g));
+    let qh = bytes4(ld_u32(base + 128u + 32u * n + 4u * g));
+    let s = base + 192u + 8u * n + 2u * k + (g >> 2u);
+    let d = ld_f16(base + 208u);
+    let qa = (ql & vec4<u32>(0xfu)) | (((qh >> vec4<u32>(2u * k)) & vec4<u32>(3u)) << vec4<u32>(4u));
+    let qb = (ql >> vec4<u32>(4u)) | (((qh >> vec4<u32>(2u * k + 4u)) & vec4<u32>(3u)) << vec4<u32>(4u));
+    let a = (vec4<f32>(qa) - 32.0) * (d * f32(ld_i8(s)));
+    let b = (vec4<f32>(qb) - 32.0) * (d * f32(ld_i8(s + 4u)));
+    let ia = (u >> 5u) * 256u + 128u * n + 32u * k + 4u * g;
+    return W8(a, b, ia, ia + 64u);
+}
+#elif Q3_K
+// 110 bytes per 256: hmask[32], qs[64] (low 2 bits), 12 bytes of 16 6-bit scales (biased by 32),
+// f16 d; w = d (sc - 32) (q2 - (hbit ? 0 : 4)). Element 128h + 32j + l (j < 4, l < 32) has bits
+// 2j, 2j+1 of qs[32h + l], bit 4h + j of hmask[l], scale i = 8h + 2j + l/16 whose low 4 bits are
+// nibble h of byte i%8 and high 2 bits are bits 2(i/4), +1 of byte 8 + i%4.
+// Unit u: block u/32, h = (u/16)%2, j = (u/8)%2 and j + 2, l = 4(u%8) ..
+fn load8(row_byte: u32, u: u32) -> W8 {
+    let h = (u >> 4u) & 1u;
+    let j = (u >> 3u) & 1u;
+    let g = u & 7u;
+    let base = row_byte + (u >> 5u) * 110u;
+    let hm = bytes4(ld_u32(base + 4u * g)) >> vec4<u32>(4u * h + j);
+    let q = bytes4(ld_u32(base + 32u + 32u * h + 4u * g)) >> vec4<u32>(2u * j);
+    let s = base + 96u + 2u * j + (g >> 2u);
+    let hi = ld_u8(s + 8u) >> (4u * h);
+    let sa = ((ld_u8(s) >> (4u * h)) & 0xfu) | ((hi & 3u) << 4u);
+    let sb = ((ld_u8(s + 4u) >> (4u * h)) & 0xfu) | (((hi >> 2u) & 3u) << 4u);
+    let d = ld_f16(base + 108u);
+    let qa = vec4<i32>(q & vec4<u32>(3u)) + vec4<i32>((hm & vec4<u32>(1u)) << vec4<u32>(2u)) - 4;
+    let qb = vec4<i32>((q >> vec4<u32>(4u)) & vec4<u32>(3u)) + vec4<i32>((hm & vec4<u32>(4u))) - 4;
+    let a = vec4<f32>(qa) * (d * f32(i32(sa) - 32));
+    let b = vec4<f32>(qb) * (d * f32(i32(sb) - 32));
+    let ia = (u >> 5u) * 256u + 128u * h + 32u * j + 4u * g;
+    return W8(a, b, ia, ia + 64u);
+}
+#elif Q2_K
+// 84 bytes per 256: 16 scale bytes (low nibble scale, high nibble min), qs[64] (2 bits), f16 d,
+// f16 dmin; w = d sc q - dmin m. Element 128h + 32j + l (j < 4, l < 32) has bits 2j, 2j+1 of
+// qs[32h + l] and scale byte 8h + 2j + l/16. Units as Q3_K.
+fn load8(row_byte: u32, u: u32) -> W8 {
+    let h = (u >> 4u) & 1u;
+    let j = (u >> 3u) & 1u;
+    let g = u & 7u;
+    let w0 = (row_byte >> 2u) + (u >> 5u) * 21u;
+    let dm = unpack2x16float(wq[w0 + 20u]);
+    let q = bytes4(wq[w0 + 4u + 8u * h + g]) >> vec4<u32>(2u * j);
+    let sh = 8u * (2u * j + (g >> 2u));
+    let sa = wq[w0 + 2u * h] >> sh;
+    let sb = wq[w0 + 2u * h + 1u] >> sh;
+    let a = vec4<f32>(q & vec4<u32>(3u)) * (dm.x * f32(sa & 0xfu)) - dm.y * f32((sa >> 4u) & 0xfu);
+    let b = vec4<f32>((q >> vec4<u32>(4u)) & vec4<u32>(3u)) * (dm.x * f32(sb & 0xfu)) - dm.y * f32((sb >> 4u) & 0xfu);
+    let ia = (u >> 5u) * 256u + 128u * h + 32u * j + 4u * g;
+    return W8(a, b, ia, ia + 64u);
+}
+#elif IQ4_NL
+// 18 bytes per 32: f16 d, 16 bytes of nibbles laid out as Q4_0; w = d kvalues[q].
+fn load8(row_byte: u32, u: u32) -> W8 {
+    let blk = u >> 2u;
+    let i = u & 3u;
+    let base = row_byte + blk * 18u;
+    let d = ld_f16(base);
+    let q = bytes4(ld_u32(base + 2u + 4u * i));
+    let ia = blk * 32u + 4u * i;
+    return W8(iq4nl(q & vec4<u32>(0xfu)) * d, iq4nl(q >> vec4<u32>(4u)) * d, ia, ia + 16u);
+}
+#elif IQ4_XS
+// 136 bytes per 256: f16 d, u16 scales_h, scales_l[4], 128 bytes of nibbles; sub-block i
+// (32 elements, 16 bytes laid out as IQ4_NL) has the 6-bit scale ls = nibble i%2 of scales_l[i/2]
+// | bits 2i, 2i+1 of scales_h << 4; w = d (ls - 32) kvalues[q].
+// Unit u: block u/32, sub-block i = (u/4)%8, nibble word u%4: elements 32i + 4(u%4) .. and +16.
+fn load8(row_byte: u32, u: u32) -> W8 {
+    let i = (u >> 2u) & 7u;
+    let w0 = (row_byte >> 2u) + (u >> 5u) * 34u;
+    let head = wq[w0];
+    let ls = ((wq[w0 + 1u] >> (4u * i)) & 0xfu) | (((head >> (16u + 2u * i)) & 3u) << 4u);
+    let dl = unpack2x16float(head).x * f32(i32(ls) - 32);
+    let q = bytes4(wq[w0 + 2u + (u & 31u)]);
+    let ia = (u >> 5u) * 256u + 32u * i + 4u * (u & 3u);
+    return W8(iq4nl(q & vec4<u32>(0xfu)) * dl, iq4nl(q >> vec4<u32>(4u)) * dl, ia, ia + 16u);
 }
 #endif

@@ -13,7 +13,7 @@ use ferrolm::quant::testdata::{random_blocks, Rng};
 use ferrolm::quant::{dequantize, GgmlType};
 
 /// Every weight type the GPU kernels read.
-const GPU_TYPES: [GgmlType; 8] = [
+const GPU_TYPES: [GgmlType; 15] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -22,7 +22,25 @@ const GPU_TYPES: [GgmlType; 8] = [
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
+
+/// Row lengths for a type: `small` for types with blocks of at most 32 elements; the 256-element
+/// block types get 256, or 768 for `small > 160` (3 blocks: not a multiple of 512, and with Q6_K /
+/// Q3_K rows of 630 / 330 bytes every other row starts 2 bytes off a word boundary).
+fn row_len(ty: GgmlType, small: u32) -> u32 {
+    match ty.block_elems() {
+        256 if small > 160 => 768,
+        256 => 256,
+        _ => small,
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -189,7 +207,8 @@ fn check_matmul(ctx: &Context, c: MatmulCase, seed: u64) {
 fn check_matmul_odd_shapes(ty: GgmlType) {
     let ctx = common::gpu();
     let mut seed = 1000 + ty.id() as u64 * 100;
-    for (n_rows, k) in [(37, 96), (5, 160), (1, 288)] {
+    let shapes = if ty.block_elems() == 256 { [(37, 256), (5, 768), (1, 768)] } else { [(37, 96), (5, 160), (1, 288)] };
+    for (n_rows, k) in shapes {
         for n_tokens in [1, 3, 4, 9] {
             seed += 1;
             check_matmul(&ctx, MatmulCase::dense(ty, n_rows, k, n_tokens), seed);
@@ -229,6 +248,34 @@ fn matmul_q5_1() {
 fn matmul_q8_0() {
     check_matmul_odd_shapes(GgmlType::Q8_0);
 }
+#[test]
+fn matmul_q2_k() {
+    check_matmul_odd_shapes(GgmlType::Q2_K);
+}
+#[test]
+fn matmul_q3_k() {
+    check_matmul_odd_shapes(GgmlType::Q3_K);
+}
+#[test]
+fn matmul_q4_k() {
+    check_matmul_odd_shapes(GgmlType::Q4_K);
+}
+#[test]
+fn matmul_q5_k() {
+    check_matmul_odd_shapes(GgmlType::Q5_K);
+}
+#[test]
+fn matmul_q6_k() {
+    check_matmul_odd_shapes(GgmlType::Q6_K);
+}
+#[test]
+fn matmul_iq4_nl() {
+    check_matmul_odd_shapes(GgmlType::IQ4_NL);
+}
+#[test]
+fn matmul_iq4_xs() {
+    check_matmul_odd_shapes(GgmlType::IQ4_XS);
+}
 
 /// x_offset / x_stride / y_stride variants and accumulate, for every type, decode and prefill.
 /// (`matmul` requires x_offset and x_stride to be multiples of 4; y_stride is free.)
@@ -237,11 +284,12 @@ fn matmul_strides_offsets_accumulate() {
     let ctx = common::gpu();
     for (i, ty) in GPU_TYPES.into_iter().enumerate() {
         for (n_tokens, accumulate) in [(1, false), (1, true), (3, true), (9, false), (9, true)] {
-            let case = MatmulCase { x_offset: 8, x_pad: 4, y_pad: 3, accumulate, ..MatmulCase::dense(ty, 37, 160, n_tokens) };
+            let k = row_len(ty, 160);
+            let case = MatmulCase { x_offset: 8, x_pad: 4, y_pad: 3, accumulate, ..MatmulCase::dense(ty, 37, k, n_tokens) };
             check_matmul(&ctx, case, 5000 + i as u64 * 10 + n_tokens as u64);
         }
         // Accumulate into a dense output too.
-        check_matmul(&ctx, MatmulCase { accumulate: true, ..MatmulCase::dense(ty, 5, 96, 3) }, 6000 + i as u64);
+        check_matmul(&ctx, MatmulCase { accumulate: true, ..MatmulCase::dense(ty, 5, row_len(ty, 96), 3) }, 6000 + i as u64);
     }
 }
 
@@ -249,10 +297,12 @@ fn matmul_strides_offsets_accumulate() {
 #[test]
 fn matmul_default_allocation() {
     let ctx = common::gpu();
-    for (i, ty) in [GgmlType::F16, GgmlType::Q4_1, GgmlType::Q8_0].into_iter().enumerate() {
-        let case = MatmulCase { rows_per_part: None, ..MatmulCase::dense(ty, 37, 288, 9) };
+    let types = [GgmlType::F16, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ4_NL];
+    for (i, ty) in types.into_iter().enumerate() {
+        let k = row_len(ty, 288);
+        let case = MatmulCase { rows_per_part: None, ..MatmulCase::dense(ty, 37, k, 9) };
         check_matmul(&ctx, case, 7000 + i as u64);
-        let case = MatmulCase { rows_per_part: None, ..MatmulCase::dense(ty, 37, 288, 1) };
+        let case = MatmulCase { rows_per_part: None, ..MatmulCase::dense(ty, 37, k, 1) };
         check_matmul(&ctx, case, 7100 + i as u64);
     }
 }
@@ -292,9 +342,9 @@ fn embed_every_type_split_and_scaled() {
     // First row, last row, both sides of part boundaries (parts of 8 rows), repeats.
     let ids = [36, 0, 7, 8, 15, 16, 36, 23, 1, 0];
     for (i, ty) in GPU_TYPES.into_iter().enumerate() {
-        check_embed(&ctx, ty, (96, 37, Some(8)), &ids, 0.75, 8000 + i as u64);
-        check_embed(&ctx, ty, (288, 5, Some(2)), &[4, 0, 2], 2.5, 8100 + i as u64);
-        check_embed(&ctx, ty, (160, 37, None), &[36, 3], 1.0, 8200 + i as u64);
+        check_embed(&ctx, ty, (row_len(ty, 96), 37, Some(8)), &ids, 0.75, 8000 + i as u64);
+        check_embed(&ctx, ty, (row_len(ty, 288), 5, Some(2)), &[4, 0, 2], 2.5, 8100 + i as u64);
+        check_embed(&ctx, ty, (row_len(ty, 160), 37, None), &[36, 3], 1.0, 8200 + i as u64);
     }
 }
 

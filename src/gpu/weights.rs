@@ -29,10 +29,8 @@ pub struct WeightMatrix {
 
 /// Which GGML types the GPU kernels can read.
 pub fn gpu_supports(ty: GgmlType) -> bool {
-    matches!(
-        ty,
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0
-    )
+    use GgmlType::*;
+    matches!(ty, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_NL | IQ4_XS)
 }
 
 impl WeightMatrix {
@@ -56,7 +54,7 @@ impl WeightMatrix {
         if !gpu_supports(ty) {
             return Err(GpuError::UnsupportedType { tensor: name.to_string(), ty: ty.name() });
         }
-        if k % 32 != 0 || k > u32::MAX as u64 || n_rows > u32::MAX as u64 || n_rows == 0 {
+        if !k.is_multiple_of(32) || k > u32::MAX as u64 || n_rows > u32::MAX as u64 || n_rows == 0 {
             return Err(GpuError::Shape(format!(
                 "tensor '{name}' has shape [{k}, {n_rows}]; matrices need a row length that is a multiple of 32"
             )));
@@ -102,7 +100,7 @@ impl WeightMatrix {
             }
             let chunk = &data[(lo - offset) as usize..(hi - offset) as usize];
             let dst = lo - part.byte_start;
-            if chunk.len() % 4 == 0 {
+            if chunk.len().is_multiple_of(4) {
                 queue.write_buffer(&part.buffer, dst, chunk);
             } else {
                 let mut padded = chunk.to_vec();
