@@ -55,6 +55,18 @@ fn tokenize_matches_fixture() {
 }
 
 #[test]
+fn tokenize_gemma_sentencepiece_matches_fixture() {
+    let fx = fixture("gemma-3-270m-q4_k_m.json");
+    let model = common::gemma3_path().display().to_string();
+    for case in fx["tokenize"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let out = stdout_of(&ferrolm(&["tokenize", &model, text]));
+        let got: Value = serde_json::from_str(out.trim()).expect("tokenize prints JSON");
+        assert_eq!(ids(&got), ids(&case["ids"]), "tokenize {text:?}");
+    }
+}
+
+#[test]
 fn score_matches_fixture_teacher_forced() {
     let fx = fixture("smollm2-135m-instruct-q4_1.json");
     for case in fx["generate"].as_array().unwrap() {
