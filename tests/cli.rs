@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{fixture, repo_path, smollm2_path};
+use common::{fixture, smollm2_path};
 use serde_json::Value;
 
 /// The fixture's tolerance for `numpy` references (see tests/fixtures and shared/fixtures/README).
@@ -26,12 +26,8 @@ fn model() -> String {
 const SMOLLM2_FIXTURE: &str = "smollm2-135m-instruct-q4_1.json";
 const GEMMA3_FIXTURE: &str = "gemma-3-270m-q4_k_m.json";
 
-/// Gemma 3 270M Q4_K_M (Q5_0/Q4_K/Q6_K/Q8_0, a 262144 × 640 embedding larger than a 128 MiB
-/// storage binding, SentencePiece). Panics (never skips) when it is missing.
 fn gemma3() -> String {
-    let path = repo_path("models/gemma-3-270m-q4_k_m.gguf");
-    assert!(path.is_file(), "model missing: run scripts/setup.sh (see README); expected {}", path.display());
-    path.display().to_string()
+    common::gemma3_path().display().to_string()
 }
 
 #[test]

@@ -469,6 +469,7 @@ fn synthetic(extra: &[(&str, i32)], merges: &[&str], pre: Option<&str>) -> Vocab
         bos_id: None,
         eos_id: None,
         add_bos: false,
+        ..Vocab::default()
     }
 }
 
@@ -640,11 +641,12 @@ fn synthetic_llama3_ignore_merges() {
 
 #[test]
 fn errors() {
+    // "llama" (SentencePiece) is implemented (tests/tokenizer_spm.rs); "t5" (Unigram) is not.
     let mut v = synthetic(&[], &[], None);
-    v.model = "llama".into();
+    v.model = "t5".into();
     assert!(matches!(
         Tokenizer::new(v),
-        Err(TokenizerError::Unsupported(_))
+        Err(TokenizerError::Unsupported(m)) if m.contains("\"t5\"")
     ));
     let mut v = synthetic(&[], &[], None);
     v.model = "bert".into();

@@ -14,6 +14,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::TextIndex;
+
 /// Small multiplicative hasher for the integer keys of the merge table (SipHash is needlessly
 /// slow here and the keys are not attacker-chosen in a way that matters).
 #[derive(Default, Clone, Copy)]
@@ -74,14 +76,14 @@ impl BpeModel {
     /// byte-level alphabet; `merges` are "left right" rules in rank order.
     pub(crate) fn new(
         n_vocab: u32,
-        text_to_id: &HashMap<String, u32>,
+        text_to_id: &TextIndex,
         byte_chars: &[char; 256],
         merges: &[String],
     ) -> BpeModel {
         let mut virtual_ids: HashMap<String, u32> = HashMap::new();
         let mut virtual_fallback: Vec<Vec<u32>> = Vec::new();
         let mut intern = |s: &str| -> u32 {
-            if let Some(&id) = text_to_id.get(s) {
+            if let Some(id) = text_to_id.get(s) {
                 return id;
             }
             if let Some(&id) = virtual_ids.get(s) {
@@ -93,7 +95,6 @@ impl BpeModel {
                 .filter_map(|c| {
                     text_to_id
                         .get(c.encode_utf8(&mut [0u8; 4]) as &str)
-                        .copied()
                 })
                 .collect();
             virtual_fallback.push(fallback);

@@ -8,7 +8,9 @@ use crate::gguf::{GgufFile, Value};
 const MAX_VOCAB: usize = 1 << 21;
 
 impl Tokenizer {
-    /// Reads the vocabulary, merges, token types and special ids from the file's metadata.
+    /// Reads the vocabulary, merges, scores, token types, special ids and flags from the
+    /// file's metadata. For `llama` (SentencePiece) vocabularies, absent keys take llama.cpp's
+    /// defaults: `add_space_prefix` and `add_bos_token` true, BOS 1, EOS 2, UNK 0.
     pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         let strings = |key: &str| -> Result<Vec<String>> {
             match file.get_array(key)? {
@@ -44,12 +46,26 @@ impl Tokenizer {
             Ok(file.get_u64(key)?.filter(|&v| (v as usize) < tokens.len()).map(|v| v as u32))
         };
         let model = file.get_str("tokenizer.ggml.model")?.unwrap_or("gpt2").to_string();
+        // llama.cpp's defaults for SentencePiece (`llama`) vocabularies when a key is absent:
+        // BOS 1, EOS 2, UNK 0, add BOS, add a space prefix. BPE keeps "absent = none/false".
+        let spm = model == "llama";
+        let default_id = |key: &str, spm_default: u32| -> Result<Option<u32>> {
+            Ok(match id(key)? {
+                Some(v) => Some(v),
+                None if spm && file.get_u64(key)?.is_none() && (spm_default as usize) < tokens.len() => {
+                    Some(spm_default)
+                }
+                None => None,
+            })
+        };
         let vocab = Vocab {
             pre: file.get_str("tokenizer.ggml.pre")?.map(str::to_string),
             merges: strings("tokenizer.ggml.merges")?,
-            bos_id: id("tokenizer.ggml.bos_token_id")?,
-            eos_id: id("tokenizer.ggml.eos_token_id")?,
-            add_bos: file.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
+            bos_id: default_id("tokenizer.ggml.bos_token_id", 1)?,
+            eos_id: default_id("tokenizer.ggml.eos_token_id", 2)?,
+            unk_id: default_id("tokenizer.ggml.unknown_token_id", 0)?,
+            add_bos: file.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(spm),
+            add_space_prefix: file.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(spm),
             tokens,
             token_types,
             scores,

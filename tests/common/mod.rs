@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: the GPU context, repository paths, fixtures and the
-//! SmolLM2 model file. Each test binary includes this with `mod common;` and uses only part of it.
+//! model files (SmolLM2, Gemma 3, the zoo). Each test binary includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -39,6 +39,24 @@ pub fn smollm2_path() -> PathBuf {
     let path = repo_path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.is_file() {
         panic!("model missing: run scripts/setup.sh (see README); expected {}", path.display());
+    }
+    path
+}
+
+/// The Gemma 3 270M Q4_K_M model. Panics (never skips) when it is missing.
+pub fn gemma3_path() -> PathBuf {
+    let path = repo_path("models/gemma-3-270m-q4_k_m.gguf");
+    if !path.is_file() {
+        panic!("model missing: run scripts/setup.sh (see README); expected {}", path.display());
+    }
+    path
+}
+
+/// A file of the tiny-model zoo, `tests/fixtures/zoo/NAME`. Panics (never skips) when missing.
+pub fn zoo_path(name: &str) -> PathBuf {
+    let path = repo_path("tests/fixtures/zoo").join(name);
+    if !path.is_file() {
+        panic!("zoo file missing: run scripts/setup.sh (see README); expected {}", path.display());
     }
     path
 }
