@@ -84,6 +84,8 @@ impl Engine {
     ) -> Result<Engine> {
         progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
         let header = read_header(source).await?;
+        // The architecture first: it is the most basic reason a file cannot run.
+        crate::model::Config::from_gguf(&header)?;
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let mut end_ids = end_of_generation_ids(&header)?;
         let chat = ChatTemplate::from_gguf(&header, &tokenizer).map_err(|e| e.to_string());

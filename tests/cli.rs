@@ -288,3 +288,36 @@ fn unusable_input_gives_exit_2() {
         "context",
     );
 }
+
+#[test]
+fn unsupported_tensor_types_are_named() {
+    use ferrolm::gguf::writer::Writer;
+    use ferrolm::gguf::Value as V;
+    use ferrolm::quant::GgmlType;
+    // A llama-shaped header whose embedding is Q8_1 (no GPU kernel): 64-dim, 4 tokens.
+    let tokens: Vec<V> = ["a", "b", "c", "d"].iter().map(|t| V::String(t.to_string())).collect();
+    let n = 64u64 * 4;
+    let q8_1 = vec![0u8; (n / 32 * GgmlType::Q8_1.block_bytes()) as usize];
+    let file = Writer::new()
+        .kv("general.architecture", V::String("llama".into()))
+        .kv("llama.embedding_length", V::U32(64))
+        .kv("llama.attention.head_count", V::U32(1))
+        .kv("llama.block_count", V::U32(1))
+        .kv("llama.feed_forward_length", V::U32(64))
+        .kv("tokenizer.ggml.model", V::String("gpt2".into()))
+        .kv("tokenizer.ggml.tokens", V::Array(tokens))
+        .tensor("token_embd.weight", &[64, 4], GgmlType::Q8_1, q8_1)
+        .build();
+    let scratch = Scratch::new("unsupported");
+    let path = scratch.write("q8_1.gguf", &file);
+    let p = path.display().to_string();
+    let described: Value = serde_json::from_str(stdout_of(&ferrolm(&["inspect", &p])).trim()).unwrap();
+    assert_eq!(described["unsupported_tensors"], serde_json::json!([{ "tensor": "token_embd.weight", "type": "Q8_1" }]));
+    let out = ferrolm(&["generate", &p, "--prompt", "a"]);
+    assert_bad_input(&out, "generate with a Q8_1 tensor", "token_embd.weight");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Q8_1"));
+
+    let other = Writer::new().kv("general.architecture", V::String("mamba".into())).build();
+    let path = scratch.write("mamba.gguf", &other);
+    assert_bad_input(&ferrolm(&["generate", &path.display().to_string(), "--prompt", "a"]), "unknown architecture", "mamba");
+}
