@@ -19,6 +19,7 @@ pub enum Kernel {
 }
 
 const QUANT_WGSL: &str = include_str!("../../shaders/quant.wgsl");
+const MATH_WGSL: &str = include_str!("../../shaders/math.wgsl");
 
 impl Kernel {
     fn source(self) -> String {
@@ -27,8 +28,8 @@ impl Kernel {
             Kernel::Embed => format!("{QUANT_WGSL}\n{}", include_str!("../../shaders/embed.wgsl")),
             Kernel::Norm => include_str!("../../shaders/norm.wgsl").to_string(),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl").to_string(),
-            Kernel::Attention => include_str!("../../shaders/attention.wgsl").to_string(),
-            Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl").to_string(),
+            Kernel::Attention => format!("{MATH_WGSL}\n{}", include_str!("../../shaders/attention.wgsl")),
+            Kernel::Elementwise => format!("{MATH_WGSL}\n{}", include_str!("../../shaders/elementwise.wgsl")),
             Kernel::TopK => include_str!("../../shaders/topk.wgsl").to_string(),
         }
     }
