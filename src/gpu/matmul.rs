@@ -66,7 +66,7 @@ pub fn matmul_rows(
     if rows.end > w.n_rows || rows.start >= rows.end {
         return Err(GpuError::Shape(format!("rows {rows:?} of '{}' ({} rows)", w.name, w.n_rows)));
     }
-    if args.x_offset % 4 != 0 || args.x_stride % 4 != 0 {
+    if !args.x_offset.is_multiple_of(4) || !args.x_stride.is_multiple_of(4) {
         return Err(GpuError::Shape(format!("matmul input offset {} / stride {} must be multiples of 4", args.x_offset, args.x_stride)));
     }
     // Prefill handles 4 or 8 tokens per pass so each dequantized weight is reused.

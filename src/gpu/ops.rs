@@ -121,7 +121,7 @@ struct AttentionParams {
 
 /// Causal GQA attention.  q, out: [n_tokens, n_heads, head_dim];  k_cache, v_cache: [ctx, n_kv_heads, head_dim].
 pub fn attention(step: &mut Step, q: &wgpu::Buffer, k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer, out: &wgpu::Buffer, a: &AttentionArgs) -> Result<(), GpuError> {
-    if a.head_dim > 256 || a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
+    if a.head_dim > 256 || a.n_kv_heads == 0 || !a.n_heads.is_multiple_of(a.n_kv_heads) {
         return Err(GpuError::Shape(format!(
             "attention with {} heads, {} KV heads of {} dims is not supported (head_dim <= 256, heads a multiple of KV heads)",
             a.n_heads, a.n_kv_heads, a.head_dim

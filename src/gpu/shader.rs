@@ -136,7 +136,8 @@ impl PipelineCache {
         pipeline
     }
 
-    pub fn len(&self) -> usize {
+    /// Pipelines compiled so far.
+    pub fn compiled(&self) -> usize {
         self.pipelines.lock().map(|m| m.len()).unwrap_or(0)
     }
 }

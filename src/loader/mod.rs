@@ -20,7 +20,7 @@ const MAX_HEADER: u64 = 256 << 20;
 pub const CHUNK_BYTES: u64 = 8 << 20;
 
 /// Random-access bytes of one model file (a local file, a set of URLs, a Blob).
-#[allow(async_fn_in_trait)]
+#[allow(async_fn_in_trait, clippy::len_without_is_empty)]
 pub trait ByteSource {
     /// Total length in bytes.
     fn len(&self) -> u64;

@@ -110,7 +110,7 @@ impl WeightStore {
             (self.carry_offset, &joined[..])
         } else {
             self.flush_carry(ctx);
-            if offset % 4 != 0 {
+            if !offset.is_multiple_of(4) {
                 // Tensor data starts aligned, so bytes before the next aligned offset are padding.
                 let skip = ((4 - offset % 4) as usize).min(data.len());
                 (offset + skip as u64, &data[skip..])
