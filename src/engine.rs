@@ -96,7 +96,20 @@ impl Engine {
                 }
             }
         }
-        let mut model = Model::new(ctx, &header, options)?;
+        // Allocation failures (the model or its KV cache does not fit the GPU) are reported as a
+        // device-limit error instead of poisoning the device.
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let model = Model::new(ctx.clone(), &header, options);
+        let out_of_memory = scope.pop().await;
+        let mut model = model?;
+        if let Some(e) = out_of_memory {
+            return Err(Error::Gpu(crate::gpu::GpuError::Limit(format!(
+                "the model needs {} MiB of GPU memory (weights and a {}-token KV cache) and the device could not provide it \
+                 ({e}); try a smaller context length or model",
+                model.gpu_bytes() >> 20,
+                model.context_length
+            ))));
+        }
         stream_weights(source, &mut model, progress).await?;
         progress(Progress { phase: Phase::Ready, done: source.len(), total: source.len() });
         Ok(Engine { model, tokenizer, header, end_ids, chat, cached: Vec::new() })
