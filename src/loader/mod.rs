@@ -7,6 +7,8 @@
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::FileSource;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 use crate::error::{Error, Result};
 use crate::gguf::{parse_header, GgufFile, Parsed};
@@ -34,6 +36,8 @@ pub trait ByteSource {
 pub enum Phase {
     Header,
     Weights,
+    /// Compiling the GPU pipelines (a warm-up step; the browser loader reports it).
+    Shaders,
     Ready,
 }
 
