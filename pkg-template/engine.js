@@ -59,7 +59,7 @@ export async function adapterInfo() {
 
 /** Loads a model on this thread. `source`: absolute URL, array of URLs, File or Blob. */
 export async function loadLocal(source, options = {}) {
-  const { onProgress, signal, contextLength, maxBatch, wasmUrl } = options;
+  const { onProgress, signal, contextLength, maxBatch, matmulRowThreads, wasmUrl } = options;
   if (signal && signal.aborted) throw abortError("loading");
   const browserAdapter = await adapterInfo();
   await initWasm(wasmUrl);
@@ -72,7 +72,7 @@ export async function loadLocal(source, options = {}) {
   };
   let inner;
   try {
-    inner = await WasmEngine.load(source, { contextLength, maxBatch }, progress, signal || undefined);
+    inner = await WasmEngine.load(source, { contextLength, maxBatch, matmulRowThreads }, progress, signal || undefined);
   } catch (e) {
     throw toTypedError(e);
   } finally {
@@ -91,7 +91,10 @@ export class LocalEngine {
     this.#inner = inner;
     const info = inner.info;
     info.adapter.browser = browserAdapter;
-    if (!info.adapter.name) info.adapter.name = browserAdapter.description || browserAdapter.vendor || "WebGPU adapter";
+    if (!info.adapter.name) {
+      const b = browserAdapter;
+      info.adapter.name = b.description || [b.vendor, b.architecture, b.device].filter(Boolean).join(" ") || "WebGPU adapter";
+    }
     /** What was loaded and where it runs. */
     this.info = info;
     /** Figures of the last generation (null before the first). */

@@ -27,6 +27,9 @@ export interface LoadOptions {
   worker?: boolean;
   /** Most tokens one forward step processes (prompt prefill chunk; default 128). */
   maxBatch?: number;
+  /** Tuning aid: threads sharing one matrix row in matmul (power of two up to 64; default 1 on
+   * CPU adapters, 16 on GPUs). */
+  matmulRowThreads?: number;
   /** Where to fetch the .wasm from (default: next to the package's wasm/ferrolm.js). */
   wasmUrl?: string | URL;
 }
@@ -106,7 +109,8 @@ export interface EngineInfo {
     name: string;
     backend: string;
     limits: DeviceLimits;
-    matmul_row_threads: number;
+    /** Threads sharing one matrix row in matmul (1 on CPU adapters such as SwiftShader). */
+    matmulRowThreads: number;
     /** What the browser says about the adapter (GPUAdapterInfo). */
     browser: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter: boolean };
   };

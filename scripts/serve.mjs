@@ -12,6 +12,7 @@
 //   ?truncate=N    serve only the first N bytes of the file, as if it were that short
 //   ?cut=N         announce the full length but close the connection after byte N
 //   ?slow=MS       wait MS milliseconds before answering
+//   ?patch=OFF:HEX replace the bytes at offset OFF (of the served resource) by HEX
 // and GET /__log (JSON list of the requests served: path, range, status, bytes) and
 // POST /__log/clear.
 import http from "node:http";
@@ -169,7 +170,20 @@ async function handle(req, res) {
     return;
   }
   const stream = fs.createReadStream(file, { start: base + start, end: base + last - 1 });
-  stream.on("data", (chunk) => { entry.bytes += chunk.length; });
+  const patch = q.has("patch") ? q.get("patch").split(":") : null;
+  const patchAt = patch ? Number(patch[0]) : 0;
+  const patchBytes = patch ? Buffer.from(patch[1], "hex") : null;
+  let at = start; // resource offset of the next chunk
+  stream.on("data", (chunk) => {
+    if (patchBytes) {
+      for (let i = 0; i < patchBytes.length; i++) {
+        const j = patchAt + i - at;
+        if (j >= 0 && j < chunk.length) chunk[j] = patchBytes[i];
+      }
+    }
+    at += chunk.length;
+    entry.bytes += chunk.length;
+  });
   stream.on("error", () => res.destroy());
   stream.on("end", () => { if (last < end) res.destroy(); });
   // A client that stops reading (a cancelled fetch) closes the socket: stop reading the file.

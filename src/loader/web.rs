@@ -61,6 +61,11 @@ async fn fetch(url: &str, method: &str, range: Option<(u64, u64)>, abort: &Abort
     let init = RequestInit::new();
     init.set_method(method);
     init.set_signal(abort.0.as_ref());
+    if range.is_none() {
+        // A whole body, read sequentially and possibly started again: keep the HTTP cache out
+        // of it (it would otherwise store a partial entry and add requests of its own).
+        init.set_cache(web_sys::RequestCache::NoStore);
+    }
     let request = Request::new_with_str_and_init(url, &init).map_err(|e| Error::Io(format!("bad model URL '{url}': {}", js_message(&e))))?;
     if let Some((start, end)) = range {
         // `end` is exclusive here, inclusive in the header.
@@ -111,17 +116,19 @@ fn content_range_start(response: &Response) -> Option<u64> {
 /// A response body read front to back.
 struct BodyStream {
     reader: ReadableStreamDefaultReader,
-    /// Offset (within the part) of the next byte the stream yields.
+    /// Offset (within the part) of the body's first byte (a Range response's start).
+    base: u64,
+    /// Offset (within the body) of the next byte the stream yields.
     pos: u64,
     /// The unread rest of the last chunk the stream gave.
     pending: Option<Uint8Array>,
 }
 
 impl BodyStream {
-    fn new(response: &Response, url: &str) -> Result<BodyStream> {
+    fn new(response: &Response, url: &str, base: u64) -> Result<BodyStream> {
         let body = response.body().ok_or_else(|| Error::Io(format!("the response for '{url}' has no body")))?;
         let reader = ReadableStreamDefaultReader::new(&body).map_err(|e| Error::Io(format!("cannot read '{url}': {}", js_message(&e))))?;
-        Ok(BodyStream { reader, pos: 0, pending: None })
+        Ok(BodyStream { reader, base, pos: 0, pending: None })
     }
 
     /// The next bytes of the body (at most `max`), or None at its end.
@@ -134,7 +141,7 @@ impl BodyStream {
                     if abort.aborted() {
                         Error::Io("loading was aborted".into())
                     } else {
-                        Error::Io(format!("reading '{url}' failed at byte {}: {}", self.pos, js_message(&e)))
+                        Error::Io(format!("reading '{url}' failed at byte {}: {}", self.base + self.pos, js_message(&e)))
                     }
                 })?;
                 let done = js_sys::Reflect::get(&result, &"done".into()).map(|d| d.is_truthy()).unwrap_or(true);
@@ -160,13 +167,13 @@ impl BodyStream {
     async fn read_at(&mut self, offset: u64, out: &mut [u8], url: &str, abort: &Abort) -> Result<()> {
         while self.pos < offset {
             if self.next(offset - self.pos, url, abort).await?.is_none() {
-                return Err(Error::Io(format!("'{url}' ended at byte {} before byte {offset}", self.pos)));
+                return Err(Error::Io(format!("'{url}' ended at byte {} (the model file is truncated)", self.base + self.pos)));
             }
         }
         let mut filled = 0usize;
         while filled < out.len() {
             let Some(chunk) = self.next((out.len() - filled) as u64, url, abort).await? else {
-                return Err(Error::Io(format!("'{url}' ended at byte {} (the model file is truncated)", self.pos)));
+                return Err(Error::Io(format!("'{url}' ended at byte {} (the model file is truncated)", self.base + self.pos)));
             };
             let n = chunk.length() as usize;
             chunk.copy_to(&mut out[filled..filled + n]);
@@ -248,14 +255,14 @@ impl UrlSource {
                         let _ = cancel_body(&response);
                         return Err(Error::Io(format!("'{}' answered a Range request for byte {offset} with other bytes", part.url)));
                     }
-                    let mut body = BodyStream::new(&response, &part.url)?;
+                    let mut body = BodyStream::new(&response, &part.url, offset)?;
                     body.read_at(0, out, &part.url, &abort).await?;
                     body.cancel();
                     return Ok(());
                 }
                 _ => {
                     // The server ignored Range this time: go on reading its body sequentially.
-                    part.mode = Mode::Sequential(Some(BodyStream::new(&response, &part.url)?));
+                    part.mode = Mode::Sequential(Some(BodyStream::new(&response, &part.url, 0)?));
                 }
             }
         }
@@ -269,7 +276,7 @@ impl UrlSource {
         if stream.is_none() {
             requests.set(requests.get() + 1);
             let response = fetch(&part.url, "GET", None, &abort).await?;
-            *stream = Some(BodyStream::new(&response, &part.url)?);
+            *stream = Some(BodyStream::new(&response, &part.url, 0)?);
         }
         let s = stream.as_mut().expect("started above");
         s.read_at(offset, out, &part.url, &abort).await
@@ -296,7 +303,7 @@ async fn probe(url: &str, abort: &Abort) -> Result<(u64, Mode, u32)> {
         416 => Ok((0, Mode::Ranged, 1)),
         _ => match header_u64(&response, "Content-Length") {
             // No Range support: keep this body as the sequential stream.
-            Some(len) => Ok((len, Mode::Sequential(Some(BodyStream::new(&response, url)?)), 1)),
+            Some(len) => Ok((len, Mode::Sequential(Some(BodyStream::new(&response, url, 0)?)), 1)),
             None => {
                 let _ = cancel_body(&response);
                 Err(Error::Io(format!(

@@ -85,6 +85,8 @@ fn wasm_memory_bytes() -> f64 {
 struct JsLoadOptions {
     context_length: Option<u32>,
     max_batch: Option<u32>,
+    /// Tuning aid (like the CLI's FERROLM_ROW_THREADS): threads per matrix row in matmul.
+    matmul_row_threads: Option<u32>,
 }
 
 /// Options of `generate` (camelCase in JS). `topP`, `minP`, `repetitionPenalty` and `stop` are
@@ -239,7 +241,11 @@ impl WasmEngine {
         report(Progress { phase: Phase::Header, done: 0, total: 0 });
         let (mut source, parts) = open_source(source, abort).await?;
         abort.check()?;
-        let ctx = Arc::new(Context::new().await?);
+        let mut ctx = Context::new().await?;
+        if let Some(n) = options.matmul_row_threads.filter(|n| n.is_power_of_two() && *n <= 64) {
+            ctx.tuning.matmul_row_threads = n;
+        }
+        let ctx = Arc::new(ctx);
         let mut forward = |p: Progress| {
             // The engine says Ready after the weights; the warm-up below comes first.
             if p.phase != Phase::Ready {
