@@ -75,6 +75,7 @@ class WorkerEngine {
       if (!p) return;
       if (m.type === "progress") p.onProgress && p.onProgress(m.progress);
       else if (m.type === "piece") p.onPiece && p.onPiece(m.piece);
+      else if (m.type === "stats") this.stats = m.stats;
       else {
         this.#pending.delete(m.id);
         if (m.type === "result") p.resolve(m.value);
@@ -138,7 +139,7 @@ class WorkerEngine {
       { onPiece: (piece) => { pieces.push(piece); notify(); }, signal: controller.signal },
     );
     run.then(
-      ({ stats }) => { this.stats = stats; finished = true; notify(); },
+      () => { finished = true; notify(); },
       (e) => { failure = e; finished = true; notify(); },
     );
     try {

@@ -1,5 +1,5 @@
 // The Web Worker side of the proxy in index.js: one engine per worker, driven by messages
-// { id, op, ... }; answers { id, type: "progress" | "piece" | "result" | "error", ... }.
+// { id, op, ... }; answers { id, type: "progress" | "piece" | "stats" | "result" | "error", ... }.
 
 import { loadLocal } from "./engine.js";
 import { InvalidRequestError, serializeError } from "./errors.js";
@@ -26,10 +26,17 @@ async function handle(data) {
     }
     case "generate": {
       const signal = controllers.get(id).signal;
-      for await (const piece of need().generate(data.prompt, { ...data.options, signal })) {
-        post({ id, type: "piece", piece });
+      const e = need();
+      const before = e.stats;
+      try {
+        for await (const piece of e.generate(data.prompt, { ...data.options, signal })) {
+          post({ id, type: "piece", piece });
+        }
+      } finally {
+        // Aborted runs have stats too (finishReason "abort").
+        if (e.stats !== before) post({ id, type: "stats", stats: e.stats });
       }
-      return { stats: engine.stats };
+      return {};
     }
     case "tokenize":
       return { ids: await need().tokenize(data.text) };
