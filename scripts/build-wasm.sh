@@ -31,8 +31,14 @@ if ! { [ -x "$bindgen" ] && "$bindgen" --version 2>/dev/null | grep -q " $versio
         || env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "=$version" --root "$tools"
 fi
 
-# 3. The wasm library.
-cargo build --lib --release --locked --target wasm32-unknown-unknown
+# 3. The wasm library. FERROLM_WERROR=1 (the test suite) fails on any compiler warning.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo build --lib --release --locked --target wasm32-unknown-unknown 2>&1 | tee "$log"
+if [ "${FERROLM_WERROR:-0}" = 1 ] && grep -q '^warning' "$log"; then
+    echo "build-wasm: the wasm build has warnings (FERROLM_WERROR=1)" >&2
+    exit 1
+fi
 wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/ferrolm.wasm"
 
 # 4. The package.

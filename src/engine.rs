@@ -79,6 +79,12 @@ impl Engine {
     ) -> Result<Engine> {
         progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
         let header = read_header(source).await?;
+        if let Some(n) = header.get_u64("split.count")?.filter(|&n| n > 1) {
+            return Err(Error::Unsupported(format!(
+                "this GGUF is shard {} of {n} written by gguf-split; merge the shards first (llama-gguf-split --merge)",
+                header.get_u64("split.no")?.unwrap_or(0) + 1
+            )));
+        }
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let end_ids = end_of_generation_ids(&header)?;
         let mut model = Model::new(ctx, &header, options)?;
