@@ -13,8 +13,9 @@
 //   ?cut=N         announce the full length but close the connection after byte N
 //   ?slow=MS       wait MS milliseconds before answering
 //   ?patch=OFF:HEX replace the bytes at offset OFF (of the served resource) by HEX
-// and GET /__log (JSON list of the requests served: path, range, status, bytes) and
-// POST /__log/clear.
+//   ?noexpose      no Access-Control-Expose-Headers (cross-origin pages cannot see Content-Range)
+// and GET /__log (JSON list of the requests served: path, range, status, bytes), POST /__log
+// (clears it), and --mount /PREFIX/=DIR (serve DIR under /PREFIX/, e.g. files a test wrote).
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
@@ -29,6 +30,9 @@ const option = (name, fallback) => {
 const port = Number(option("--port", process.env.PORT || 8080));
 const testHooks = args.includes("--test-hooks");
 const served = testHooks ? ["www", "pkg", "models", "tests"] : ["www", "pkg", "models"];
+const mounts = testHooks
+  ? args.flatMap((a, i) => (a === "--mount" ? [args[i + 1].split("=")] : [])).map(([prefix, dir]) => [prefix, path.resolve(dir)])
+  : [];
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -54,7 +58,15 @@ function resolveFile(urlPath) {
   } catch {
     return null;
   }
-  const file = path.resolve(root, "." + path.posix.normalize(decoded));
+  const normalized = path.posix.normalize(decoded);
+  for (const [prefix, dir] of mounts) {
+    if (normalized.startsWith(prefix)) {
+      const file = path.resolve(dir, "." + normalized.slice(prefix.length - 1));
+      const rel = path.relative(dir, file);
+      return rel.startsWith("..") || path.isAbsolute(rel) ? null : file;
+    }
+  }
+  const file = path.resolve(root, "." + normalized);
   const rel = path.relative(root, file);
   if (rel.startsWith("..") || path.isAbsolute(rel)) return null;
   const top = rel.split(path.sep)[0];
@@ -138,8 +150,8 @@ async function handle(req, res) {
     "Content-Type": TYPES[path.extname(file)] || "application/octet-stream",
     "Cache-Control": "no-cache",
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Content-Range, Content-Length, Accept-Ranges",
   };
+  if (!q.has("noexpose")) headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, Accept-Ranges";
   if (ranges) headers["Accept-Ranges"] = "bytes";
   let start = 0;
   let end = size;

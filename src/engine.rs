@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::Context;
-use crate::loader::{read_header, stream_weights, ByteSource, Phase, Progress};
+use crate::loader::{read_model_header, stream_weights, ByteSource, Phase, Progress};
 use crate::model::{LoadOptions, Model};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::{end_of_generation_ids, Tokenizer, Utf8Assembler};
@@ -78,13 +78,7 @@ impl Engine {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Engine> {
         progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
-        let header = read_header(source).await?;
-        if let Some(n) = header.get_u64("split.count")?.filter(|&n| n > 1) {
-            return Err(Error::Unsupported(format!(
-                "this GGUF is shard {} of {n} written by gguf-split; merge the shards first (llama-gguf-split --merge)",
-                header.get_u64("split.no")?.unwrap_or(0) + 1
-            )));
-        }
+        let header = read_model_header(source).await?;
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let end_ids = end_of_generation_ids(&header)?;
         let mut model = Model::new(ctx, &header, options)?;

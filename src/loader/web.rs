@@ -319,6 +319,10 @@ impl ByteSource for UrlSource {
         self.len
     }
 
+    fn part_lens(&self) -> Vec<u64> {
+        self.parts.iter().map(|p| p.len).collect()
+    }
+
     async fn read(&mut self, offset: u64, len: u64) -> Result<Vec<u8>> {
         self.abort.check()?;
         let end = offset.checked_add(len).filter(|&e| e <= self.len).ok_or_else(|| Error::Io(format!("read past the end of the model ({} bytes)", self.len)))?;

@@ -6,21 +6,27 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import os from "node:os";
 import { startServer, launchBrowser, openHarness, root, SMOLLM2, SMOLLM2_BYTES, fixture } from "./helpers.mjs";
+import { splitGguf } from "./gguf-split.mjs";
 
 const MiB = 1 << 20;
 const FIRST = fixture.generate[0]; // "Once upon a time" -> ", the city ..."
 const N = 3; // tokens generated per load (SwiftShader is slow)
 
-let server, browser, page;
+let server, browser, page, tmp, shards;
 before(async () => {
-  server = await startServer();
+  // gguf-split-style shards of SmolLM2, served under /__tmp/.
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ferrolm-shards-"));
+  shards = splitGguf(path.join(root, SMOLLM2), tmp, 3).map((f) => `/__tmp/${path.basename(f)}`);
+  server = await startServer(["--test-hooks", "--mount", `/__tmp/=${tmp}`]);
   browser = await launchBrowser();
   page = await openHarness(browser, server.url);
 });
 after(async () => {
   await browser?.close();
   server?.close();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 /** In the page: loads `source` (expression evaluated in the page), generates N greedy tokens. */
@@ -96,6 +102,43 @@ test("several URLs (raw byte chunks of one file, uneven boundaries) load the sam
   for (const u of urls) assert.ok(log.some((e) => e.path === u && e.status === 206 && e.bytes > 1), `${u} was read`);
 });
 
+test("gguf-split shards (each part a GGUF of its own) load as one model", async () => {
+  await server.clearLog();
+  const r = await loadAndGenerate(JSON.stringify(shards));
+  assert.ok(r.ok, `load failed: ${r.name}: ${r.message}`);
+  assert.deepEqual(r.tokens, FIRST.continuation.slice(0, N));
+  assert.equal(r.info.parts, 3);
+  assert.equal(r.info.quantTypes.Q4_1, 210);
+  assert.ok(r.memory.peakWasmHeapBytes < 64 * MiB);
+  const log = await server.log();
+  for (const u of shards) {
+    const read = log.filter((e) => e.path === u).reduce((a, e) => a + (e.bytes || 0), 0);
+    const size = fs.statSync(path.join(tmp, path.basename(u))).size;
+    assert.ok(read > 0.9 * size && read < 1.1 * size, `${u}: ${read} of ${size} bytes read`);
+  }
+});
+
+test("incomplete or misordered shards are an UnsupportedModelError saying what to give", async () => {
+  const one = await loadError(shards[0]);
+  assert.deepEqual(one.instanceOf, ["UnsupportedModelError"], `${one.name}: ${one.message}`);
+  assert.match(one.message, /shard 1 of 3 .* 1 part\(s\) were given: give all 3 shard URLs in order/);
+  const swapped = await loadError([shards[0], shards[2], shards[1]]);
+  assert.deepEqual(swapped.instanceOf, ["UnsupportedModelError"], `${swapped.name}: ${swapped.message}`);
+  assert.match(swapped.message, /part 2 is not shard 2 of 3/);
+});
+
+test("cross-origin without exposed Content-Range: the length comes from HEAD", async () => {
+  // The page is on 127.0.0.1, the model on localhost: another origin.
+  const url = `${server.url.replace("127.0.0.1", "localhost")}${SMOLLM2}?noexpose`;
+  await server.clearLog();
+  const r = await loadAndGenerate(JSON.stringify(url));
+  assert.ok(r.ok, `load failed: ${r.name}: ${r.message}`);
+  assert.deepEqual(r.tokens, FIRST.continuation.slice(0, N));
+  const log = (await server.log()).filter((e) => e.path === `${SMOLLM2}?noexpose`);
+  assert.equal(log.filter((e) => e.method === "HEAD").length, 1);
+  assert.ok(log.filter((e) => e.method === "GET").every((e) => e.status === 206));
+});
+
 test("a server without Range support: the body is read sequentially", async () => {
   await server.clearLog();
   const url = `${SMOLLM2}?norange`;
@@ -133,15 +176,15 @@ test("a Blob built in the page", async () => {
   assert.deepEqual(r.tokens, FIRST.continuation.slice(0, N));
 });
 
-test("aborting a load rejects with AbortError and stops fetching", async () => {
+for (const worker of [false, true]) test(`aborting a load rejects with AbortError and stops fetching (worker: ${worker})`, async () => {
   await server.clearLog();
-  const r = await page.evaluate(async (url) => {
+  const r = await page.evaluate(async ({ url, worker }) => {
     const { load } = window.ferrolm;
     const controller = new AbortController();
     let weightReports = 0;
     try {
       await load(url, {
-        worker: false,
+        worker,
         signal: controller.signal,
         onProgress: (p) => { if (p.phase === "weights" && ++weightReports === 3) controller.abort(); },
       });
@@ -149,11 +192,13 @@ test("aborting a load rejects with AbortError and stops fetching", async () => {
     } catch (e) {
       return { ok: false, name: e.name, message: e.message, isAbort: e instanceof window.ferrolm.AbortError, weightReports };
     }
-  }, SMOLLM2);
+  }, { url: SMOLLM2, worker });
   assert.equal(r.ok, false);
   assert.equal(r.name, "AbortError");
   assert.ok(r.isAbort);
-  assert.equal(r.weightReports, 3, "no progress after the abort");
+  // On the page's thread nothing runs after the abort; a worker may have posted one more report.
+  if (worker) assert.ok(r.weightReports >= 3 && r.weightReports <= 4, `${r.weightReports} reports`);
+  else assert.equal(r.weightReports, 3, "no progress after the abort");
   await new Promise((res) => setTimeout(res, 300));
   const fetched = (await server.log()).filter((e) => e.path === SMOLLM2).reduce((a, e) => a + (e.bytes || 0), 0);
   assert.ok(fetched < 40 * MiB, `stopped early: ${fetched} bytes fetched`);
