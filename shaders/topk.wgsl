@@ -28,7 +28,8 @@ struct Params {
 const WG: u32 = 256u;
 const PER_THREAD: u32 = 4u;
 const NONE: u32 = 0xffffffffu;
-const NEG_INF: f32 = -3.4028235e38;
+// -f32::MAX written exactly (Tint rejects the rounded -3.4028235e38 as out of range).
+const NEG_INF: f32 = -0x1.fffffep+127f;
 
 var<workgroup> best_v: array<f32, 256>;
 var<workgroup> best_i: array<u32, 256>;

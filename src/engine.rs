@@ -6,7 +6,7 @@ use crate::chat::{ChatTemplate, Message};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::Context;
-use crate::loader::{read_header, stream_weights, ByteSource, Phase, Progress};
+use crate::loader::{read_model_header, stream_weights, ByteSource, Phase, Progress};
 use crate::model::{LoadOptions, Model};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::{end_of_generation_ids, Tokenizer, Utf8Assembler};
@@ -83,7 +83,7 @@ impl Engine {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Engine> {
         progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
-        let header = read_header(source).await?;
+        let header = read_model_header(source).await?;
         // The architecture first: it is the most basic reason a file cannot run.
         crate::model::Config::from_gguf(&header)?;
         let tokenizer = Tokenizer::from_gguf(&header)?;

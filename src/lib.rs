@@ -3,7 +3,8 @@
 //!
 //! Layout: `gguf` (the file format), `quant` (GGML block layouts and the CPU reference),
 //! `gpu` (runtime and kernels), `model` (architectures, weights, KV cache), `tokenizer`,
-//! `sampler`, `engine` (load + generate), `loader` (byte sources).
+//! `sampler`, `engine` (load + generate), `loader` (byte sources), `web` (the wasm-bindgen
+//! exports, wasm32 only).
 
 pub mod chat;
 pub mod engine;
@@ -16,5 +17,7 @@ pub mod model;
 pub mod quant;
 pub mod sampler;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};

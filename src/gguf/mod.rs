@@ -106,6 +106,21 @@ impl GgufFile {
         GgufFile { version, metadata, tensors, alignment, data_offset, file_len, kv_index, tensor_index }
     }
 
+    /// The same header with another tensor list (offsets absolute in the file the caller reads,
+    /// e.g. the concatenation of gguf-split shards). Names must be unique.
+    pub fn with_tensors(mut self, tensors: Vec<TensorInfo>) -> Result<Self, GgufError> {
+        let mut tensor_index = HashMap::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            if tensor_index.insert(t.name.clone(), i).is_some() {
+                return Err(GgufError::DuplicateTensor { name: t.name.clone() });
+            }
+        }
+        self.file_len = tensors.iter().map(|t| t.offset + t.n_bytes).max().unwrap_or(0).max(self.file_len);
+        self.tensors = tensors;
+        self.tensor_index = tensor_index;
+        Ok(self)
+    }
+
     /// The metadata value for `key` (O(1)).
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.kv_index.get(key).and_then(|&i| self.metadata.get(i)).map(|(_, v)| v)

@@ -29,14 +29,14 @@ pub struct Tuning {
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        let mut matmul_row_threads = if cpu { 1 } else { 16 };
+        let matmul_row_threads = if cpu { 1 } else { 16 };
         // Tuning aid: FERROLM_ROW_THREADS=1|2|4|...|64 overrides the choice (native builds).
         #[cfg(not(target_arch = "wasm32"))]
-        if let Some(n) = std::env::var("FERROLM_ROW_THREADS").ok().and_then(|v| v.parse::<u32>().ok()) {
-            if n.is_power_of_two() && n <= 64 {
-                matmul_row_threads = n;
-            }
-        }
+        let matmul_row_threads = std::env::var("FERROLM_ROW_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| n.is_power_of_two() && *n <= 64)
+            .unwrap_or(matmul_row_threads);
         Tuning { matmul_row_threads }
     }
 }
@@ -65,7 +65,13 @@ impl Context {
     /// Finds an adapter and opens a device with the highest limits the adapter offers for the
     /// things we need (storage binding size, buffer size). Errors name what is missing.
     pub async fn new() -> Result<Context, GpuError> {
+        #[cfg(not(target_arch = "wasm32"))]
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        #[cfg(target_arch = "wasm32")]
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::BROWSER_WEBGPU,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,

@@ -1,0 +1,206 @@
+// The engine on the calling thread: the wasm module, the call queue, the generate iterator.
+// index.js uses it directly with { worker: false }; worker.js runs it inside the Web Worker.
+
+import init, { WasmEngine, wasmMemory } from "./wasm/ferrolm.js";
+import { AbortError, InvalidRequestError, WebGPUUnavailableError, toTypedError } from "./errors.js";
+
+let wasmReady = null;
+let peakWasmHeapBytes = 0;
+
+function initWasm(wasmUrl) {
+  if (!wasmReady) {
+    wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
+      wasmReady = null;
+      throw toTypedError(e);
+    });
+  }
+  return wasmReady;
+}
+
+/** Linear-memory size now; the peak is the largest size seen (memory never shrinks). */
+function sampleMemory() {
+  const m = wasmMemory();
+  peakWasmHeapBytes = Math.max(peakWasmHeapBytes, m.wasmHeapBytes);
+  return m;
+}
+
+/** Options the JS API accepts that the Rust sampler does not implement yet (passed through). */
+const NOT_YET = ["topP", "minP", "repetitionPenalty", "stop"];
+const warned = new Set();
+
+function abortError(what) {
+  return new AbortError(`${what} was aborted`);
+}
+
+/** Checks that WebGPU is there and returns what the browser says about the adapter. */
+export async function adapterInfo() {
+  const gpu = globalThis.navigator && globalThis.navigator.gpu;
+  if (!gpu) {
+    throw new WebGPUUnavailableError(
+      "this browser exposes no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
+        "or Firefox/Safari with WebGPU enabled, over https or on localhost");
+  }
+  let adapter = null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  } catch (e) {
+    throw new WebGPUUnavailableError(`requesting a WebGPU adapter failed: ${e && e.message ? e.message : e}`);
+  }
+  if (!adapter) {
+    throw new WebGPUUnavailableError(
+      "WebGPU is present but no adapter is available (GPU blocklisted or disabled): check chrome://gpu");
+  }
+  const i = adapter.info || {};
+  return {
+    vendor: i.vendor || "", architecture: i.architecture || "", device: i.device || "",
+    description: i.description || "", isFallbackAdapter: !!i.isFallbackAdapter,
+  };
+}
+
+/** Loads a model on this thread. `source`: absolute URL, array of URLs, File or Blob. */
+export async function loadLocal(source, options = {}) {
+  const { onProgress, signal, contextLength, maxBatch, matmulRowThreads, wasmUrl } = options;
+  if (signal && signal.aborted) throw abortError("loading");
+  const browserAdapter = await adapterInfo();
+  await initWasm(wasmUrl);
+  sampleMemory();
+  const progress = (p) => {
+    sampleMemory();
+    if (onProgress) {
+      try { onProgress(p); } catch (e) { console.error("ferrolm: onProgress threw", e); }
+    }
+  };
+  let inner;
+  try {
+    inner = await WasmEngine.load(source, { contextLength, maxBatch, matmulRowThreads }, progress, signal || undefined);
+  } catch (e) {
+    throw toTypedError(e);
+  } finally {
+    sampleMemory();
+  }
+  return new LocalEngine(inner, browserAdapter);
+}
+
+export class LocalEngine {
+  #inner;
+  #queue = Promise.resolve();
+  #disposed = false;
+  #disposing = null;
+
+  constructor(inner, browserAdapter) {
+    this.#inner = inner;
+    const info = inner.info;
+    info.adapter.browser = browserAdapter;
+    if (!info.adapter.name) {
+      const b = browserAdapter;
+      info.adapter.name = b.description || [b.vendor, b.architecture, b.device].filter(Boolean).join(" ") || "WebGPU adapter";
+    }
+    /** What was loaded and where it runs. */
+    this.info = info;
+    /** Figures of the last generation (null before the first). */
+    this.stats = null;
+  }
+
+  /** Runs `task` after every call queued before it (generations never overlap). */
+  #enqueue(task) {
+    const run = this.#queue.then(() => {
+      if (this.#disposed) throw new InvalidRequestError("the engine was disposed");
+      return task();
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Streams `{ text, token }` pieces; see index.d.ts for the options. */
+  async *generate(prompt, options = {}) {
+    const { signal } = options;
+    for (const k of NOT_YET) {
+      if (options[k] !== undefined && !warned.has(k)) {
+        warned.add(k);
+        console.warn(`ferrolm: the ${k} option is accepted but not implemented yet; it is ignored`);
+      }
+    }
+    const rustOptions = {};
+    for (const k of ["maxTokens", "temperature", "topK", "seed", "ignoreEos", ...NOT_YET]) {
+      if (options[k] !== undefined) rustOptions[k] = options[k];
+    }
+    if (typeof prompt !== "string" && !Array.isArray(prompt) && !(prompt instanceof Uint32Array)) {
+      throw new InvalidRequestError("the prompt must be a string or an array of token ids");
+    }
+    const pieces = [];
+    let wake = null;
+    let finished = false;
+    let failure = null;
+    let stopped = false;
+    const notify = () => { if (wake) { const w = wake; wake = null; w(); } };
+    const onPiece = (text, token) => {
+      pieces.push({ text, token: token === 0xffffffff ? -1 : token });
+      notify();
+      return !stopped && !(signal && signal.aborted);
+    };
+    const run = this.#enqueue(() => {
+      if (signal && signal.aborted) throw abortError("generation");
+      return this.#inner.generate(typeof prompt === "string" ? prompt : Array.from(prompt), rustOptions, onPiece);
+    });
+    run.then(
+      (stats) => { this.stats = stats; finished = true; notify(); },
+      (e) => { failure = e; finished = true; notify(); },
+    );
+    try {
+      for (;;) {
+        if (pieces.length) {
+          yield pieces.shift();
+          continue;
+        }
+        if (finished) break;
+        await new Promise((resolve) => { wake = resolve; });
+      }
+      if (failure) throw toTypedError(failure);
+      if (signal && signal.aborted) throw abortError("generation");
+    } finally {
+      // A consumer that breaks out of the loop stops the generation; wait for it to end so
+      // that `stats` is up to date and the next call starts on a quiet engine.
+      stopped = true;
+      await run.catch(() => {});
+    }
+  }
+
+  /** Token ids of `text` (special tokens such as <|im_start|> parsed, no BOS). */
+  tokenize(text) {
+    return this.#enqueue(() => Array.from(this.#inner.tokenize(String(text))));
+  }
+
+  /** Text of token ids. */
+  detokenize(ids) {
+    return this.#enqueue(() => this.#inner.detokenize(Uint32Array.from(ids)));
+  }
+
+  /** Forgets the KV cache. */
+  reset() {
+    return this.#enqueue(() => this.#inner.reset());
+  }
+
+  /** `{ wasmHeapBytes, peakWasmHeapBytes, gpuBytes, allocatedBytes, peakAllocatedBytes }`. */
+  async memory() {
+    const m = sampleMemory();
+    return {
+      wasmHeapBytes: m.wasmHeapBytes,
+      peakWasmHeapBytes,
+      gpuBytes: this.#disposed ? 0 : this.#inner.gpuBytes(),
+      allocatedBytes: m.allocatedBytes,
+      peakAllocatedBytes: m.peakAllocatedBytes,
+    };
+  }
+
+  /** Frees the GPU memory after queued calls finish. Later calls reject; disposing twice is fine. */
+  dispose() {
+    if (!this.#disposing) {
+      this.#disposing = this.#enqueue(() => {
+        this.#disposed = true;
+        this.#inner.dispose();
+        this.#inner.free();
+      });
+    }
+    return this.#disposing;
+  }
+}

@@ -1,0 +1,49 @@
+// Typed errors of the ferrolm API. Every error the API throws is a FerrolmError; the subclass
+// says what went wrong and the message says what to do about it.
+
+export class FerrolmError extends Error {}
+/** The browser has no WebGPU, or no adapter/device could be opened. */
+export class WebGPUUnavailableError extends FerrolmError {}
+/** The file is not a valid GGUF model (wrong magic, corrupt or truncated). */
+export class ModelFormatError extends FerrolmError {}
+/** A valid GGUF that ferrolm cannot run (architecture, tensor type). */
+export class UnsupportedModelError extends FerrolmError {}
+/** The GPU's limits are too small for the model. */
+export class DeviceLimitError extends FerrolmError {}
+/** Fetching or reading the model failed (HTTP error, network error, truncated transfer). */
+export class NetworkError extends FerrolmError {}
+/** The caller's AbortSignal fired. */
+export class AbortError extends FerrolmError {}
+/** A bad argument: empty prompt, prompt longer than the context, bad option, engine disposed. */
+export class InvalidRequestError extends FerrolmError {}
+/** The GPU device failed while running (lost device, out of memory). */
+export class GPUDeviceError extends FerrolmError {}
+
+const CLASSES = {
+  FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError,
+  DeviceLimitError, NetworkError, AbortError, InvalidRequestError, GPUDeviceError,
+};
+
+// Names survive minification: set them explicitly rather than from the class name.
+for (const [name, cls] of Object.entries(CLASSES)) {
+  Object.defineProperty(cls.prototype, "name", { value: name, writable: true, configurable: true });
+}
+
+/** Turns anything thrown (a wasm error carrying a typed name, a DOMException, a message sent
+ * from the worker) into a FerrolmError subclass. */
+export function toTypedError(e) {
+  if (e instanceof FerrolmError) return e;
+  const name = e && typeof e === "object" ? e.name : undefined;
+  const message = e && typeof e === "object" && "message" in e ? String(e.message) : String(e);
+  const Cls = (name && Object.prototype.hasOwnProperty.call(CLASSES, name)) ? CLASSES[name] : FerrolmError;
+  if (Cls === FerrolmError && name === "AbortError") return new AbortError(message);
+  const err = new Cls(message);
+  if (Cls === FerrolmError && name && name !== "Error") err.message = `${name}: ${message}`;
+  return err;
+}
+
+/** A structured-clone-safe form of an error, for posting from the worker. */
+export function serializeError(e) {
+  const t = toTypedError(e);
+  return { name: t.name, message: t.message };
+}

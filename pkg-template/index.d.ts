@@ -1,0 +1,162 @@
+// Type declarations of the ferrolm browser API.
+
+/** Where a model comes from: one URL, several URLs that are raw byte chunks of one file in
+ * order (`model.gguf.part00`, `.part01`, ...), or a local File/Blob. */
+export type ModelSource = string | URL | Array<string | URL> | Blob;
+
+/** Loading phases, in order. */
+export type LoadPhase = "header" | "weights" | "shaders" | "ready";
+
+export interface LoadProgress {
+  phase: LoadPhase;
+  /** Bytes done within the phase (header: 0; weights: tensor bytes uploaded to the GPU). */
+  done: number;
+  /** Bytes in the phase (weights: all tensor bytes; ready: the file size). */
+  total: number;
+}
+
+export interface LoadOptions {
+  /** Called as loading goes on: header, weights (many times), shaders, ready. */
+  onProgress?: (progress: LoadProgress) => void;
+  /** KV-cache length in tokens (default: the model's training context, capped at 4096). */
+  contextLength?: number;
+  /** Aborts loading (checked between chunks; fetches are given the signal): rejects with AbortError. */
+  signal?: AbortSignal;
+  /** Run the engine in a dedicated Web Worker (default true). `false` runs it on the calling
+   * thread (extension offscreen documents, tests). */
+  worker?: boolean;
+  /** Most tokens one forward step processes (prompt prefill chunk; default 128). */
+  maxBatch?: number;
+  /** Tuning aid: threads sharing one matrix row in matmul (power of two up to 64; default 1 on
+   * CPU adapters, 16 on GPUs). */
+  matmulRowThreads?: number;
+  /** Where to fetch the .wasm from (default: next to the package's wasm/ferrolm.js). */
+  wasmUrl?: string | URL;
+}
+
+export interface GenerateOptions {
+  /** Most tokens to generate (default 128). */
+  maxTokens?: number;
+  /** 0 (default) is greedy; above 0 samples from the top-k candidates. */
+  temperature?: number;
+  /** Candidates to sample from when temperature > 0 (default 40, at most 256). */
+  topK?: number;
+  /** RNG seed for sampling (default 0): the same seed on the same device gives the same text. */
+  seed?: number;
+  /** Keep generating past end-of-generation tokens (default false). */
+  ignoreEos?: boolean;
+  /** Stops the generation: the iterator then throws AbortError. */
+  signal?: AbortSignal;
+  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
+  topP?: number;
+  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
+  minP?: number;
+  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
+  repetitionPenalty?: number;
+  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
+  stop?: string | string[];
+}
+
+export interface Piece {
+  /** New text: valid UTF-8, possibly empty (an incomplete character, or a control token). */
+  text: string;
+  /** The token id (-1 for a last piece that only flushes an incomplete UTF-8 sequence). */
+  token: number;
+}
+
+export interface GenerateStats {
+  promptTokens: number;
+  /** Prompt tokens actually run (the rest were reused from the KV cache). */
+  prefilledTokens: number;
+  generatedTokens: number;
+  prefillSeconds: number;
+  decodeSeconds: number;
+  prefillTokensPerS: number;
+  decodeTokensPerS: number;
+  finishReason: "stop" | "length" | "abort";
+}
+
+export interface DeviceLimits {
+  max_storage_binding: number;
+  max_buffer_size: number;
+  max_workgroups_per_dim: number;
+  uniform_align: number;
+  max_invocations_per_workgroup: number;
+  max_workgroup_storage: number;
+  shader_f16: boolean;
+  subgroups: boolean;
+}
+
+export interface EngineInfo {
+  /** `general.architecture` (e.g. "llama"). */
+  architecture: string;
+  /** KV-cache length in tokens. */
+  contextLength: number;
+  trainedContextLength: number;
+  vocabSize: number;
+  layers: number;
+  embeddingLength: number;
+  heads: number;
+  kvHeads: number;
+  /** Tensor count per GGML type, e.g. { Q4_1: 211, F32: 61 }. */
+  quantTypes: Record<string, number>;
+  fileBytes: number;
+  /** URLs the model came from (1 for a single file or a Blob). */
+  parts: number;
+  gpuBytes: number;
+  loadSeconds: number;
+  adapter: {
+    name: string;
+    backend: string;
+    limits: DeviceLimits;
+    /** Threads sharing one matrix row in matmul (1 on CPU adapters such as SwiftShader). */
+    matmulRowThreads: number;
+    /** What the browser says about the adapter (GPUAdapterInfo). */
+    browser: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter: boolean };
+  };
+}
+
+export interface MemoryInfo {
+  /** Size of the wasm linear memory now (bytes). */
+  wasmHeapBytes: number;
+  /** Largest size of the wasm linear memory seen (it never shrinks). */
+  peakWasmHeapBytes: number;
+  /** GPU memory this engine holds: weights, KV cache, activations. */
+  gpuBytes: number;
+  /** Bytes the Rust allocator holds now. */
+  allocatedBytes: number;
+  /** Most bytes the Rust allocator held at once. */
+  peakAllocatedBytes: number;
+}
+
+export interface Engine {
+  /** Streams the completion of `prompt` (a string, BOS added when the model asks for it, or
+   * token ids). Calls are queued: a generate issued while another runs starts after it. */
+  generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
+  /** Figures of the last finished generation (null before the first). */
+  readonly stats: GenerateStats | null;
+  /** Token ids of `text` (special tokens parsed, no BOS). */
+  tokenize(text: string): Promise<number[]>;
+  /** Text of token ids. */
+  detokenize(ids: number[] | Uint32Array): Promise<string>;
+  /** Forgets the KV cache (generations reuse the longest common prompt prefix otherwise). */
+  reset(): Promise<void>;
+  readonly info: EngineInfo;
+  memory(): Promise<MemoryInfo>;
+  /** Frees the GPU memory (and the worker). Later calls reject with InvalidRequestError. */
+  dispose(): Promise<void>;
+}
+
+/** Loads a GGUF model: reads the header with Range requests, then streams the weights to the
+ * GPU in 8 MiB chunks (the whole file is never held in memory). */
+export function load(source: ModelSource, options?: LoadOptions): Promise<Engine>;
+
+export class FerrolmError extends Error {}
+export class WebGPUUnavailableError extends FerrolmError {}
+export class ModelFormatError extends FerrolmError {}
+export class UnsupportedModelError extends FerrolmError {}
+export class DeviceLimitError extends FerrolmError {}
+export class NetworkError extends FerrolmError {}
+export class AbortError extends FerrolmError {}
+export class InvalidRequestError extends FerrolmError {}
+export class GPUDeviceError extends FerrolmError {}

@@ -1,0 +1,187 @@
+// ferrolm: run GGUF language models in the browser on WebGPU.
+//
+//   import { load } from "ferrolm";
+//   const engine = await load("https://example.com/model.gguf", { onProgress: console.log });
+//   for await (const piece of engine.generate("Once upon a time", { maxTokens: 64 })) out += piece.text;
+//
+// By default the engine runs in a Web Worker and this module holds a proxy with the same API;
+// { worker: false } runs it on the calling thread.
+
+import { loadLocal } from "./engine.js";
+import {
+  AbortError, FerrolmError, InvalidRequestError, WebGPUUnavailableError, toTypedError,
+} from "./errors.js";
+
+export {
+  FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError, DeviceLimitError,
+  NetworkError, AbortError, InvalidRequestError, GPUDeviceError,
+} from "./errors.js";
+
+/** URLs are resolved against the page here, because a worker would resolve them against itself. */
+function normalizeSource(source) {
+  const base = globalThis.location ? globalThis.location.href : undefined;
+  const resolve = (u) => {
+    if (typeof u !== "string" && !(u instanceof URL)) {
+      throw new InvalidRequestError("every element of a model URL array must be a string");
+    }
+    try {
+      return new URL(String(u), base).href;
+    } catch {
+      throw new InvalidRequestError(`'${u}' is not a valid URL`);
+    }
+  };
+  if (typeof source === "string" || source instanceof URL) return resolve(source);
+  if (Array.isArray(source)) {
+    if (source.length === 0) throw new InvalidRequestError("the model URL array is empty");
+    return source.map(resolve);
+  }
+  if (typeof Blob !== "undefined" && source instanceof Blob) return source;
+  throw new InvalidRequestError("the model source must be a URL string, an array of URL strings, a File or a Blob");
+}
+
+/**
+ * Loads a GGUF model and returns an engine. See index.d.ts for the options.
+ * @returns {Promise<Engine>}
+ */
+export async function load(source, options = {}) {
+  const { worker = true, onProgress, signal, ...rest } = options;
+  const normalized = normalizeSource(source);
+  if (signal && signal.aborted) throw new AbortError("loading was aborted");
+  if (!globalThis.navigator || !globalThis.navigator.gpu) {
+    throw new WebGPUUnavailableError(
+      "this browser exposes no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
+        "or Firefox/Safari with WebGPU enabled, over https or on localhost");
+  }
+  if (!worker || typeof Worker === "undefined") {
+    return loadLocal(normalized, { ...rest, onProgress, signal });
+  }
+  return WorkerEngine.create(normalized, rest, onProgress, signal);
+}
+
+/** The same API as the in-thread engine, forwarded to a dedicated worker. */
+class WorkerEngine {
+  #worker;
+  #next = 1;
+  #pending = new Map();
+  #dead = null;
+
+  constructor(worker) {
+    this.#worker = worker;
+    this.info = null;
+    this.stats = null;
+    worker.onmessage = (event) => {
+      const m = event.data;
+      const p = this.#pending.get(m.id);
+      if (!p) return;
+      if (m.type === "progress") p.onProgress && p.onProgress(m.progress);
+      else if (m.type === "piece") p.onPiece && p.onPiece(m.piece);
+      else if (m.type === "stats") this.stats = m.stats;
+      else {
+        this.#pending.delete(m.id);
+        if (m.type === "result") p.resolve(m.value);
+        else p.reject(toTypedError(m.error));
+      }
+    };
+    const fail = (what) => (event) => {
+      const detail = event && event.message ? event.message : "the worker could not start or crashed";
+      this.#dead = new FerrolmError(`ferrolm worker ${what}: ${detail}`);
+      for (const p of this.#pending.values()) p.reject(this.#dead);
+      this.#pending.clear();
+    };
+    worker.onerror = fail("error");
+    worker.onmessageerror = fail("message error");
+  }
+
+  static async create(source, options, onProgress, signal) {
+    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "ferrolm" });
+    const engine = new WorkerEngine(worker);
+    try {
+      const { info } = await engine.#call({ op: "load", source, options }, { onProgress, signal });
+      engine.info = info;
+      return engine;
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
+  }
+
+  /** Sends a request; `signal` forwards an abort to the worker. */
+  #call(message, { onProgress, onPiece, signal } = {}) {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => this.#worker.postMessage({ op: "abort", target: id });
+      const done = (f) => (v) => {
+        if (signal) signal.removeEventListener("abort", onAbort);
+        f(v);
+      };
+      this.#pending.set(id, { resolve: done(resolve), reject: done(reject), onProgress, onPiece });
+      if (signal) signal.addEventListener("abort", onAbort, { once: true });
+      this.#worker.postMessage({ ...message, id });
+      if (signal && signal.aborted) onAbort();
+    });
+  }
+
+  async *generate(prompt, options = {}) {
+    const { signal, ...rest } = options;
+    if (signal && signal.aborted) throw new AbortError("generation was aborted");
+    const pieces = [];
+    let wake = null;
+    let finished = false;
+    let failure = null;
+    const notify = () => { if (wake) { const w = wake; wake = null; w(); } };
+    // Our own controller: aborted by the caller's signal, or when the loop is left early.
+    const controller = new AbortController();
+    const forward = () => controller.abort();
+    if (signal) signal.addEventListener("abort", forward, { once: true });
+    const run = this.#call(
+      { op: "generate", prompt: typeof prompt === "string" ? prompt : Array.from(prompt), options: rest },
+      { onPiece: (piece) => { pieces.push(piece); notify(); }, signal: controller.signal },
+    );
+    run.then(
+      () => { finished = true; notify(); },
+      (e) => { failure = e; finished = true; notify(); },
+    );
+    try {
+      for (;;) {
+        if (pieces.length) {
+          yield pieces.shift();
+          continue;
+        }
+        if (finished) break;
+        await new Promise((resolve) => { wake = resolve; });
+      }
+      if (failure) throw failure;
+    } finally {
+      if (signal) signal.removeEventListener("abort", forward);
+      controller.abort();
+      await run.catch(() => {});
+    }
+  }
+
+  async tokenize(text) {
+    return (await this.#call({ op: "tokenize", text: String(text) })).ids;
+  }
+
+  async detokenize(ids) {
+    return (await this.#call({ op: "detokenize", ids: Array.from(ids) })).text;
+  }
+
+  async reset() {
+    await this.#call({ op: "reset" });
+  }
+
+  async memory() {
+    return (await this.#call({ op: "memory" })).memory;
+  }
+
+  async dispose() {
+    if (this.#dead) return;
+    try {
+      await this.#call({ op: "dispose" });
+    } finally {
+      this.#dead = new InvalidRequestError("the engine was disposed");
+      this.#worker.terminate();
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// The Web Worker side of the proxy in index.js: one engine per worker, driven by messages
+// { id, op, ... }; answers { id, type: "progress" | "piece" | "stats" | "result" | "error", ... }.
+
+import { loadLocal } from "./engine.js";
+import { InvalidRequestError, serializeError } from "./errors.js";
+
+let engine = null;
+const controllers = new Map();
+
+function post(message) {
+  self.postMessage(message);
+}
+
+async function handle(data) {
+  const { id, op } = data;
+  switch (op) {
+    case "load": {
+      if (engine) throw new InvalidRequestError("this worker already holds an engine");
+      const signal = controllers.get(id).signal;
+      engine = await loadLocal(data.source, {
+        ...data.options,
+        signal,
+        onProgress: (progress) => post({ id, type: "progress", progress }),
+      });
+      return { info: engine.info };
+    }
+    case "generate": {
+      const signal = controllers.get(id).signal;
+      const e = need();
+      const before = e.stats;
+      try {
+        for await (const piece of e.generate(data.prompt, { ...data.options, signal })) {
+          post({ id, type: "piece", piece });
+        }
+      } finally {
+        // Aborted runs have stats too (finishReason "abort").
+        if (e.stats !== before) post({ id, type: "stats", stats: e.stats });
+      }
+      return {};
+    }
+    case "tokenize":
+      return { ids: await need().tokenize(data.text) };
+    case "detokenize":
+      return { text: await need().detokenize(data.ids) };
+    case "reset":
+      await need().reset();
+      return {};
+    case "memory":
+      return { memory: await need().memory() };
+    case "dispose":
+      if (engine) await engine.dispose();
+      return {};
+    default:
+      throw new InvalidRequestError(`unknown operation '${op}'`);
+  }
+}
+
+function need() {
+  if (!engine) throw new InvalidRequestError("no model is loaded in this worker");
+  return engine;
+}
+
+self.onmessage = async (event) => {
+  const data = event.data;
+  if (data.op === "abort") {
+    const controller = controllers.get(data.target);
+    if (controller) controller.abort();
+    return;
+  }
+  controllers.set(data.id, new AbortController());
+  try {
+    const value = await handle(data);
+    post({ id: data.id, type: "result", value });
+  } catch (e) {
+    post({ id: data.id, type: "error", error: serializeError(e) });
+  } finally {
+    controllers.delete(data.id);
+  }
+};

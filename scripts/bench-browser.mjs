@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Measures the browser package in headless Chromium: load time, prefill and decode tokens/s,
+// peak wasm heap, on whatever WebGPU adapter Chromium finds (SwiftShader without a GPU).
+// Needs pkg/ (scripts/build-wasm.sh) and the npm dev packages (scripts/setup-browser.sh).
+//
+//   node scripts/bench-browser.mjs [--model /models/X.gguf] [--prompt-tokens 64] [--gen-tokens 16] [--worker false]
+import { startServer, launchBrowser, openHarness } from "../tests/browser/helpers.mjs";
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const model = opt("model", "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+const promptTokens = Number(opt("prompt-tokens", 64));
+const genTokens = Number(opt("gen-tokens", 16));
+const worker = opt("worker", "true") !== "false";
+
+const server = await startServer();
+const browser = await launchBrowser();
+try {
+  const page = await openHarness(browser, server.url);
+  const result = await page.evaluate(async ({ model, promptTokens, genTokens, worker }) => {
+    const t0 = performance.now();
+    const engine = await window.ferrolm.load(model, { worker });
+    const loadSeconds = (performance.now() - t0) / 1000;
+    const memory = await engine.memory();
+    // A deterministic prompt of ordinary tokens (as the CLI's bench).
+    const vocab = engine.info.vocabSize;
+    const prompt = Array.from({ length: promptTokens }, (_, i) => Math.min(vocab - 1, 1000 + ((i * 7919) % (vocab - 1000))));
+    // Warm-up: compiles the prefill pipelines.
+    for await (const _ of engine.generate(prompt.slice(0, 8), { maxTokens: 2, ignoreEos: true }));
+    await engine.reset();
+    for await (const _ of engine.generate(prompt, { maxTokens: genTokens, ignoreEos: true }));
+    const stats = engine.stats;
+    const info = engine.info;
+    await engine.dispose();
+    return {
+      adapter: info.adapter.name, backend: info.adapter.backend, worker,
+      model: model.split("/").pop(), fileBytes: info.fileBytes, gpuBytes: info.gpuBytes,
+      loadSeconds, promptTokens, generatedTokens: stats.generatedTokens,
+      prefillTokensPerS: stats.prefillTokensPerS, decodeTokensPerS: stats.decodeTokensPerS,
+      peakWasmHeapBytes: memory.peakWasmHeapBytes, peakAllocatedBytes: memory.peakAllocatedBytes,
+      userAgent: navigator.userAgent,
+    };
+  }, { model, promptTokens, genTokens, worker });
+  console.log(JSON.stringify(result, null, 2));
+} finally {
+  await browser.close();
+  server.close();
+}

@@ -1,0 +1,215 @@
+#!/usr/bin/env node
+// A small static server for the demo page and the browser tests, on 127.0.0.1 only.
+// Serves www/, pkg/ and models/ of the repository (and tests/ with --test-hooks), with Range
+// requests (206 + Content-Range), HEAD, and the right MIME types for .js/.wasm.
+//
+//   node scripts/serve.mjs [--port 8080] [--test-hooks]
+//
+// --port 0 picks a free port; the first line printed is `serving http://127.0.0.1:PORT/`.
+// --test-hooks adds query parameters the browser tests use to imitate other servers:
+//   ?norange       ignore Range headers (always 200 with the whole body, no Accept-Ranges)
+//   ?slice=A-B     serve bytes [A, B) of the file as if they were the whole file
+//   ?truncate=N    serve only the first N bytes of the file, as if it were that short
+//   ?cut=N         announce the full length but close the connection after byte N
+//   ?slow=MS       wait MS milliseconds before answering
+//   ?patch=OFF:HEX replace the bytes at offset OFF (of the served resource) by HEX
+//   ?noexpose      no Access-Control-Expose-Headers (cross-origin pages cannot see Content-Range)
+// and GET /__log (JSON list of the requests served: path, range, status, bytes), POST /__log
+// (clears it), and --mount /PREFIX/=DIR (serve DIR under /PREFIX/, e.g. files a test wrote).
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+};
+const port = Number(option("--port", process.env.PORT || 8080));
+const testHooks = args.includes("--test-hooks");
+const served = testHooks ? ["www", "pkg", "models", "tests"] : ["www", "pkg", "models"];
+const mounts = testHooks
+  ? args.flatMap((a, i) => (a === "--mount" ? [args[i + 1].split("=")] : [])).map(([prefix, dir]) => [prefix, path.resolve(dir)])
+  : [];
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".ts": "text/plain; charset=utf-8",
+  ".md": "text/markdown; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+};
+
+const log = [];
+
+/** The file under `root` that `urlPath` names, or null (outside the served folders). */
+function resolveFile(urlPath) {
+  let decoded;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return null;
+  }
+  const normalized = path.posix.normalize(decoded);
+  for (const [prefix, dir] of mounts) {
+    if (normalized.startsWith(prefix)) {
+      const file = path.resolve(dir, "." + normalized.slice(prefix.length - 1));
+      const rel = path.relative(dir, file);
+      return rel.startsWith("..") || path.isAbsolute(rel) ? null : file;
+    }
+  }
+  const file = path.resolve(root, "." + normalized);
+  const rel = path.relative(root, file);
+  if (rel.startsWith("..") || path.isAbsolute(rel)) return null;
+  const top = rel.split(path.sep)[0];
+  return served.includes(top) ? file : null;
+}
+
+/** [start, end) of a `Range: bytes=...` header for a body of `size` bytes; null = not
+ * satisfiable; undefined = no (or an unsupported multi-) range. */
+function parseRange(header, size) {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return undefined;
+  let start, end;
+  if (m[1] === "") {
+    const n = Number(m[2]);
+    start = Math.max(0, size - n);
+    end = size;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size : Math.min(size, Number(m[2]) + 1);
+  }
+  if (start >= size || start >= end) return null;
+  return [start, end];
+}
+
+async function handle(req, res) {
+  const url = new URL(req.url, "http://127.0.0.1");
+  const q = testHooks ? url.searchParams : new URLSearchParams();
+  if (testHooks && url.pathname === "/__log") {
+    if (req.method === "POST") log.length = 0;
+    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+    res.end(JSON.stringify(log));
+    return;
+  }
+  if (url.pathname === "/" || url.pathname === "/www") {
+    res.writeHead(302, { Location: "/www/" + url.search });
+    res.end();
+    return;
+  }
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.writeHead(405, { Allow: "GET, HEAD" });
+    res.end();
+    return;
+  }
+  let file = resolveFile(url.pathname);
+  let stat = null;
+  if (file) {
+    try {
+      stat = await fs.promises.stat(file);
+      if (stat.isDirectory()) {
+        file = path.join(file, "index.html");
+        stat = await fs.promises.stat(file);
+      }
+    } catch {
+      stat = null;
+    }
+  }
+  const entry = { method: req.method, path: url.pathname + url.search, range: req.headers.range || null };
+  if (testHooks) log.push(entry);
+  if (!stat || !stat.isFile()) {
+    entry.status = 404;
+    res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
+    res.end(`not found: ${url.pathname}\n`);
+    return;
+  }
+  if (q.has("slow")) await new Promise((r) => setTimeout(r, Number(q.get("slow"))));
+
+  // The bytes [base, base + size) of the file stand for the whole resource.
+  let base = 0;
+  let size = stat.size;
+  if (q.has("slice")) {
+    const [a, b] = q.get("slice").split("-").map(Number);
+    base = Math.min(a, stat.size);
+    size = Math.max(0, Math.min(b, stat.size) - base);
+  }
+  if (q.has("truncate")) size = Math.min(size, Number(q.get("truncate")));
+  const cut = q.has("cut") ? Number(q.get("cut")) : Infinity;
+  const ranges = !q.has("norange");
+
+  const headers = {
+    "Content-Type": TYPES[path.extname(file)] || "application/octet-stream",
+    "Cache-Control": "no-cache",
+    "Access-Control-Allow-Origin": "*",
+  };
+  if (!q.has("noexpose")) headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, Accept-Ranges";
+  if (ranges) headers["Accept-Ranges"] = "bytes";
+  let start = 0;
+  let end = size;
+  let status = 200;
+  const range = ranges ? parseRange(req.headers.range, size) : undefined;
+  if (range === null) {
+    entry.status = 416;
+    res.writeHead(416, { ...headers, "Content-Range": `bytes */${size}` });
+    res.end();
+    return;
+  }
+  if (range) {
+    [start, end] = range;
+    status = 206;
+    headers["Content-Range"] = `bytes ${start}-${end - 1}/${size}`;
+  }
+  headers["Content-Length"] = String(end - start);
+  entry.status = status;
+  entry.bytes = 0;
+  res.writeHead(status, headers);
+  if (req.method === "HEAD" || end === start) {
+    res.end();
+    return;
+  }
+  const last = Math.min(end, cut);
+  if (last <= start) {
+    res.destroy();
+    return;
+  }
+  const stream = fs.createReadStream(file, { start: base + start, end: base + last - 1 });
+  const patch = q.has("patch") ? q.get("patch").split(":") : null;
+  const patchAt = patch ? Number(patch[0]) : 0;
+  const patchBytes = patch ? Buffer.from(patch[1], "hex") : null;
+  let at = start; // resource offset of the next chunk
+  stream.on("data", (chunk) => {
+    if (patchBytes) {
+      for (let i = 0; i < patchBytes.length; i++) {
+        const j = patchAt + i - at;
+        if (j >= 0 && j < chunk.length) chunk[j] = patchBytes[i];
+      }
+    }
+    at += chunk.length;
+    entry.bytes += chunk.length;
+  });
+  stream.on("error", () => res.destroy());
+  stream.on("end", () => { if (last < end) res.destroy(); });
+  // A client that stops reading (a cancelled fetch) closes the socket: stop reading the file.
+  res.on("close", () => stream.destroy());
+  stream.pipe(res, { end: last >= end });
+}
+
+const server = http.createServer((req, res) => {
+  handle(req, res).catch((e) => {
+    if (!res.headersSent) res.writeHead(500, { "Content-Type": "text/plain" });
+    res.end(String(e));
+  });
+});
+server.listen(port, "127.0.0.1", () => {
+  console.log(`serving http://127.0.0.1:${server.address().port}/`);
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(0));

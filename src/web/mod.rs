@@ -1,0 +1,416 @@
+//! The wasm-bindgen boundary (compiled only for wasm32): [`WasmEngine`] loads a model from URLs
+//! or a `Blob` with the streaming loaders of `loader::web`, generates with the shared
+//! [`Engine`], and reports errors as JS `Error`s whose `name` is the typed error the JS wrapper
+//! throws (`ModelFormatError`, `NetworkError`, ...). The JS wrapper (pkg-template/) adds the
+//! worker proxy, the async iterator and the call queue; this side is deliberately small.
+
+mod alloc;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use js_sys::{Function, Promise};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
+use web_sys::{AbortSignal, Blob};
+
+use crate::engine::{Clock, Engine, FinishReason, GenerateOptions, Piece};
+use crate::error::Error;
+use crate::gpu::{Context, GpuError};
+use crate::loader::web::{Abort, BlobSource, UrlSource};
+use crate::loader::{ByteSource, Phase, Progress};
+use crate::model::LoadOptions;
+use crate::sampler::SamplerOptions;
+
+/// The JS error class name for an engine error (`aborted`: the caller's signal fired).
+fn error_name(e: &Error, aborted: bool) -> &'static str {
+    if aborted {
+        return "AbortError";
+    }
+    match e {
+        Error::Format(_) => "ModelFormatError",
+        Error::Unsupported(_) | Error::Gpu(GpuError::UnsupportedType { .. } | GpuError::Shape(_)) => "UnsupportedModelError",
+        Error::Gpu(GpuError::Limit(_)) => "DeviceLimitError",
+        Error::Gpu(GpuError::NoAdapter(_) | GpuError::NoDevice(_)) => "WebGPUUnavailableError",
+        Error::Gpu(GpuError::Device(_)) => "GPUDeviceError",
+        Error::Io(_) => "NetworkError",
+        Error::BadRequest(_) => "InvalidRequestError",
+    }
+}
+
+/// What the user can do about an error, appended to its message.
+fn error_hint(name: &str) -> &'static str {
+    match name {
+        "ModelFormatError" => " (the file is not a valid GGUF model, or it is truncated: check the URL or download it again)",
+        "UnsupportedModelError" => " (this GGUF is valid but ferrolm cannot run it yet: try a llama-architecture model such as SmolLM2)",
+        "DeviceLimitError" => " (this GPU's WebGPU limits are too small for the model: try a smaller model or a shorter contextLength)",
+        "WebGPUUnavailableError" => " (WebGPU is unavailable: use a recent Chrome/Edge, or Firefox/Safari with WebGPU enabled, on a machine with a supported GPU)",
+        _ => "",
+    }
+}
+
+fn to_js_error(e: &Error, aborted: bool) -> JsValue {
+    let name = error_name(e, aborted);
+    let message = if aborted { "the operation was aborted".to_string() } else { format!("{e}{}", error_hint(name)) };
+    let err = js_sys::Error::new(&message);
+    err.set_name(name);
+    err.into()
+}
+
+fn bad_request(message: String) -> JsValue {
+    to_js_error(&Error::BadRequest(message), false)
+}
+
+/// Serialises to a plain JS object (maps as objects, u64 as numbers).
+fn to_js<T: Serialize>(value: &T) -> JsValue {
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    value.serialize(&serializer).unwrap_or(JsValue::NULL)
+}
+
+/// The size of the wasm linear memory in bytes (it only grows).
+fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
+}
+
+/// Options of `load` (camelCase in JS; unknown keys are ignored).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JsLoadOptions {
+    context_length: Option<u32>,
+    max_batch: Option<u32>,
+    /// Tuning aid (like the CLI's FERROLM_ROW_THREADS): threads per matrix row in matmul.
+    matmul_row_threads: Option<u32>,
+}
+
+/// Options of `generate` (camelCase in JS). `topP`, `minP`, `repetitionPenalty` and `stop` are
+/// accepted by the JS API and passed through, but the Rust sampler does not implement them yet:
+/// serde ignores them here until it does.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct JsGenerateOptions {
+    max_tokens: u32,
+    temperature: f32,
+    top_k: u32,
+    seed: f64,
+    ignore_eos: bool,
+}
+
+impl Default for JsGenerateOptions {
+    fn default() -> Self {
+        let d = GenerateOptions::default();
+        JsGenerateOptions {
+            max_tokens: d.max_tokens,
+            temperature: d.sampler.temperature,
+            top_k: d.sampler.top_k,
+            seed: d.sampler.seed as f64,
+            ignore_eos: d.ignore_eos,
+        }
+    }
+}
+
+/// `engine.info`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Info {
+    architecture: String,
+    context_length: u32,
+    trained_context_length: u32,
+    vocab_size: u32,
+    layers: u32,
+    embedding_length: u32,
+    heads: u32,
+    kv_heads: u32,
+    quant_types: BTreeMap<&'static str, u32>,
+    file_bytes: u64,
+    parts: usize,
+    gpu_bytes: u64,
+    load_seconds: f64,
+    adapter: AdapterInfo,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdapterInfo {
+    name: String,
+    backend: String,
+    limits: crate::gpu::DeviceLimits,
+    matmul_row_threads: u32,
+}
+
+/// `engine.stats`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    prompt_tokens: u32,
+    prefilled_tokens: u32,
+    generated_tokens: u32,
+    prefill_seconds: f64,
+    decode_seconds: f64,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+    finish_reason: FinishReason,
+}
+
+/// A loaded model in this thread, driven by the JS wrapper.
+#[wasm_bindgen]
+pub struct WasmEngine {
+    engine: Rc<RefCell<Option<Engine>>>,
+    info: JsValue,
+}
+
+/// Opens the byte source `source` names: a URL string, an array of URL strings (raw byte chunks
+/// of one file, in order), or a `Blob`/`File`.
+async fn open_source(source: &JsValue, abort: &Abort) -> Result<(Box<dyn AnySource>, usize), Error> {
+    if let Some(blob) = source.dyn_ref::<Blob>() {
+        return Ok((Box::new(BlobSource::new(blob.clone(), abort.clone())), 1));
+    }
+    let urls: Vec<String> = if let Some(url) = source.as_string() {
+        vec![url]
+    } else if js_sys::Array::is_array(source) {
+        let array: &js_sys::Array = source.unchecked_ref();
+        array
+            .iter()
+            .map(|v| v.as_string().ok_or_else(|| Error::BadRequest("every element of the model URL array must be a string".into())))
+            .collect::<Result<_, _>>()?
+    } else {
+        return Err(Error::BadRequest("the model source must be a URL string, an array of URL strings, a File or a Blob".into()));
+    };
+    let n = urls.len();
+    Ok((Box::new(UrlSource::open(&urls, abort.clone()).await?), n))
+}
+
+/// The URL and Blob sources behind one type.
+trait AnySource {
+    fn len(&self) -> u64;
+    fn load<'a>(
+        &'a mut self,
+        ctx: Arc<Context>,
+        options: &'a LoadOptions,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Engine, Error>> + 'a>>;
+}
+
+impl<S: ByteSource + 'static> AnySource for S {
+    fn len(&self) -> u64 {
+        ByteSource::len(self)
+    }
+    fn load<'a>(
+        &'a mut self,
+        ctx: Arc<Context>,
+        options: &'a LoadOptions,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Engine, Error>> + 'a>> {
+        Box::pin(Engine::load(ctx, self, options, progress))
+    }
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// Loads a model: `source` is a URL, an array of URLs or a Blob; `options` is
+    /// `{ contextLength?, maxBatch? }`; `on_progress({ phase, done, total })` is called with the
+    /// phases header, weights, shaders, ready; `signal` aborts loading between chunks.
+    pub async fn load(source: JsValue, options: JsValue, on_progress: Option<Function>, signal: Option<AbortSignal>) -> Result<WasmEngine, JsValue> {
+        let abort = Abort(signal);
+        let result = Self::load_inner(&source, options, on_progress, &abort).await;
+        result.map_err(|e| to_js_error(&e, abort.aborted()))
+    }
+
+    async fn load_inner(source: &JsValue, options: JsValue, on_progress: Option<Function>, abort: &Abort) -> Result<WasmEngine, Error> {
+        let clock = Clock::start();
+        let options: JsLoadOptions = if options.is_undefined() || options.is_null() {
+            JsLoadOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| Error::BadRequest(format!("bad load options: {e}")))?
+        };
+        let mut load_options = LoadOptions { context_length: options.context_length, ..Default::default() };
+        if let Some(b) = options.max_batch {
+            load_options.max_batch = b.max(1);
+        }
+        let report = |p: Progress| {
+            if let Some(f) = &on_progress {
+                let _ = f.call1(&JsValue::NULL, &to_js(&p));
+            }
+        };
+        report(Progress { phase: Phase::Header, done: 0, total: 0 });
+        let (mut source, parts) = open_source(source, abort).await?;
+        abort.check()?;
+        let mut ctx = Context::new().await?;
+        if let Some(n) = options.matmul_row_threads.filter(|n| n.is_power_of_two() && *n <= 64) {
+            ctx.tuning.matmul_row_threads = n;
+        }
+        let ctx = Arc::new(ctx);
+        let mut forward = |p: Progress| {
+            // The engine says Ready after the weights; the warm-up below comes first.
+            if p.phase != Phase::Ready {
+                report(p)
+            }
+        };
+        let mut engine = source.load(ctx.clone(), &load_options, &mut forward).await?;
+        abort.check()?;
+
+        // Warm-up: one decode step compiles the pipelines of a generation step.
+        report(Progress { phase: Phase::Shaders, done: 0, total: 1 });
+        let first = engine.tokenizer.bos_id().unwrap_or(0);
+        engine.model.forward_top_k(&[first], 0, 1).await?;
+        engine.reset();
+        let file_bytes = source.len();
+        report(Progress { phase: Phase::Ready, done: file_bytes, total: file_bytes });
+
+        let c = &engine.model.config;
+        let mut quant_types = BTreeMap::new();
+        for t in &engine.header.tensors {
+            *quant_types.entry(t.ty.name()).or_insert(0) += 1;
+        }
+        let info = Info {
+            architecture: c.arch_name.clone(),
+            context_length: engine.model.context_length,
+            trained_context_length: c.ctx_train,
+            vocab_size: c.vocab_size,
+            layers: c.n_layers,
+            embedding_length: c.d_model,
+            heads: c.n_heads,
+            kv_heads: c.n_kv_heads,
+            quant_types,
+            file_bytes,
+            parts,
+            gpu_bytes: engine.model.gpu_bytes(),
+            load_seconds: clock.seconds(),
+            adapter: AdapterInfo {
+                name: ctx.adapter_name.clone(),
+                backend: ctx.backend.clone(),
+                limits: ctx.limits.clone(),
+                matmul_row_threads: ctx.tuning.matmul_row_threads,
+            },
+        };
+        Ok(WasmEngine { engine: Rc::new(RefCell::new(Some(engine))), info: to_js(&info) })
+    }
+
+    /// `{ architecture, contextLength, quantTypes, adapter: { name, limits, ... }, ... }`.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> JsValue {
+        self.info.clone()
+    }
+
+    /// Token ids of `text` (special tokens parsed, no BOS).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        let guard = self.engine.try_borrow().map_err(|_| bad_request("the engine is busy generating".into()))?;
+        let engine = guard.as_ref().ok_or_else(|| bad_request("the engine was disposed".into()))?;
+        Ok(engine.tokenizer.encode(text, true))
+    }
+
+    /// Text of token ids (control tokens included as their text).
+    pub fn detokenize(&self, ids: Vec<u32>) -> Result<String, JsValue> {
+        let guard = self.engine.try_borrow().map_err(|_| bad_request("the engine is busy generating".into()))?;
+        let engine = guard.as_ref().ok_or_else(|| bad_request("the engine was disposed".into()))?;
+        Ok(engine.tokenizer.decode(&ids))
+    }
+
+    /// Generates from `prompt` (a string, tokenized with BOS when the model asks for it, or an
+    /// array of token ids). Calls `on_piece(text, token)` for every token; a falsy return stops.
+    /// Resolves to the run's stats (`finishReason` "stop" | "length" | "abort"). Rejects with a
+    /// clear error when another generation is running: the JS wrapper queues calls.
+    pub fn generate(&self, prompt: JsValue, options: JsValue, on_piece: Function) -> Promise {
+        let cell = self.engine.clone();
+        future_to_promise(async move {
+            let options: JsGenerateOptions = if options.is_undefined() || options.is_null() {
+                JsGenerateOptions::default()
+            } else {
+                serde_wasm_bindgen::from_value(options).map_err(|e| bad_request(format!("bad generate options: {e}")))?
+            };
+            if !(options.temperature >= 0.0 && options.temperature.is_finite()) {
+                return Err(bad_request("temperature must be a finite number >= 0".into()));
+            }
+            if !(options.seed >= 0.0 && options.seed.fract() == 0.0) {
+                return Err(bad_request("seed must be a non-negative integer".into()));
+            }
+            let mut guard = cell
+                .try_borrow_mut()
+                .map_err(|_| bad_request("another generation is running on this engine: await it (or abort it) first".into()))?;
+            let engine = guard.as_mut().ok_or_else(|| bad_request("the engine was disposed".into()))?;
+            let ids = if let Some(text) = prompt.as_string() {
+                engine.prompt_ids(&text)
+            } else if js_sys::Array::is_array(&prompt) || prompt.is_instance_of::<js_sys::Uint32Array>() {
+                serde_wasm_bindgen::from_value::<Vec<u32>>(prompt).map_err(|e| bad_request(format!("bad prompt token ids: {e}")))?
+            } else {
+                return Err(bad_request("the prompt must be a string or an array of token ids".into()));
+            };
+            let generate = GenerateOptions {
+                max_tokens: options.max_tokens,
+                ignore_eos: options.ignore_eos,
+                sampler: SamplerOptions { temperature: options.temperature, top_k: options.top_k, seed: options.seed as u64 },
+            };
+            let mut callback_error = None;
+            let mut on = |piece: Piece| -> bool {
+                match on_piece.call2(&JsValue::NULL, &JsValue::from_str(piece.text), &JsValue::from(piece.token)) {
+                    Ok(v) => v.is_truthy(),
+                    Err(e) => {
+                        callback_error = Some(e);
+                        false
+                    }
+                }
+            };
+            let (stats, finish) = engine.generate(&ids, &generate, &mut on).await.map_err(|e| to_js_error(&e, false))?;
+            if let Some(e) = callback_error {
+                return Err(e);
+            }
+            Ok(to_js(&Stats {
+                prompt_tokens: stats.prompt_tokens,
+                prefilled_tokens: stats.prefilled_tokens,
+                generated_tokens: stats.generated_tokens,
+                prefill_seconds: stats.prefill_seconds,
+                decode_seconds: stats.decode_seconds,
+                prefill_tokens_per_s: stats.prefill_tokens_per_s,
+                decode_tokens_per_s: stats.decode_tokens_per_s,
+                finish_reason: finish,
+            }))
+        })
+    }
+
+    /// Forgets the KV cache (the next generation prefills its whole prompt).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        let mut guard = self.engine.try_borrow_mut().map_err(|_| bad_request("the engine is busy generating".into()))?;
+        if let Some(engine) = guard.as_mut() {
+            engine.reset();
+        }
+        Ok(())
+    }
+
+    /// GPU bytes this engine holds (0 after dispose).
+    #[wasm_bindgen(js_name = gpuBytes)]
+    pub fn gpu_bytes(&self) -> f64 {
+        self.engine.try_borrow().ok().and_then(|g| g.as_ref().map(|e| e.model.gpu_bytes() as f64)).unwrap_or(0.0)
+    }
+
+    /// Frees the GPU buffers. Fails while a generation runs.
+    pub fn dispose(&self) -> Result<(), JsValue> {
+        let mut guard = self.engine.try_borrow_mut().map_err(|_| bad_request("cannot dispose while a generation runs: abort it first".into()))?;
+        if let Some(engine) = guard.take() {
+            let ctx = engine.model.context().clone();
+            drop(engine);
+            ctx.device.destroy();
+        }
+        Ok(())
+    }
+}
+
+/// `{ wasmHeapBytes, allocatedBytes, peakAllocatedBytes }` of this wasm instance: the linear
+/// memory size (it never shrinks, so it is also its peak) and the bytes the Rust allocator holds
+/// now and held at most.
+#[wasm_bindgen(js_name = wasmMemory)]
+pub fn wasm_memory() -> JsValue {
+    let o = js_sys::Object::new();
+    let set = |k: &str, v: f64| {
+        let _ = js_sys::Reflect::set(&o, &k.into(), &v.into());
+    };
+    set("wasmHeapBytes", wasm_memory_bytes());
+    set("allocatedBytes", alloc::live_bytes() as f64);
+    set("peakAllocatedBytes", alloc::peak_bytes() as f64);
+    o.into()
+}

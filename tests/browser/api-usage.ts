@@ -1,0 +1,48 @@
+// Type-checked by package.test.mjs (tsc --noEmit --strict) against pkg/index.d.ts: the README's
+// usage compiles, and misuse does not.
+import {
+  load, AbortError, ModelFormatError, NetworkError, WebGPUUnavailableError,
+  type Engine, type GenerateStats, type LoadProgress, type MemoryInfo,
+} from "../../pkg/index.js";
+
+export async function example(file: File): Promise<string> {
+  const controller = new AbortController();
+  const engine: Engine = await load("/models/SmolLM2-135M-Instruct.Q4_1.gguf", {
+    contextLength: 2048,
+    signal: controller.signal,
+    onProgress: (p: LoadProgress) => console.log(p.phase, p.done / Math.max(1, p.total)),
+  });
+  let text = "";
+  for await (const piece of engine.generate("Once upon a time", {
+    maxTokens: 32, temperature: 0.7, topK: 40, seed: 1, ignoreEos: false, signal: controller.signal,
+    topP: 0.9, minP: 0.05, repetitionPenalty: 1.1, stop: ["\n\n"],
+  })) {
+    text += piece.text;
+    const id: number = piece.token;
+    void id;
+  }
+  const stats: GenerateStats | null = engine.stats;
+  const rate: number = stats ? stats.decodeTokensPerS + stats.prefillTokensPerS : 0;
+  const ids: number[] = await engine.tokenize(text);
+  const memory: MemoryInfo = await engine.memory();
+  const arch: string = engine.info.architecture;
+  const adapter: string = engine.info.adapter.name;
+  await engine.dispose();
+  const local = await load([file.name + ".part0", file.name + ".part1"], { worker: false });
+  await local.dispose();
+  await load(file);
+  try {
+    await load(new Blob([]));
+  } catch (e) {
+    if (e instanceof ModelFormatError || e instanceof NetworkError || e instanceof AbortError || e instanceof WebGPUUnavailableError) {
+      return e.message;
+    }
+  }
+  // @ts-expect-error: the prompt is a string or token ids
+  engine.generate({ prompt: "x" });
+  // @ts-expect-error: maxTokens is a number
+  engine.generate("x", { maxTokens: "8" });
+  // @ts-expect-error: a number is not a model source
+  await load(42);
+  return `${text} ${rate} ${ids.length} ${memory.peakWasmHeapBytes} ${arch} ${adapter}`;
+}

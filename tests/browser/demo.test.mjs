@@ -1,0 +1,114 @@
+// The demo page (www/) as a person uses it, served by scripts/serve.mjs without test hooks
+// (exactly what scripts/demo.sh serves): it loads the default model, streams text, shows
+// tokens/s, stops on Stop, loads a file from the picker, and says so when there is no WebGPU.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { startServer, launchBrowser, root, SMOLLM2, fixture } from "./helpers.mjs";
+
+let server, browser, page;
+before(async () => {
+  server = await startServer([]);
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function waitState(p, state, timeout = 120_000) {
+  await p.waitForFunction((s) => document.body.dataset.state === s, state, { timeout });
+}
+
+async function setOptions(p, { prompt, maxTokens, temperature, chatml }) {
+  await p.fill("#prompt", prompt);
+  await p.fill("#max-tokens", String(maxTokens));
+  await p.fill("#temperature", String(temperature));
+  await p.setChecked("#chatml", chatml);
+}
+
+test("the demo loads the default model with a progress bar and streams a greedy completion", async () => {
+  page = await browser.newPage();
+  const progress = [];
+  await page.exposeFunction("recordProgress", (v) => progress.push(v));
+  await page.goto(server.url + "/");
+  assert.match(page.url(), /\/www\/$/);
+  // Sample the progress bar while the model streams in.
+  await page.evaluate(() => {
+    const id = setInterval(() => {
+      const box = document.getElementById("progress-box");
+      if (!box.hidden) window.recordProgress(document.getElementById("progress").value);
+      if (document.body.dataset.state === "ready") clearInterval(id);
+    }, 50);
+  });
+  await waitState(page, "ready");
+  assert.ok(progress.some((v) => v > 0 && v < 1), `the progress bar moved (${progress.length} samples)`);
+  assert.match(await page.textContent("#status"), /^Ready: SmolLM2-135M-Instruct\.Q4_1\.gguf loaded in [\d.]+ s\.$/);
+  assert.match(await page.textContent("#info"), /llama, 30 layers/);
+  assert.equal(await page.isChecked("#chatml"), true, "ChatML offered for a vocabulary with <|im_start|>");
+  assert.match(await page.textContent("#memory"), /wasm heap [\d.]+ MB/);
+
+  const c = fixture.generate[0];
+  await setOptions(page, { prompt: c.prompt, maxTokens: 8, temperature: 0, chatml: false });
+  const seen = [];
+  await page.exposeFunction("recordOutput", (t) => seen.push(t));
+  await page.evaluate(() => new MutationObserver(() => window.recordOutput(document.getElementById("output").textContent))
+    .observe(document.getElementById("output"), { childList: true, characterData: true, subtree: true }));
+  await page.click("#generate");
+  await waitState(page, "generating", 10_000);
+  await waitState(page, "ready");
+  const output = await page.textContent("#output");
+  assert.ok(output.length > 10 && c.text.startsWith(output), `output ${JSON.stringify(output)}`);
+  assert.ok(new Set(seen).size >= 4, `the text was streamed in pieces (${new Set(seen).size} updates)`);
+  assert.match(await page.textContent("#stats"), /^8 tokens · prompt 4 tokens at [\d.]+ tokens\/s · decode [\d.]+ tokens\/s · length limit$/);
+  assert.equal(await page.textContent("#status"), "Done.");
+});
+
+test("Stop ends a generation and the page can generate again", async () => {
+  await setOptions(page, { prompt: "Tell me a long story about a dragon.", maxTokens: 200, temperature: 0.7, chatml: true });
+  await page.click("#generate");
+  await page.waitForFunction(() => document.getElementById("output").textContent.length > 0, null, { timeout: 120_000 });
+  await page.click("#stop");
+  await waitState(page, "ready", 30_000);
+  assert.equal(await page.textContent("#status"), "Stopped.");
+  assert.match(await page.textContent("#stats"), /stopped$/);
+  const n = Number((await page.textContent("#stats")).split(" ")[0]);
+  assert.ok(n >= 1 && n < 200, `${n} tokens before the stop`);
+  assert.equal(await page.isEnabled("#generate"), true);
+  assert.equal(await page.isDisabled("#stop"), true);
+
+  await setOptions(page, { prompt: fixture.generate[1].prompt, maxTokens: 3, temperature: 0, chatml: false });
+  await page.click("#generate");
+  await waitState(page, "generating", 10_000);
+  await waitState(page, "ready");
+  const out = await page.textContent("#output");
+  assert.ok(out.length > 0 && fixture.generate[1].text.startsWith(out), JSON.stringify(out));
+});
+
+test("a model from the file picker", async () => {
+  await page.setInputFiles("#model-file", path.join(root, SMOLLM2));
+  await waitState(page, "loading", 10_000);
+  await waitState(page, "ready");
+  assert.match(await page.textContent("#status"), /^Ready: SmolLM2-135M-Instruct\.Q4_1\.gguf loaded/);
+  await page.close();
+});
+
+test("?model= with a bad URL shows the typed error", async () => {
+  const p = await browser.newPage();
+  await p.goto(server.url + "/www/?model=/models/missing.gguf");
+  await p.waitForFunction(() => document.getElementById("status").classList.contains("error"), null, { timeout: 60_000 });
+  assert.match(await p.textContent("#status"), /^NetworkError: HTTP 404/);
+  assert.equal(await p.isDisabled("#generate"), true);
+  await p.close();
+});
+
+test("without WebGPU the page says so", async () => {
+  const p = await browser.newPage();
+  await p.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+  await p.goto(server.url + "/www/");
+  await p.waitForFunction(() => document.body.dataset.state === "no-webgpu");
+  assert.equal(await p.isVisible("#no-webgpu"), true);
+  assert.match(await p.textContent("#no-webgpu"), /This browser has no WebGPU/);
+  assert.equal(await p.isDisabled("#load-url"), true);
+  await p.close();
+});
