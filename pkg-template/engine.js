@@ -2,6 +2,7 @@
 // index.js uses it directly with { worker: false }; worker.js runs it inside the Web Worker.
 
 import init, { WasmEngine, wasmMemory } from "./wasm/ferrolm.js";
+import { chatNamespace } from "./chat.js";
 import { AbortError, InvalidRequestError, WebGPUUnavailableError, toTypedError } from "./errors.js";
 
 let wasmReady = null;
@@ -24,9 +25,11 @@ function sampleMemory() {
   return m;
 }
 
-/** Options the JS API accepts that the Rust sampler does not implement yet (passed through). */
-const NOT_YET = ["topP", "minP", "repetitionPenalty", "stop"];
-const warned = new Set();
+/** The `generate` options handed to the Rust engine. */
+const GENERATE_OPTIONS = [
+  "maxTokens", "temperature", "topK", "topP", "minP", "repetitionPenalty", "presencePenalty",
+  "frequencyPenalty", "penaltyWindow", "seed", "stop", "ignoreEos",
+];
 
 function abortError(what) {
   return new AbortError(`${what} was aborted`);
@@ -99,6 +102,8 @@ export class LocalEngine {
     this.info = info;
     /** Figures of the last generation (null before the first). */
     this.stats = null;
+    /** OpenAI-style `chat.completions.create`. */
+    this.chat = chatNamespace(this);
   }
 
   /** Runs `task` after every call queued before it (generations never overlap). */
@@ -114,14 +119,8 @@ export class LocalEngine {
   /** Streams `{ text, token }` pieces; see index.d.ts for the options. */
   async *generate(prompt, options = {}) {
     const { signal } = options;
-    for (const k of NOT_YET) {
-      if (options[k] !== undefined && !warned.has(k)) {
-        warned.add(k);
-        console.warn(`ferrolm: the ${k} option is accepted but not implemented yet; it is ignored`);
-      }
-    }
     const rustOptions = {};
-    for (const k of ["maxTokens", "temperature", "topK", "seed", "ignoreEos", ...NOT_YET]) {
+    for (const k of GENERATE_OPTIONS) {
       if (options[k] !== undefined) rustOptions[k] = options[k];
     }
     if (typeof prompt !== "string" && !Array.isArray(prompt) && !(prompt instanceof Uint32Array)) {
@@ -173,6 +172,17 @@ export class LocalEngine {
   /** Text of token ids. */
   detokenize(ids) {
     return this.#enqueue(() => this.#inner.detokenize(Uint32Array.from(ids)));
+  }
+
+  /** Renders chat messages with the model's template: `{ text, ids }`. */
+  applyChatTemplate(messages) {
+    return this.#enqueue(() => {
+      try {
+        return this.#inner.applyChatTemplate(messages);
+      } catch (e) {
+        throw toTypedError(e);
+      }
+    });
   }
 
   /** Forgets the KV cache. */

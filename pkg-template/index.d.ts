@@ -39,22 +39,86 @@ export interface GenerateOptions {
   maxTokens?: number;
   /** 0 (default) is greedy; above 0 samples from the top-k candidates. */
   temperature?: number;
-  /** Candidates to sample from when temperature > 0 (default 40, at most 256). */
+  /** Candidates to sample from when temperature > 0 (default 40, at most 256; 0 = 256). */
   topK?: number;
+  /** Nucleus sampling: the smallest set of candidates with this much probability (default 1 = off). */
+  topP?: number;
+  /** Drop candidates less likely than minP × the most likely one (default 0 = off). */
+  minP?: number;
+  /** Divides positive / multiplies negative logits of recent tokens (default 1 = off). */
+  repetitionPenalty?: number;
+  /** Subtracted from the logits of tokens present in the penalty window (default 0). */
+  presencePenalty?: number;
+  /** Subtracted count × this from the logits of recent tokens (default 0). */
+  frequencyPenalty?: number;
+  /** How many recent tokens (prompt included) the penalties look at (default 64, at most 1024). */
+  penaltyWindow?: number;
+  /** Strings that end the output (not included), even when they span tokens. */
+  stop?: string | string[];
   /** RNG seed for sampling (default 0): the same seed on the same device gives the same text. */
   seed?: number;
   /** Keep generating past end-of-generation tokens (default false). */
   ignoreEos?: boolean;
   /** Stops the generation: the iterator then throws AbortError. */
   signal?: AbortSignal;
-  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
-  topP?: number;
-  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
-  minP?: number;
-  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
-  repetitionPenalty?: number;
-  /** Accepted and passed through, NOT IMPLEMENTED YET (ignored, with a console warning). */
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | string;
+  content: string;
+}
+
+/** An OpenAI-style chat completion request (snake_case, like the OpenAI API). */
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  stream?: boolean;
+  model?: string;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  /** Default 1, as in the OpenAI API. */
+  temperature?: number;
+  top_p?: number;
   stop?: string | string[];
+  seed?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  /** Only 1. */
+  n?: number;
+  /** Extensions. */
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  ignore_eos?: boolean;
+  signal?: AbortSignal;
+}
+
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface ChatCompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Prompt tokens actually computed (the others came from the KV cache). */
+  prefilled_tokens: number;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: "assistant"; content: string }; logprobs: null; finish_reason: FinishReason }[];
+  usage: ChatCompletionUsage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: "assistant"; content?: string }; logprobs: null; finish_reason: FinishReason | null }[];
+  /** On the last chunk only. */
+  usage?: ChatCompletionUsage;
 }
 
 export interface Piece {
@@ -135,6 +199,16 @@ export interface Engine {
   generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
   /** Figures of the last finished generation (null before the first). */
   readonly stats: GenerateStats | null;
+  /** OpenAI-style chat completions: the model's chat template, then `generate`. A conversation's
+   * next turn prefills only what the KV cache does not hold yet. */
+  readonly chat: {
+    completions: {
+      create(request: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+    };
+  };
+  /** Renders chat messages with the model's template (assistant turn opened). */
+  applyChatTemplate(messages: ChatMessage[]): Promise<{ text: string; ids: number[] }>;
   /** Token ids of `text` (special tokens parsed, no BOS). */
   tokenize(text: string): Promise<number[]>;
   /** Text of token ids. */

@@ -7,6 +7,7 @@
 // By default the engine runs in a Web Worker and this module holds a proxy with the same API;
 // { worker: false } runs it on the calling thread.
 
+import { chatNamespace } from "./chat.js";
 import { loadLocal } from "./engine.js";
 import {
   AbortError, FerrolmError, InvalidRequestError, WebGPUUnavailableError, toTypedError,
@@ -69,6 +70,7 @@ class WorkerEngine {
     this.#worker = worker;
     this.info = null;
     this.stats = null;
+    this.chat = chatNamespace(this);
     worker.onmessage = (event) => {
       const m = event.data;
       const p = this.#pending.get(m.id);
@@ -157,6 +159,10 @@ class WorkerEngine {
       controller.abort();
       await run.catch(() => {});
     }
+  }
+
+  async applyChatTemplate(messages) {
+    return (await this.#call({ op: "applyChatTemplate", messages })).rendered;
   }
 
   async tokenize(text) {

@@ -38,6 +38,8 @@ async function handle(data) {
       }
       return {};
     }
+    case "applyChatTemplate":
+      return { rendered: await need().applyChatTemplate(data.messages) };
     case "tokenize":
       return { ids: await need().tokenize(data.text) };
     case "detokenize":

@@ -82,7 +82,7 @@ fn k4_scales(w0: u32, c: u32) -> vec4<f32> {
         sm &= vec4<u32>(63u);
     } else {
         let b2 = wq[w0 + 3u] >> sh;
-        sm = (vec4<u32>(b2, b2 >> 8u, b2 >> 4u, b2 >> 12u) & vec4<u32>(0xfu)) | ((sm >> vec4<u32>(6u)) & vec4<u32>(3u)) << vec4<u32>(4u);
+        sm = (vec4<u32>(b2, b2 >> 8u, b2 >> 4u, b2 >> 12u) & vec4<u32>(0xfu)) | (((sm >> vec4<u32>(6u)) & vec4<u32>(3u)) << vec4<u32>(4u));
     }
     return vec4<f32>(sm) * vec4<f32>(dm.xx, dm.yy);
 }

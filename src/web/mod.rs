@@ -89,28 +89,76 @@ struct JsLoadOptions {
     matmul_row_threads: Option<u32>,
 }
 
-/// Options of `generate` (camelCase in JS). `topP`, `minP`, `repetitionPenalty` and `stop` are
-/// accepted by the JS API and passed through, but the Rust sampler does not implement them yet:
-/// serde ignores them here until it does.
+/// Options of `generate` (camelCase in JS); see [`SamplerOptions`] for their meaning.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct JsGenerateOptions {
     max_tokens: u32,
     temperature: f32,
     top_k: u32,
+    top_p: f32,
+    min_p: f32,
+    repetition_penalty: f32,
+    presence_penalty: f32,
+    frequency_penalty: f32,
+    penalty_window: u32,
     seed: f64,
     ignore_eos: bool,
+    /// One stop string or several.
+    stop: StopStrings,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum StopStrings {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Default for JsGenerateOptions {
     fn default() -> Self {
         let d = GenerateOptions::default();
+        let s = d.sampler;
         JsGenerateOptions {
             max_tokens: d.max_tokens,
-            temperature: d.sampler.temperature,
-            top_k: d.sampler.top_k,
-            seed: d.sampler.seed as f64,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            min_p: s.min_p,
+            repetition_penalty: s.repeat_penalty,
+            presence_penalty: s.presence_penalty,
+            frequency_penalty: s.frequency_penalty,
+            penalty_window: s.penalty_window,
+            seed: s.seed as f64,
             ignore_eos: d.ignore_eos,
+            stop: StopStrings::None,
+        }
+    }
+}
+
+impl JsGenerateOptions {
+    fn into_options(self) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            ignore_eos: self.ignore_eos,
+            sampler: SamplerOptions {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repeat_penalty: self.repetition_penalty,
+                presence_penalty: self.presence_penalty,
+                frequency_penalty: self.frequency_penalty,
+                penalty_window: self.penalty_window,
+                seed: self.seed as u64,
+            },
+            stop: match self.stop {
+                StopStrings::None => Vec::new(),
+                StopStrings::One(s) => vec![s],
+                StopStrings::Many(v) => v,
+            },
         }
     }
 }
@@ -341,11 +389,7 @@ impl WasmEngine {
             } else {
                 return Err(bad_request("the prompt must be a string or an array of token ids".into()));
             };
-            let generate = GenerateOptions {
-                max_tokens: options.max_tokens,
-                ignore_eos: options.ignore_eos,
-                sampler: SamplerOptions { temperature: options.temperature, top_k: options.top_k, seed: options.seed as u64 },
-            };
+            let generate = options.into_options();
             let mut callback_error = None;
             let mut on = |piece: Piece| -> bool {
                 match on_piece.call2(&JsValue::NULL, &JsValue::from_str(piece.text), &JsValue::from(piece.token)) {
@@ -371,6 +415,23 @@ impl WasmEngine {
                 finish_reason: finish,
             }))
         })
+    }
+
+    /// Renders chat `messages` ([{role, content}]) with the model's template (assistant turn
+    /// opened): `{ text, ids }`.
+    #[wasm_bindgen(js_name = applyChatTemplate)]
+    pub fn apply_chat_template(&self, messages: JsValue) -> Result<JsValue, JsValue> {
+        let messages: Vec<crate::chat::Message> = serde_wasm_bindgen::from_value(messages)
+            .map_err(|e| bad_request(format!("messages must be an array of {{role, content}} strings: {e}")))?;
+        let guard = self.engine.try_borrow().map_err(|_| bad_request("the engine is busy generating".into()))?;
+        let engine = guard.as_ref().ok_or_else(|| bad_request("the engine was disposed".into()))?;
+        let (text, ids) = engine.chat_prompt(&messages).map_err(|e| to_js_error(&e, false))?;
+        #[derive(Serialize)]
+        struct Rendered {
+            text: String,
+            ids: Vec<u32>,
+        }
+        Ok(to_js(&Rendered { text, ids }))
     }
 
     /// Forgets the KV cache (the next generation prefills its whole prompt).

@@ -1,0 +1,96 @@
+// `engine.chat.completions.create(request)`: the OpenAI chat-completions request and response
+// shapes on top of `applyChatTemplate` + `generate`, for both the worker proxy and the in-thread
+// engine (any object with those two methods, `stats` and `info`).
+
+import { InvalidRequestError } from "./errors.js";
+
+let sequence = 0;
+
+/** Maps an OpenAI-style request onto `generate` options (extensions: top_k, min_p, ...). */
+function generateOptions(request) {
+  const options = {};
+  const map = {
+    max_tokens: "maxTokens",
+    max_completion_tokens: "maxTokens",
+    temperature: "temperature",
+    top_p: "topP",
+    top_k: "topK",
+    min_p: "minP",
+    seed: "seed",
+    stop: "stop",
+    presence_penalty: "presencePenalty",
+    frequency_penalty: "frequencyPenalty",
+    repetition_penalty: "repetitionPenalty",
+    ignore_eos: "ignoreEos",
+    signal: "signal",
+  };
+  for (const [from, to] of Object.entries(map)) {
+    if (request[from] !== undefined && request[from] !== null) options[to] = request[from];
+  }
+  // OpenAI's default temperature is 1.
+  if (options.temperature === undefined) options.temperature = 1;
+  return options;
+}
+
+function validate(request) {
+  if (!request || !Array.isArray(request.messages) || request.messages.length === 0) {
+    throw new InvalidRequestError("chat.completions.create needs a non-empty `messages` array");
+  }
+  for (const m of request.messages) {
+    if (!m || typeof m.role !== "string" || typeof m.content !== "string") {
+      throw new InvalidRequestError("every message needs a string `role` and a string `content`");
+    }
+  }
+  if (request.n !== undefined && request.n !== 1) {
+    throw new InvalidRequestError("only n = 1 is supported");
+  }
+}
+
+function usage(stats) {
+  const prompt = stats ? stats.promptTokens : 0;
+  const completion = stats ? stats.generatedTokens : 0;
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    // Extension: prompt tokens actually computed (the rest came from the KV cache).
+    prefilled_tokens: stats ? stats.prefilledTokens : 0,
+  };
+}
+
+async function create(engine, request) {
+  validate(request);
+  const messages = request.messages.map((m) => ({ role: m.role, content: m.content }));
+  const rendered = await engine.applyChatTemplate(messages);
+  const options = generateOptions(request);
+  const id = `chatcmpl-${Date.now().toString(36)}${(sequence++).toString(36)}`;
+  const created = Math.floor(Date.now() / 1000);
+  const model = request.model || (engine.info && engine.info.name) || "ferrolm";
+  const chunk = (delta, finishReason) => ({
+    id, object: "chat.completion.chunk", created, model,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+  });
+  if (request.stream) {
+    return (async function* stream() {
+      yield chunk({ role: "assistant", content: "" }, null);
+      for await (const piece of engine.generate(rendered.ids, options)) {
+        if (piece.text) yield chunk({ content: piece.text }, null);
+      }
+      const stats = engine.stats;
+      yield { ...chunk({}, stats ? stats.finishReason : "stop"), usage: usage(stats) };
+    })();
+  }
+  let content = "";
+  for await (const piece of engine.generate(rendered.ids, options)) content += piece.text;
+  const stats = engine.stats;
+  return {
+    id, object: "chat.completion", created, model,
+    choices: [{ index: 0, message: { role: "assistant", content }, logprobs: null, finish_reason: stats ? stats.finishReason : "stop" }],
+    usage: usage(stats),
+  };
+}
+
+/** The `chat` namespace of an engine. */
+export function chatNamespace(engine) {
+  return { completions: { create: (request) => create(engine, request) } };
+}
