@@ -25,10 +25,11 @@ tools="${FERROLM_TOOLS:-$HOME/.cache/ferrolm/tools}/wasm-bindgen-$version"
 bindgen="$tools/bin/wasm-bindgen"
 if ! { [ -x "$bindgen" ] && "$bindgen" --version 2>/dev/null | grep -q " $version\$"; }; then
     echo "build-wasm: installing wasm-bindgen-cli $version into $tools (once; takes a few minutes)"
-    # Its own lock file may name crate versions the registry no longer serves: fall back to a
-    # fresh resolution. Built outside our target directory.
-    env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "=$version" --root "$tools" --locked \
-        || env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "=$version" --root "$tools"
+    # Only the wasm-bindgen binary, without TLS (it is for the test runner's downloads): less to
+    # build. Its own lock file may name crate versions the registry no longer serves: fall back to
+    # a fresh resolution. Built outside our target directory.
+    install=(cargo install wasm-bindgen-cli --version "=$version" --root "$tools" --no-default-features --bin wasm-bindgen)
+    env -u CARGO_TARGET_DIR "${install[@]}" --locked || env -u CARGO_TARGET_DIR "${install[@]}"
 fi
 
 # 3. The wasm library. FERROLM_WERROR=1 (the test suite) fails on any compiler warning.

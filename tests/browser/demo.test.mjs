@@ -1,6 +1,6 @@
 // The demo page (www/) as a person uses it, served by scripts/serve.mjs without test hooks
 // (exactly what scripts/demo.sh serves): it loads the default model, streams text, shows
-// tokens/s, stops on Stop, loads a file from the picker, and says so when there is no WebGPU.
+// tokens/s, stops on Stop, loads a file from the picker or dropped on the page, and says so when there is no WebGPU.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -85,11 +85,24 @@ test("Stop ends a generation and the page can generate again", async () => {
   assert.ok(out.length > 0 && fixture.generate[1].text.startsWith(out), JSON.stringify(out));
 });
 
-test("a model from the file picker", async () => {
+test("a model from the file picker, and one dropped on the page", async () => {
   await page.setInputFiles("#model-file", path.join(root, SMOLLM2));
   await waitState(page, "loading", 10_000);
   await waitState(page, "ready");
   assert.match(await page.textContent("#status"), /^Ready: SmolLM2-135M-Instruct\.Q4_1\.gguf loaded/);
+
+  // Drag and drop: a File in a DataTransfer, dropped on the drop zone.
+  await page.evaluate(async (url) => {
+    const file = new File([await (await fetch(url)).blob()], "dropped.gguf");
+    const data = new DataTransfer();
+    data.items.add(file);
+    const zone = document.getElementById("drop");
+    zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: data, bubbles: true, cancelable: true }));
+    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+  }, SMOLLM2);
+  await waitState(page, "loading", 10_000);
+  await waitState(page, "ready");
+  assert.match(await page.textContent("#status"), /^Ready: dropped\.gguf loaded/);
   await page.close();
 });
 
