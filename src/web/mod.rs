@@ -293,6 +293,9 @@ impl WasmEngine {
         if let Some(n) = options.matmul_row_threads.filter(|n| n.is_power_of_two() && *n <= 64) {
             ctx.tuning.matmul_row_threads = n;
         }
+        // The engine shares the context through an Arc (natively across threads); in the
+        // browser everything stays on one thread.
+        #[allow(clippy::arc_with_non_send_sync)]
         let ctx = Arc::new(ctx);
         let mut forward = |p: Progress| {
             // The engine says Ready after the weights; the warm-up below comes first.
@@ -364,6 +367,7 @@ impl WasmEngine {
     /// array of token ids). Calls `on_piece(text, token)` for every token; a falsy return stops.
     /// Resolves to the run's stats (`finishReason` "stop" | "length" | "abort"). Rejects with a
     /// clear error when another generation is running: the JS wrapper queues calls.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn generate(&self, prompt: JsValue, options: JsValue, on_piece: Function) -> Promise {
         let cell = self.engine.clone();
         future_to_promise(async move {
@@ -378,6 +382,8 @@ impl WasmEngine {
             if !(options.seed >= 0.0 && options.seed.fract() == 0.0) {
                 return Err(bad_request("seed must be a non-negative integer".into()));
             }
+            // Held across the awaits on purpose: every other call only try-borrows, so a call
+            // made while this generation runs gets a clear "busy" error, never a panic.
             let mut guard = cell
                 .try_borrow_mut()
                 .map_err(|_| bad_request("another generation is running on this engine: await it (or abort it) first".into()))?;
