@@ -38,11 +38,24 @@ export async function example(file: File): Promise<string> {
       return e.message;
     }
   }
+  const stream = await engine.chat.completions.create({
+    messages: [{ role: "user", content: "Hi" }], stream: true, max_tokens: 16, stop: ["\n"],
+  });
+  let reply = "";
+  for await (const chunk of stream) {
+    reply += chunk.choices[0].delta.content ?? "";
+    if (chunk.usage) reply += ` (${chunk.usage.completion_tokens} tokens)`;
+  }
+  const whole = await engine.chat.completions.create({ messages: [{ role: "user", content: reply }], temperature: 0 });
+  const finish: "stop" | "length" | "abort" = whole.choices[0].finish_reason;
+  const rendered: { text: string; ids: number[] } = await engine.applyChatTemplate([{ role: "system", content: finish }]);
+  // @ts-expect-error: messages are required
+  await engine.chat.completions.create({ stream: true });
   // @ts-expect-error: the prompt is a string or token ids
   engine.generate({ prompt: "x" });
   // @ts-expect-error: maxTokens is a number
   engine.generate("x", { maxTokens: "8" });
   // @ts-expect-error: a number is not a model source
   await load(42);
-  return `${text} ${rate} ${ids.length} ${memory.peakWasmHeapBytes} ${arch} ${adapter}`;
+  return `${text} ${rate} ${ids.length} ${memory.peakWasmHeapBytes} ${arch} ${adapter} ${rendered.text}`;
 }
