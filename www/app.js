@@ -15,7 +15,6 @@ const ui = {
 let engine = null;
 let loading = null; // AbortController of the load in progress
 let generating = null; // AbortController of the generation in progress
-let chatTokens = false; // the vocabulary has <|im_start|> / <|im_end|>
 
 const MB = (n) => (n / 1e6).toFixed(1);
 
@@ -76,9 +75,9 @@ async function loadModel(source, label) {
     engine = e;
     const seconds = (performance.now() - t0) / 1000;
     const i = engine.info;
-    chatTokens = (await engine.tokenize("<|im_start|>")).length === 1 && (await engine.tokenize("<|im_end|>")).length === 1;
-    ui.chatml.disabled = !chatTokens;
-    ui.chatml.checked = chatTokens;
+    // Every model has a chat template: its own, or the fallback for its architecture.
+    ui.chatml.disabled = false;
+    ui.chatml.checked = true;
     const quant = Object.entries(i.quantTypes).map(([t, n]) => `${t}×${n}`).join(" ");
     ui.info.textContent = `${i.architecture}, ${i.layers} layers, d=${i.embeddingLength}, vocab ${i.vocabSize}, context ${i.contextLength}; ` +
       `${quant}; ${MB(i.fileBytes)} MB file, ${MB(i.gpuBytes)} MB on the GPU; adapter: ${i.adapter.name}`;
@@ -105,10 +104,11 @@ async function showMemory() {
   } catch { /* disposed */ }
 }
 
-function promptText() {
+/** The prompt as typed, or as one user turn rendered with the model's chat template (token ids). */
+async function promptInput() {
   const text = ui.prompt.value;
-  if (!ui.chatml.checked || !chatTokens) return text;
-  return `<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n${text}<|im_end|>\n<|im_start|>assistant\n`;
+  if (!ui.chatml.checked) return text;
+  return (await engine.applyChatTemplate([{ role: "user", content: text }])).ids;
 }
 
 async function generate() {
@@ -130,7 +130,7 @@ async function generate() {
       seed: Math.floor(Math.random() * 2 ** 32),
       signal: controller.signal,
     };
-    for await (const piece of engine.generate(promptText(), options)) {
+    for await (const piece of engine.generate(await promptInput(), options)) {
       ui.output.textContent += piece.text;
       count++;
       const s = (performance.now() - t0) / 1000;

@@ -45,7 +45,7 @@ test("the demo loads the default model with a progress bar and streams a greedy 
   assert.ok(progress.some((v) => v > 0 && v < 1), `the progress bar moved (${progress.length} samples)`);
   assert.match(await page.textContent("#status"), /^Ready: SmolLM2-135M-Instruct\.Q4_1\.gguf loaded in [\d.]+ s\.$/);
   assert.match(await page.textContent("#info"), /llama, 30 layers/);
-  assert.equal(await page.isChecked("#chatml"), true, "ChatML offered for a vocabulary with <|im_start|>");
+  assert.equal(await page.isChecked("#chatml"), true, "the model's chat template is used by default");
   assert.match(await page.textContent("#memory"), /wasm heap [\d.]+ MB/);
 
   const c = fixture.generate[0];
