@@ -3,6 +3,7 @@
 
 import init, { WasmEngine, wasmMemory } from "./wasm/ferrolm.js";
 import { chatNamespace } from "./chat.js";
+import { pieceQueue } from "./stream.js";
 import { AbortError, InvalidRequestError, WebGPUUnavailableError, toTypedError } from "./errors.js";
 
 let wasmReady = null;
@@ -126,15 +127,10 @@ export class LocalEngine {
     if (typeof prompt !== "string" && !Array.isArray(prompt) && !(prompt instanceof Uint32Array)) {
       throw new InvalidRequestError("the prompt must be a string or an array of token ids");
     }
-    const pieces = [];
-    let wake = null;
-    let finished = false;
-    let failure = null;
+    const queue = pieceQueue();
     let stopped = false;
-    const notify = () => { if (wake) { const w = wake; wake = null; w(); } };
     const onPiece = (text, token) => {
-      pieces.push({ text, token: token === 0xffffffff ? -1 : token });
-      notify();
+      queue.push({ text, token: token === 0xffffffff ? -1 : token });
       return !stopped && !(signal && signal.aborted);
     };
     const run = this.#enqueue(() => {
@@ -142,19 +138,11 @@ export class LocalEngine {
       return this.#inner.generate(typeof prompt === "string" ? prompt : Array.from(prompt), rustOptions, onPiece);
     });
     run.then(
-      (stats) => { this.stats = stats; finished = true; notify(); },
-      (e) => { failure = e; finished = true; notify(); },
+      (stats) => { this.stats = stats; queue.end(); },
+      (e) => queue.end(toTypedError(e)),
     );
     try {
-      for (;;) {
-        if (pieces.length) {
-          yield pieces.shift();
-          continue;
-        }
-        if (finished) break;
-        await new Promise((resolve) => { wake = resolve; });
-      }
-      if (failure) throw toTypedError(failure);
+      yield* queue.drain();
       if (signal && signal.aborted) throw abortError("generation");
     } finally {
       // A consumer that breaks out of the loop stops the generation; wait for it to end so

@@ -9,6 +9,7 @@
 
 import { chatNamespace } from "./chat.js";
 import { loadLocal } from "./engine.js";
+import { pieceQueue } from "./stream.js";
 import {
   AbortError, FerrolmError, InvalidRequestError, WebGPUUnavailableError, toTypedError,
 } from "./errors.js";
@@ -127,33 +128,18 @@ class WorkerEngine {
   async *generate(prompt, options = {}) {
     const { signal, ...rest } = options;
     if (signal && signal.aborted) throw new AbortError("generation was aborted");
-    const pieces = [];
-    let wake = null;
-    let finished = false;
-    let failure = null;
-    const notify = () => { if (wake) { const w = wake; wake = null; w(); } };
+    const queue = pieceQueue();
     // Our own controller: aborted by the caller's signal, or when the loop is left early.
     const controller = new AbortController();
     const forward = () => controller.abort();
     if (signal) signal.addEventListener("abort", forward, { once: true });
     const run = this.#call(
       { op: "generate", prompt: typeof prompt === "string" ? prompt : Array.from(prompt), options: rest },
-      { onPiece: (piece) => { pieces.push(piece); notify(); }, signal: controller.signal },
+      { onPiece: (piece) => queue.push(piece), signal: controller.signal },
     );
-    run.then(
-      () => { finished = true; notify(); },
-      (e) => { failure = e; finished = true; notify(); },
-    );
+    run.then(() => queue.end(), (e) => queue.end(e));
     try {
-      for (;;) {
-        if (pieces.length) {
-          yield pieces.shift();
-          continue;
-        }
-        if (finished) break;
-        await new Promise((resolve) => { wake = resolve; });
-      }
-      if (failure) throw failure;
+      yield* queue.drain();
     } finally {
       if (signal) signal.removeEventListener("abort", forward);
       controller.abort();
