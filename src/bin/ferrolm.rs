@@ -351,16 +351,19 @@ fn bench(args: Args) -> CliResult {
     let load_seconds = load_clock.seconds();
     // A deterministic prompt of ordinary tokens.
     let vocab = engine.model.config.vocab_size;
-    let prompt: Vec<u32> = (0..prompt_tokens).map(|i| 1000 + (i * 7919) % (vocab - 1000).max(1)).map(|t| t.min(vocab - 1)).collect();
+    let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (100 + i.wrapping_mul(7919)) % vocab).collect();
     let ctx = engine.model.context().clone();
     let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, ..Default::default() };
     // Warm-up: compiles every pipeline.
     block(engine.generate(&prompt[..prompt.len().min(8)], &GenerateOptions { max_tokens: 2, ..options.clone() }, &mut |_| true))?;
     engine.reset();
-    let submits_before = ctx.submit_count();
-    let (stats, _) = block(engine.generate(&prompt, &options, &mut |_| true))?;
-    let submits = ctx.submit_count() - submits_before;
-    let prefill_submits = (prompt_tokens as u64).div_ceil(128);
+    // Submits counted from the first token (which ends the prefill) to the end are the decode's.
+    let mut after_prefill = None;
+    let (stats, _) = block(engine.generate(&prompt, &options, &mut |_| {
+        after_prefill.get_or_insert(ctx.submit_count());
+        true
+    }))?;
+    let decode_submits = ctx.submit_count() - after_prefill.unwrap_or_else(|| ctx.submit_count());
     let decode_steps = stats.generated_tokens.saturating_sub(1).max(1) as u64;
     print_json(&serde_json::json!({
         "adapter": ctx.adapter_name,
@@ -371,7 +374,7 @@ fn bench(args: Args) -> CliResult {
         "prefill_tokens_per_s": stats.prefill_tokens_per_s,
         "decode_tokens_per_s": stats.decode_tokens_per_s,
         "dispatches_per_token": engine.model.last_dispatches,
-        "submits_per_token": (submits.saturating_sub(prefill_submits)) as f64 / decode_steps as f64,
+        "submits_per_token": decode_submits as f64 / decode_steps as f64,
         "readback_bytes_per_token": engine.model.last_readback_bytes,
         "gpu_bytes": engine.model.gpu_bytes(),
     }));
