@@ -1,28 +1,46 @@
-// Causal grouped-query attention over the KV cache, for n_tokens queries at positions pos0 + t.
+// Causal grouped-query attention over the KV cache, part 1 of 2 (split-K, "flash-decoding").
 //
-// q:   [n_tokens, n_heads, head_dim]          out: [n_tokens, n_heads, head_dim]
-// k,v: the cache, [ctx, n_kv_heads, head_dim]; positions 0 ..= pos0 + t are valid for token t.
-// Query head h reads KV head h / (n_heads / n_kv_heads). One workgroup per (token, head), an
-// online softmax over tiles of 64 positions. Optional logit soft-cap (softcap > 0:
-// s = softcap * tanh(s / softcap)) and sliding window (window > 0: only the last `window`
-// positions are visible).
+// Workgroup (t, h, s): query token t (position pos0 + t), query head h (reading KV head
+// h / (n_heads / n_kv_heads)), and the s-th of `splits` equal slices of the visible positions
+// [start, pos0 + t] (start > 0 only with a sliding window: the last `window` positions). Over its
+// slice it keeps an online softmax of score_j = scale · q·k_j (soft-capped: c · tanh(score / c)
+// when softcap > 0) and writes the slice's max m, sum l = Σ_j e^(score_j - m) and
+// o = Σ_j e^(score_j - m) v_j to
+//   part[((t * n_heads + h) * splits + s) * (head_dim + 2) ..] = (m, l, o[0 .. head_dim])
+// An empty slice writes (-1e30, 0, 0...). attention_combine.wgsl adds the slices up.
+//   q: [n_tokens, n_heads, head_dim] f32     kv: the layer's cache (kv.wgsl)
 
 struct Params {
     n_tokens: u32,
     n_heads: u32,
     n_kv_heads: u32,
     head_dim: u32,
-    pos0: u32,
+    ctx_len: u32,
+    splits: u32,
     window: u32,
+    _pad0: u32,
     scale: f32,
     softcap: f32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+struct StepState {
+    pos0: u32,
+    penalty_pairs: u32,
+    repeat: f32,
+    presence: f32,
+    frequency: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<f32>;
-@group(0) @binding(3) var<storage, read> vc: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<uniform> state: StepState;
+@group(0) @binding(2) var<storage, read> q: array<f32>;
+@group(0) @binding(3) var<storage, read> kv: array<u32>;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
 const TILE: u32 = 64u;
 const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= 256
@@ -37,45 +55,49 @@ fn attend(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let id = wid.x + wid.y * nwg.x;
-    if (id >= p.n_tokens * p.n_heads) {
+    if (id >= p.n_tokens * p.n_heads * p.splits) {
         return;
     }
-    let t = id / p.n_heads;
-    let h = id % p.n_heads;
+    let s = id % p.splits;
+    let th = id / p.splits; // t * n_heads + h
+    let t = th / p.n_heads;
+    let h = th % p.n_heads;
     let d = p.head_dim;
     let kvh = h / (p.n_heads / p.n_kv_heads);
-    let kv_stride = p.n_kv_heads * d;
-    let q_base = id * d;
     for (var i = lid; i < d; i += TILE) {
-        qs[i] = q[q_base + i];
+        qs[i] = q[th * d + i];
     }
     workgroupBarrier();
 
-    let kv_len = p.pos0 + t + 1u;
+    let kv_len = state.pos0 + t + 1u;
     var start = 0u;
     if (p.window > 0u && kv_len > p.window) {
         start = kv_len - p.window;
     }
+    let per_split = (kv_len - start + p.splits - 1u) / p.splits;
+    let lo = min(start + s * per_split, kv_len);
+    let hi = min(lo + per_split, kv_len);
     var m = -1.0e30;
     var l = 0.0;
     var acc: array<f32, MAX_DIMS_PER_THREAD>;
-    for (var j0 = start; j0 < kv_len; j0 += TILE) {
+    for (var j0 = lo; j0 < hi; j0 += TILE) {
         let j = j0 + lid;
-        var s = -1.0e30;
-        if (j < kv_len) {
-            let kb = j * kv_stride + kvh * d;
+        var score = -1.0e30;
+        if (j < hi) {
+            let kb = kv_elem(0u, j, kvh * d);
             var dot = 0.0;
-            for (var i = 0u; i < d; i++) {
-                dot += qs[i] * kc[kb + i];
+            for (var i = 0u; i < d; i += 2u) {
+                let k2 = kv_read2(kb + i);
+                dot += qs[i] * k2.x + qs[i + 1u] * k2.y;
             }
-            s = dot * p.scale;
+            score = dot * p.scale;
             if (p.softcap > 0.0) {
-                s = p.softcap * tanh_accurate(s / p.softcap);
+                score = p.softcap * tanh_accurate(score / p.softcap);
             }
         }
-        scores[lid] = s;
+        scores[lid] = score;
         workgroupBarrier();
-        let n = min(TILE, kv_len - j0);
+        let n = min(TILE, hi - j0);
         var tile_max = -1.0e30;
         for (var i = 0u; i < n; i++) {
             tile_max = max(tile_max, scores[i]);
@@ -89,21 +111,26 @@ fn attend(
         for (var i = 0u; i < n; i++) {
             let pi = exp(scores[i] - m_new);
             l += pi;
-            let vb = (j0 + i) * kv_stride + kvh * d;
+            let vb = kv_elem(1u, j0 + i, kvh * d);
             for (var c = 0u; c < MAX_DIMS_PER_THREAD; c++) {
                 let dd = lid + c * TILE;
                 if (dd < d) {
-                    acc[c] += pi * vc[vb + dd];
+                    acc[c] += pi * kv_read(vb + dd);
                 }
             }
         }
         m = m_new;
         workgroupBarrier();
     }
+    let o = id * (d + 2u);
+    if (lid == 0u) {
+        part[o] = m;
+        part[o + 1u] = l;
+    }
     for (var c = 0u; c < MAX_DIMS_PER_THREAD; c++) {
         let dd = lid + c * TILE;
         if (dd < d) {
-            out[q_base + dd] = acc[c] / l;
+            part[o + 2u + dd] = acc[c];
         }
     }
 }

@@ -1,6 +1,6 @@
 // out[t, :] = scale * W[ids[t] - first_row, :] for the tokens whose id falls in this row-part.
 //
-// wq:  the part's rows, raw GGML blocks, row r at byte r * row_bytes     W: [rows, k]
+// wq_0: the part's rows, raw GGML blocks, row r at byte r * row_bytes     W: [rows, k]
 // ids: token ids                                                        ids: [n_tokens]
 // out: f32                                                              out: [n_tokens, k]
 
@@ -16,9 +16,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> wq: array<u32>;
-@group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wq_0: array<u32>;
+@group(0) @binding(3) var<storage, read> ids: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -37,7 +37,7 @@ fn main(
     let row_byte = (id - p.first_row) * p.row_bytes;
     let o = t * p.k;
     for (var u = lid; u < p.k / 8u; u += 64u) {
-        let w = load8(row_byte, u);
+        let w = load8_0(row_byte, u);
         out[(o + w.ia) >> 2u] = w.a * p.scale;
         out[(o + w.ib) >> 2u] = w.b * p.scale;
     }

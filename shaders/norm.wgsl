@@ -1,23 +1,23 @@
-// RMSNorm: y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w      x, y: [n_rows, n]   w: [n]
-// One workgroup per row.
+// Gemma's post-norm and residual add: x[r, :] += y[r, :] / sqrt(mean(y[r, :]^2) + eps) · w
+//   y, x: [n_rows, n] f32     w: vecs[w ..][0 .. n]     One workgroup per row.
 
 struct Params {
     n: u32,
     n_rows: u32,
     eps: f32,
-    _pad0: u32,
+    w: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> vecs: array<f32>;
+@group(0) @binding(3) var<storage, read> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x: array<f32>;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn rms_norm(
+fn post_norm_add(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -29,7 +29,7 @@ fn rms_norm(
     let base = r * p.n;
     var s = 0.0;
     for (var i = lid; i < p.n; i += WG) {
-        let v = x[base + i];
+        let v = y[base + i];
         s += v * v;
     }
     partial[lid] = s;
@@ -42,6 +42,6 @@ fn rms_norm(
     }
     let scale = inverseSqrt(partial[0] / f32(p.n) + p.eps);
     for (var i = lid; i < p.n; i += WG) {
-        y[base + i] = x[base + i] * scale * w[i];
+        x[base + i] += y[base + i] * scale * vecs[p.w + i];
     }
 }

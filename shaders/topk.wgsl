@@ -15,15 +15,25 @@ struct Params {
     k: u32,
     offset: u32,
     _pad0: u32,
+}
+
+struct StepState {
+    pos0: u32,
+    penalty_pairs: u32,
     repeat: f32,
     presence: f32,
     frequency: f32,
+    _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(1) var<uniform> state: StepState;
+@group(0) @binding(2) var<storage, read> src: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<u32>;
+// merge_topk also writes the best token id here (the next step's embedding input).
+@group(0) @binding(4) var<storage, read_write> next_id: array<u32>;
 
 const WG: u32 = 256u;
 const PER_THREAD: u32 = 4u;
@@ -151,6 +161,9 @@ fn merge_topk(@builtin(local_invocation_index) lid: u32) {
         if (lid == 0u) {
             dst[2u * j] = bitcast<u32>(select(NEG_INF, nv, ni != NONE));
             dst[2u * j + 1u] = ni;
+            if (j == 0u && ni != NONE) {
+                next_id[0] = ni;
+            }
         }
         workgroupBarrier();
         if (ni != NONE) {
@@ -160,18 +173,18 @@ fn merge_topk(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// penalize: src = n (token id, count) pairs of recent tokens (ids unique); dst = the f32 logits
-// row at `offset`. Like llama.cpp: a positive logit is divided by `repeat`, a negative one
-// multiplied, then count * frequency + presence is subtracted.
+// penalize: src = state.penalty_pairs (token id, count) pairs of recent tokens (ids unique); dst =
+// the f32 logits row at `offset`. Like llama.cpp: a positive logit is divided by `state.repeat`, a
+// negative one multiplied, then count * state.frequency + state.presence is subtracted.
 @compute @workgroup_size(256)
 fn penalize(@builtin(local_invocation_index) lid: u32) {
-    for (var i = lid; i < p.n; i += WG) {
+    for (var i = lid; i < state.penalty_pairs; i += WG) {
         let id = src[2u * i];
         let count = src[2u * i + 1u];
         let o = p.offset + id;
         var logit = bitcast<f32>(dst[o]);
-        logit = select(logit * p.repeat, logit / p.repeat, logit > 0.0);
-        logit -= f32(count) * p.frequency + select(0.0, p.presence, count > 0u);
+        logit = select(logit * state.repeat, logit / state.repeat, logit > 0.0);
+        logit -= f32(count) * state.frequency + select(0.0, state.presence, count > 0u);
         dst[o] = bitcast<u32>(logit);
     }
 }

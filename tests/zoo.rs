@@ -4,15 +4,20 @@
 
 mod common;
 
-use common::{conformance_failures, load_model, repo_path};
+use common::{conformance_report, load_model_with, repo_path, F16_TOL, F32_TOL};
+use ferrolm::model::KvType;
 
+/// Checks both KV-cache types: f32 at the reference's tolerance, f16 at the f16 tolerance.
 fn check(name: &str) {
     let dir = repo_path("tests/fixtures/zoo");
     let fixture: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
-    let mut model = load_model(&dir.join(format!("{name}.gguf")), 128);
-    let failures = conformance_failures(&mut model, &fixture, name);
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    for (kv, tol) in [(KvType::F32, F32_TOL), (KvType::F16, F16_TOL)] {
+        let mut model = load_model_with(&dir.join(format!("{name}.gguf")), 128, kv);
+        let (failures, worst) = conformance_report(&mut model, &fixture, name, tol);
+        println!("{name} kv {kv:?}: worst logit error {worst:.4}");
+        assert!(failures.is_empty(), "kv {kv:?}: {} failures:\n{}", failures.len(), failures.join("\n"));
+    }
 }
 
 macro_rules! zoo {

@@ -22,22 +22,18 @@ pub struct DeviceLimits {
 /// Kernel variants chosen for the adapter.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Tuning {
-    /// Threads that share one matrix row in matmul (1 on CPU drivers: no barriers; 16 on GPUs).
+    /// Threads that share one matrix row in the matrix kernels (1 on CPU drivers: no barriers;
+    /// 16 on GPUs). Override with [`Context::set_row_threads`].
     pub matmul_row_threads: u32,
+    /// Slices a decode step's attention splits the cached positions into (few on CPU drivers,
+    /// where each workgroup has a fixed cost; many on GPUs, so that one head fills many cores).
+    pub attention_splits: u32,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        let matmul_row_threads = if cpu { 1 } else { 16 };
-        // Tuning aid: FERROLM_ROW_THREADS=1|2|4|...|64 overrides the choice (native builds).
-        #[cfg(not(target_arch = "wasm32"))]
-        let matmul_row_threads = std::env::var("FERROLM_ROW_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|n| n.is_power_of_two() && *n <= 64)
-            .unwrap_or(matmul_row_threads);
-        Tuning { matmul_row_threads }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 } }
     }
 }
 
@@ -50,16 +46,16 @@ pub struct Context {
     pub backend: String,
     pub tuning: Tuning,
     pub(crate) pipelines: PipelineCache,
-    arenas: std::sync::Mutex<Vec<wgpu::Buffer>>,
     /// A small buffer bound where a kernel's optional input is absent.
     placeholder: wgpu::Buffer,
     /// The first validation/out-of-memory error the device reported, if any.
     device_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     submits: std::sync::atomic::AtomicU64,
+    bind_groups: std::sync::atomic::AtomicU64,
 }
 
 /// Storage buffers one kernel binds at most (weights part, inputs, outputs, KV).
-const STORAGE_BUFFERS_NEEDED: u32 = 6;
+const STORAGE_BUFFERS_NEEDED: u32 = 7;
 
 impl Context {
     /// Finds an adapter and opens a device with the highest limits the adapter offers for the
@@ -135,9 +131,9 @@ impl Context {
             backend: format!("{:?}", info.backend),
             tuning: Tuning::for_adapter(&info),
             pipelines: PipelineCache::default(),
-            arenas: Default::default(),
             device_error,
             submits: Default::default(),
+            bind_groups: Default::default(),
         })
     }
 
@@ -154,25 +150,22 @@ impl Context {
         &self.placeholder
     }
 
-    /// A uniform buffer for a step's parameters (reused across steps).
-    pub(crate) fn take_arena(&self, bytes: u64) -> wgpu::Buffer {
-        let pooled = self.arenas.lock().ok().and_then(|mut pool| pool.pop());
-        pooled.unwrap_or_else(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("params"),
-                size: bytes,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })
+    /// Forces the number of threads per matrix row (a power of two, at most 64).
+    pub fn set_row_threads(&mut self, n: u32) -> Result<(), GpuError> {
+        if !n.is_power_of_two() || n > 64 {
+            return Err(GpuError::Shape(format!("threads per row must be a power of two up to 64, not {n}")));
+        }
+        self.tuning.matmul_row_threads = n;
+        Ok(())
     }
 
-    pub(crate) fn return_arena(&self, buffer: wgpu::Buffer) {
-        if let Ok(mut pool) = self.arenas.lock() {
-            if pool.len() < 4 {
-                pool.push(buffer);
-            }
-        }
+    pub(crate) fn count_bind_group(&self) {
+        self.bind_groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bind groups created so far (all of them at load or when a new step shape is recorded).
+    pub fn bind_group_count(&self) -> u64 {
+        self.bind_groups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn count_submit(&self) {
@@ -227,14 +220,22 @@ impl Context {
 
     /// Waits for the GPU and returns the first `bytes` bytes of a MAP_READ buffer.
     pub async fn read_mapped(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        self.read_mapped_after(buffer, bytes, None).await
+    }
+
+    /// [`Context::read_mapped`] that natively waits only for submission `after` (and those before
+    /// it), so that work submitted later keeps the GPU busy meanwhile.
+    pub async fn read_mapped_after(&self, buffer: &wgpu::Buffer, bytes: u64, after: Option<wgpu::SubmissionIndex>) -> Result<Vec<u8>, GpuError> {
         let slice = buffer.slice(0..bytes.max(4).next_multiple_of(4));
         let (sender, receiver) = futures_channel::oneshot::channel();
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
+        #[cfg(target_arch = "wasm32")]
+        let _ = after;
         #[cfg(not(target_arch = "wasm32"))]
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait { submission_index: after, timeout: None })
             .map_err(|e| GpuError::Device(e.to_string()))?;
         receiver
             .await

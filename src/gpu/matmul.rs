@@ -1,45 +1,95 @@
-//! Quantized matrix × activations (decode and prefill) and quantized embedding lookup.
+//! Quantized matrix kernels: matrix × activations (decode and prefill), the fused attention and
+//! feed-forward inputs, and quantized embedding lookup.
+//!
+//! All of them read weights in their raw GGUF block layout and share the inner loop
+//! (`shaders/rowdot.wgsl`): TT tokens (1, 4 or 8) per pass so that prefill reuses every
+//! dequantized weight, G threads per row (the adapter's tuning), and an optional RMSNorm of the
+//! input folded in (its weight multiplies the weights, its 1/rms the sums).
 
+use super::step::Bind;
 use super::{Defines, GpuError, Kernel, Step, WeightMatrix};
 
-/// Threads per matmul workgroup (`matmul.wgsl`).
-const MATMUL_WORKGROUP: u32 = 64;
+/// Threads per matrix-kernel workgroup (`matvec_common.wgsl`).
+const MATRIX_WORKGROUP: u32 = 64;
 
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatmulParams {
-    k: u32,
-    rows: u32,
-    row_offset: u32,
-    n_tokens: u32,
-    x_offset: u32,
-    x_stride: u32,
-    y_stride: u32,
-    accumulate: u32,
-    row_bytes: u32,
-    first_row: u32,
-    _pad: [u32; 2],
+/// The activations a matrix kernel reads.
+#[derive(Clone, Copy)]
+pub struct Input<'b> {
+    /// f32 activations: token t's row at element `x_offset + t * x_stride`, k elements.
+    pub x: &'b wgpu::Buffer,
+    pub n_tokens: u32,
+    /// First element of token 0's row (a multiple of 4).
+    pub x_offset: u32,
+    /// Elements between consecutive tokens' rows (a multiple of 4).
+    pub x_stride: u32,
+    /// The model's f32 vectors (norm weights, biases; see `model::WeightStore`).
+    pub vecs: &'b wgpu::Buffer,
+    /// RMSNorm of each input row first: (offset of the weight in `vecs`, a multiple of 4; eps).
+    pub norm: Option<(u32, f32)>,
 }
 
-/// Where a matmul reads its activations and how it writes its outputs.
+impl<'b> Input<'b> {
+    /// Dense `[n_tokens, k]` activations, not normalised.
+    pub fn dense(x: &'b wgpu::Buffer, vecs: &'b wgpu::Buffer, n_tokens: u32, k: u32) -> Self {
+        Input { x, n_tokens, x_offset: 0, x_stride: k, vecs, norm: None }
+    }
+    /// The same activations RMSNorm-ed with the weight at `vecs[weight ..]`.
+    pub fn normed(mut self, weight: u32, eps: f32) -> Self {
+        self.norm = Some((weight, eps));
+        self
+    }
+    fn check(&self) -> Result<(), GpuError> {
+        let aligned = self.x_offset.is_multiple_of(4) && self.x_stride.is_multiple_of(4) && self.norm.is_none_or(|(w, _)| w.is_multiple_of(4));
+        if !aligned || self.n_tokens == 0 {
+            return Err(GpuError::Shape(format!(
+                "matrix input: {} tokens, offset {}, stride {}, norm {:?} (offsets must be multiples of 4)",
+                self.n_tokens, self.x_offset, self.x_stride, self.norm
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The variant defines shared by the matrix kernels: token tile, threads per row, norm.
+fn matrix_defines(step: &Step, input: &Input) -> Defines {
+    let mut d = match input.n_tokens {
+        1 => Defines::new().constant("TILE_T", 1),
+        2..=4 => Defines::new().constant("TILE_T", 4).flag("TILE4"),
+        _ => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
+    };
+    let g = step.context().tuning.matmul_row_threads;
+    d = d.constant("ROW_THREADS", g);
+    if g > 1 {
+        d = d.flag("REDUCE");
+    }
+    if input.norm.is_some() {
+        d = d.flag("NORM");
+    }
+    d
+}
+
+fn tile(n_tokens: u32) -> u32 {
+    match n_tokens {
+        1 => 1,
+        2..=4 => 4,
+        _ => 8,
+    }
+}
+
+/// How a [`matvec`] writes its outputs.
 #[derive(Clone, Copy, Debug)]
-pub struct MatmulArgs {
-    pub n_tokens: u32,
-    /// First element of token 0's input row in `x`.
-    pub x_offset: u32,
-    /// Elements between consecutive tokens' inputs (usually `k`).
-    pub x_stride: u32,
-    /// Elements between consecutive tokens' outputs (usually `n_rows`).
+pub struct Output {
+    /// Elements between consecutive tokens' outputs (usually the matrix's row count).
     pub y_stride: u32,
     /// Add to `y` instead of overwriting it (fuses a residual add).
     pub accumulate: bool,
+    /// y = c · tanh(y / c) before the add (0 = off; Gemma 2's final logits).
+    pub softcap: f32,
 }
 
-impl MatmulArgs {
-    /// Dense `[n_tokens, k]` in, dense `[n_tokens, n_rows]` out.
-    pub fn dense(w: &WeightMatrix, n_tokens: u32) -> Self {
-        MatmulArgs { n_tokens, x_offset: 0, x_stride: w.k, y_stride: w.n_rows, accumulate: false }
+impl Output {
+    pub fn dense(w: &WeightMatrix) -> Self {
+        Output { y_stride: w.n_rows, accumulate: false, softcap: 0.0 }
     }
     pub fn accumulate(mut self) -> Self {
         self.accumulate = true;
@@ -47,64 +97,280 @@ impl MatmulArgs {
     }
 }
 
-/// y[t, r] (+)= Σ_k W[r, k] · x[t, k]   W: [n_rows, k] quantized,  x: [n_tokens, k] f32,
-/// y: [n_tokens, n_rows] f32 (strides and offsets from `args`).
-pub fn matmul(step: &mut Step, w: &WeightMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer, args: MatmulArgs) -> Result<(), GpuError> {
-    matmul_rows(step, w, 0..w.n_rows, x, y, args)
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatvecParams {
+    k: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,
+    norm: u32,
+    eps: f32,
+    rows: u32,
+    row_offset: u32,
+    first_row: u32,
+    row_bytes: u32,
+    y_stride: u32,
+    accumulate: u32,
+    softcap: f32,
+    _pad: [u32; 3],
 }
 
-/// [`matmul`] with only rows `rows` of W (a slice of a fused matrix such as Phi-3's QKV):
-/// y[t, r - rows.start] (+)= Σ_k W[r, k] · x[t, k] for r in `rows`.
-pub fn matmul_rows(
-    step: &mut Step,
-    w: &WeightMatrix,
-    rows: std::ops::Range<u32>,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    args: MatmulArgs,
-) -> Result<(), GpuError> {
-    if rows.end > w.n_rows || rows.start >= rows.end {
-        return Err(GpuError::Shape(format!("rows {rows:?} of '{}' ({} rows)", w.name, w.n_rows)));
-    }
-    if !args.x_offset.is_multiple_of(4) || !args.x_stride.is_multiple_of(4) {
-        return Err(GpuError::Shape(format!("matmul input offset {} / stride {} must be multiples of 4", args.x_offset, args.x_stride)));
-    }
-    // Prefill handles 4 or 8 tokens per pass so each dequantized weight is reused.
-    let mut defines = Defines::new().flag(w.ty.name());
-    defines = match args.n_tokens {
-        1 => defines.constant("TILE_T", 1),
-        2..=4 => defines.constant("TILE_T", 4).flag("TILE4"),
-        _ => defines.constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
-    };
-    let row_threads = step.context().tuning.matmul_row_threads;
-    defines = defines.constant("ROW_THREADS", row_threads);
-    if row_threads > 1 {
-        defines = defines.flag("REDUCE");
-    }
-    let rows_per_workgroup = MATMUL_WORKGROUP / row_threads;
+/// y[t, r] (+)= Σ_k W[r, k] · x̂[t, k]    W: [n_rows, k] quantized,  x̂: the input (normalised
+/// when asked),  y: [n_tokens, y_stride] f32. One dispatch per row-part of W.
+pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer, out: Output) -> Result<(), GpuError> {
+    input.check()?;
+    let defines = matrix_defines(step, input).matrix_type(0, w.ty);
+    let rows_per_workgroup = MATRIX_WORKGROUP / step.context().tuning.matmul_row_threads;
+    let (norm, eps) = input.norm.unwrap_or((0, 0.0));
     for part in &w.parts {
-        // The rows of this part that fall in `rows`.
-        let lo = rows.start.max(part.first_row);
-        let hi = rows.end.min(part.first_row + part.rows);
-        if lo >= hi {
-            continue;
-        }
-        let params = MatmulParams {
+        let params = MatvecParams {
             k: w.k,
-            rows: hi - lo,
-            row_offset: lo - rows.start,
-            n_tokens: args.n_tokens,
-            x_offset: args.x_offset,
-            x_stride: args.x_stride,
-            y_stride: args.y_stride,
-            accumulate: args.accumulate as u32,
+            n_tokens: input.n_tokens,
+            x_offset: input.x_offset,
+            x_stride: input.x_stride,
+            norm,
+            eps,
+            rows: part.rows,
+            row_offset: part.first_row,
+            first_row: 0,
             row_bytes: w.row_bytes as u32,
-            first_row: lo - part.first_row,
-            _pad: [0; 2],
+            y_stride: out.y_stride,
+            accumulate: out.accumulate as u32,
+            softcap: out.softcap,
+            _pad: [0; 3],
         };
-        step.dispatch(Kernel::Matmul, "main", &defines, &params, &[&part.buffer, x, y], (hi - lo).div_ceil(rows_per_workgroup))?;
+        let buffers = [Bind::Read(input.x), Bind::Read(input.vecs), Bind::Read(&part.buffer), Bind::Write(y)];
+        step.dispatch(Kernel::Matvec, "main", &defines, &params, &buffers, part.rows.div_ceil(rows_per_workgroup))?;
     }
     Ok(())
+}
+
+/// Rows `first .. first + count` of a matrix held in one buffer (one row-part): a whole matrix,
+/// or a slice of a fused one (Phi-3's QKV or gate/up).
+#[derive(Clone, Copy)]
+pub struct Rows<'b> {
+    pub w: &'b WeightMatrix,
+    pub first: u32,
+}
+
+impl<'b> Rows<'b> {
+    pub fn all(w: &'b WeightMatrix) -> Self {
+        Rows { w, first: 0 }
+    }
+    fn single_part(&self, count: u32, k: u32) -> Result<&'b wgpu::Buffer, GpuError> {
+        let w = self.w;
+        if w.parts.len() != 1 || self.first + count > w.n_rows || w.k != k {
+            return Err(GpuError::Shape(format!(
+                "'{}' ([{}, {}] in {} parts): rows {}..{} of length {k} must lie in one buffer",
+                w.name,
+                w.n_rows,
+                w.k,
+                w.parts.len(),
+                self.first,
+                self.first + count
+            )));
+        }
+        Ok(&w.parts[0].buffer)
+    }
+}
+
+/// The gated activation of [`ffn_in`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Glu {
+    /// silu(gate) · up
+    SwiGlu,
+    /// gelu_tanh(gate) · up
+    GeGlu,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FfnParams {
+    k: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,
+    norm: u32,
+    eps: f32,
+    rows: u32,
+    gate_first: u32,
+    up_first: u32,
+    gate_row_bytes: u32,
+    up_row_bytes: u32,
+    _pad: u32,
+}
+
+/// y[t, r] = act(Σ_k G[r, k] x̂[t, k]) · Σ_k U[r, k] x̂[t, k]  for r < `hidden`
+/// G, U: `hidden` rows each (`gate`, `up`),  x̂: the (normalised) input,  y: [n_tokens, hidden] f32.
+pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, input: &Input, y: &wgpu::Buffer) -> Result<(), GpuError> {
+    input.check()?;
+    let k = gate.w.k;
+    let (gate_buf, up_buf) = (gate.single_part(hidden, k)?, up.single_part(hidden, k)?);
+    let mut defines = matrix_defines(step, input).matrix_type(0, gate.w.ty).matrix_type(1, up.w.ty);
+    if glu == Glu::GeGlu {
+        defines = defines.flag("GEGLU");
+    }
+    let (norm, eps) = input.norm.unwrap_or((0, 0.0));
+    let params = FfnParams {
+        k,
+        n_tokens: input.n_tokens,
+        x_offset: input.x_offset,
+        x_stride: input.x_stride,
+        norm,
+        eps,
+        rows: hidden,
+        gate_first: gate.first,
+        up_first: up.first,
+        gate_row_bytes: gate.w.row_bytes as u32,
+        up_row_bytes: up.w.row_bytes as u32,
+        _pad: 0,
+    };
+    let rows_per_workgroup = MATRIX_WORKGROUP / step.context().tuning.matmul_row_threads;
+    let buffers = [Bind::Read(input.x), Bind::Read(input.vecs), Bind::Read(gate_buf), Bind::Read(up_buf), Bind::Write(y)];
+    step.dispatch(Kernel::FfnIn, "main", &defines, &params, &buffers, hidden.div_ceil(rows_per_workgroup))
+}
+
+/// Rotary embedding: how positions rotate queries and keys.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeArgs {
+    /// Pairs (i, i + n_rot/2) (GGML NEOX: Qwen, Phi-3, Gemma) instead of (2i, 2i+1) (Llama).
+    pub neox: bool,
+    /// Rotated dims per head (the rest pass through).
+    pub n_rot: u32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    /// Per-pair frequency divisors [n_rot / 2] at this offset in the vectors buffer.
+    pub factors: Option<u32>,
+    /// Multiplies cos and sin (1 unless the scaling says otherwise).
+    pub mscale: f32,
+}
+
+/// Shapes and options of [`attn_in`].
+#[derive(Clone, Copy, Debug)]
+pub struct AttnInArgs {
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    /// Positions the KV cache holds.
+    pub ctx_len: u32,
+    /// KV cache stored as f16 pairs (else f32).
+    pub kv_f16: bool,
+    /// Bias offsets in the vectors buffer: [n_heads · head_dim], [n_kv · head_dim], [n_kv · head_dim].
+    pub q_bias: Option<u32>,
+    pub k_bias: Option<u32>,
+    pub v_bias: Option<u32>,
+    /// Per-head RMSNorm weights [head_dim] of queries and keys, and their eps.
+    pub q_norm: Option<u32>,
+    pub k_norm: Option<u32>,
+    pub head_eps: f32,
+    pub rope: RopeArgs,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttnInParams {
+    k: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,
+    norm: u32,
+    eps: f32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    q_first: u32,
+    k_first: u32,
+    v_first: u32,
+    q_row_bytes: u32,
+    k_row_bytes: u32,
+    v_row_bytes: u32,
+    ctx_len: u32,
+    q_bias: u32,
+    k_bias: u32,
+    v_bias: u32,
+    q_norm: u32,
+    k_norm: u32,
+    head_eps: f32,
+    n_rot: u32,
+    neox: u32,
+    freq_base: f32,
+    freq_scale: f32,
+    rope_factors: u32,
+    mscale: f32,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// The attention input of tokens at positions pos0 + t (pos0 from the step state):
+/// q = rope(norm(Wq x̂ + bq)) → `q_out` [n_tokens, n_heads, head_dim] f32;
+/// k = rope(norm(Wk x̂ + bk)), v = Wv x̂ + bv → the layer's KV cache `kv` at those positions
+/// (`shaders/kv.wgsl`: keys then values, each [ctx_len, n_kv_heads, head_dim], f16 pairs or f32).
+#[allow(clippy::too_many_arguments)]
+pub fn attn_in(
+    step: &mut Step,
+    q: Rows,
+    k: Rows,
+    v: Rows,
+    input: &Input,
+    q_out: &wgpu::Buffer,
+    kv: &wgpu::Buffer,
+    a: &AttnInArgs,
+) -> Result<(), GpuError> {
+    input.check()?;
+    let d = q.w.k;
+    let (hd, q_dim, kv_dim) = (a.head_dim, a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim);
+    if hd > 256 || !hd.is_multiple_of(2) || a.rope.n_rot > hd || !a.rope.n_rot.is_multiple_of(2) {
+        return Err(GpuError::Shape(format!("attention heads of {hd} dims with {} rotated are not supported (even, at most 256)", a.rope.n_rot)));
+    }
+    let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
+    let mut defines = matrix_defines(step, input).matrix_type(0, q.w.ty).matrix_type(1, k.w.ty).matrix_type(2, v.w.ty);
+    if a.kv_f16 {
+        defines = defines.flag("KV_F16");
+    }
+    let (norm, eps) = input.norm.unwrap_or((0, 0.0));
+    let params = AttnInParams {
+        k: d,
+        n_tokens: input.n_tokens,
+        x_offset: input.x_offset,
+        x_stride: input.x_stride,
+        norm,
+        eps,
+        n_heads: a.n_heads,
+        n_kv_heads: a.n_kv_heads,
+        head_dim: hd,
+        q_first: q.first,
+        k_first: k.first,
+        v_first: v.first,
+        q_row_bytes: q.w.row_bytes as u32,
+        k_row_bytes: k.w.row_bytes as u32,
+        v_row_bytes: v.w.row_bytes as u32,
+        ctx_len: a.ctx_len,
+        q_bias: a.q_bias.unwrap_or(NONE),
+        k_bias: a.k_bias.unwrap_or(NONE),
+        v_bias: a.v_bias.unwrap_or(NONE),
+        q_norm: a.q_norm.unwrap_or(NONE),
+        k_norm: a.k_norm.unwrap_or(NONE),
+        head_eps: a.head_eps,
+        n_rot: a.rope.n_rot,
+        neox: a.rope.neox as u32,
+        freq_base: a.rope.freq_base,
+        freq_scale: a.rope.freq_scale,
+        rope_factors: a.rope.factors.unwrap_or(NONE),
+        mscale: a.rope.mscale,
+    };
+    let units = a.n_heads + 2 * a.n_kv_heads;
+    let workgroups = units * input.n_tokens.div_ceil(tile(input.n_tokens));
+    let binds = [
+        Bind::Read(input.x),
+        Bind::Read(input.vecs),
+        Bind::Read(buffers[0]),
+        Bind::Read(buffers[1]),
+        Bind::Read(buffers[2]),
+        Bind::Write(q_out),
+        Bind::Write(kv),
+    ];
+    step.dispatch(Kernel::AttnIn, "main", &defines, &params, &binds, workgroups)
 }
 
 #[repr(C)]
@@ -121,7 +387,7 @@ struct EmbedParams {
 
 /// out[t, :] = scale · W[ids[t], :]    W: [vocab, k] quantized, ids: [n_tokens] u32, out: [n_tokens, k] f32.
 pub fn embed(step: &mut Step, w: &WeightMatrix, ids: &wgpu::Buffer, out: &wgpu::Buffer, n_tokens: u32, scale: f32) -> Result<(), GpuError> {
-    let defines = Defines::new().flag(w.ty.name());
+    let defines = Defines::new().matrix_type(0, w.ty);
     for part in &w.parts {
         let params = EmbedParams {
             k: w.k,
@@ -132,7 +398,8 @@ pub fn embed(step: &mut Step, w: &WeightMatrix, ids: &wgpu::Buffer, out: &wgpu::
             scale,
             _pad: [0; 2],
         };
-        step.dispatch(Kernel::Embed, "main", &defines, &params, &[&part.buffer, ids, out], n_tokens)?;
+        let buffers = [Bind::Read(&part.buffer), Bind::Read(ids), Bind::Write(out)];
+        step.dispatch(Kernel::Embed, "main", &defines, &params, &buffers, n_tokens)?;
     }
     Ok(())
 }

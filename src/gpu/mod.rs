@@ -9,8 +9,8 @@ mod step;
 mod weights;
 
 pub use context::{Context, DeviceLimits, Tuning};
-pub use shader::{preprocess, Defines, Kernel, PipelineCache};
-pub use step::{fold_workgroups, Step};
+pub use shader::{instance, preprocess, Access, Defines, Kernel, PipelineCache};
+pub use step::{fold_workgroups, Bind, Recording, Step, StepState};
 pub use weights::{gpu_supports, WeightMatrix, WeightPart};
 
 /// Errors from the GPU runtime. Display is one line naming the problem.

@@ -1,39 +1,101 @@
-//! WGSL sources, a small typed preprocessor for their variants, and the pipeline cache.
+//! WGSL sources, a small typed preprocessor for their variants, explicit bind-group layouts and
+//! the pipeline cache.
 //!
 //! Preprocessor: `#if NAME` / `#elif NAME` / `#else` / `#endif` keep lines when the flag NAME is
-//! set; `{{NAME}}` is replaced by a constant's value. Pipelines are cached by (kernel, entry, defines).
+//! set; `{{NAME}}` is replaced by a constant's value.
+//!
+//! Quantized weights are read by `load8` from `shaders/quant.wgsl`, specialised to one block type.
+//! A kernel that reads several matrices of different types (Q, K and V of a Q4_K_M file mix Q4_K
+//! and Q6_K) gets one *instance* of the readers per matrix: the preprocessed reader source with
+//! every top-level name suffixed (`load8` → `load8_1`, `wq` → `wq_1`, …). The type of matrix `i`
+//! is the define `T{i}` (a GGML type id).
+//!
+//! Every kernel has the same binding scheme, so bind-group layouts are explicit and shared:
+//! `@binding(0)` its static uniform parameters, `@binding(1)` the per-step state ([`StepState`]),
+//! then its storage buffers from `@binding(2)` in the order the op passes them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::quant::GgmlType;
+
 /// One WGSL kernel family: its source file and the shared files it needs in front of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kernel {
-    Matmul,
+    /// Quantized matrix × activations, optionally RMSNorm-ing the input and soft-capping.
+    Matvec,
+    /// RMSNorm → gate and up projections → SwiGLU / GeGLU.
+    FfnIn,
+    /// RMSNorm → Q, K, V projections → biases, Q/K norms, RoPE, KV-cache write.
+    AttnIn,
     Embed,
-    Norm,
-    Rope,
+    /// x += RMSNorm(y) · w (Gemma's post-norms).
+    PostNorm,
+    /// Split-K attention partials over the KV cache.
     Attention,
-    Elementwise,
+    /// Combines the attention partials.
+    AttentionCombine,
     TopK,
 }
 
 const QUANT_WGSL: &str = include_str!("../../shaders/quant.wgsl");
+const ROWDOT_WGSL: &str = include_str!("../../shaders/rowdot.wgsl");
+const MATVEC_COMMON_WGSL: &str = include_str!("../../shaders/matvec_common.wgsl");
 const MATH_WGSL: &str = include_str!("../../shaders/math.wgsl");
+const KV_WGSL: &str = include_str!("../../shaders/kv.wgsl");
 
 impl Kernel {
-    fn source(self) -> String {
+    /// How many quantized matrices (reader instances) the kernel reads.
+    fn matrices(self) -> usize {
         match self {
-            Kernel::Matmul => format!("{QUANT_WGSL}\n{}", include_str!("../../shaders/matmul.wgsl")),
-            Kernel::Embed => format!("{QUANT_WGSL}\n{}", include_str!("../../shaders/embed.wgsl")),
-            Kernel::Norm => include_str!("../../shaders/norm.wgsl").to_string(),
-            Kernel::Rope => include_str!("../../shaders/rope.wgsl").to_string(),
-            Kernel::Attention => format!("{MATH_WGSL}\n{}", include_str!("../../shaders/attention.wgsl")),
-            Kernel::Elementwise => format!("{MATH_WGSL}\n{}", include_str!("../../shaders/elementwise.wgsl")),
-            Kernel::TopK => include_str!("../../shaders/topk.wgsl").to_string(),
+            Kernel::Matvec | Kernel::Embed => 1,
+            Kernel::FfnIn => 2,
+            Kernel::AttnIn => 3,
+            _ => 0,
         }
     }
+
+    fn source(self, defines: &Defines) -> Result<String, String> {
+        let body = match self {
+            Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
+            Kernel::FfnIn => include_str!("../../shaders/ffn_in.wgsl"),
+            Kernel::AttnIn => include_str!("../../shaders/attn_in.wgsl"),
+            Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
+            Kernel::PostNorm => include_str!("../../shaders/norm.wgsl"),
+            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
+            Kernel::TopK => include_str!("../../shaders/topk.wgsl"),
+        };
+        let mut src = String::new();
+        if matches!(self, Kernel::Matvec | Kernel::FfnIn | Kernel::AttnIn) {
+            src.push_str(MATVEC_COMMON_WGSL);
+        }
+        if matches!(self, Kernel::AttnIn | Kernel::Attention | Kernel::FfnIn | Kernel::Matvec) {
+            src.push_str(MATH_WGSL);
+        }
+        if matches!(self, Kernel::AttnIn | Kernel::Attention) {
+            src.push_str(KV_WGSL);
+        }
+        src.push_str(body);
+        let mut out = preprocess(&src, defines);
+        for i in 0..self.matrices() {
+            let ty = defines
+                .get(TYPE_DEFINES[i])
+                .and_then(GgmlType::from_id)
+                .ok_or_else(|| format!("{self:?}: no block type given for matrix {i}"))?;
+            let mut readers = String::from(QUANT_WGSL);
+            if self != Kernel::Embed {
+                readers.push_str(ROWDOT_WGSL);
+            }
+            let typed = defines.clone().flag(ty.name());
+            out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
+        }
+        Ok(out)
+    }
 }
+
+/// The defines naming the block type of matrix 0, 1, 2 of a kernel.
+pub const TYPE_DEFINES: [&str; 3] = ["T0", "T1", "T2"];
 
 /// The defines one variant of a kernel is built with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,6 +114,13 @@ impl Defines {
     pub fn constant(mut self, name: &'static str, value: u32) -> Self {
         self.0.insert(name, value);
         self
+    }
+    /// Sets the block type of matrix `i` (see [`TYPE_DEFINES`]).
+    pub fn matrix_type(self, i: usize, ty: GgmlType) -> Self {
+        self.constant(TYPE_DEFINES[i], ty.id())
+    }
+    fn get(&self, name: &str) -> Option<u32> {
+        self.0.get(name).copied()
     }
     fn is_set(&self, name: &str) -> bool {
         self.0.get(name).is_some_and(|v| *v != 0)
@@ -97,28 +166,109 @@ pub fn preprocess(source: &str, defines: &Defines) -> String {
     out
 }
 
+/// Suffixes every name `source` declares at the top level (`fn`, `struct`, `const`, `var`), and
+/// the weight buffer `wq` it reads, with `suffix`: one independent copy of the block readers.
+pub fn instance(source: &str, suffix: &str) -> String {
+    let mut names: Vec<&str> = vec!["wq"];
+    for line in source.lines() {
+        let decl = ["fn ", "struct ", "const ", "var "]
+            .iter()
+            .find_map(|kw| line.strip_prefix(kw))
+            .or_else(|| line.strip_prefix("var<").and_then(|l| l.split_once('>').map(|(_, rest)| rest.trim_start())));
+        if let Some(rest) = decl {
+            let name = rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut out = String::with_capacity(source.len() + source.len() / 8);
+    let mut rest = source;
+    while let Some(start) = rest.find(|c: char| c.is_alphabetic() || c == '_') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let len = tail.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let word = &tail[..len];
+        // A digit run before the word belongs to a number literal (`0x1fu`): copied as is.
+        let in_number = out.chars().last().is_some_and(|c| c.is_ascii_digit());
+        out.push_str(word);
+        if !in_number && names.contains(&word) {
+            out.push_str(suffix);
+        }
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a storage binding is written by the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
 type PipelineKey = (Kernel, &'static str, Defines);
 
-/// Compiled compute pipelines, built on first use.
+/// Compiled compute pipelines and the bind-group layouts they use, built on first use.
 #[derive(Default)]
 pub struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
 }
 
 impl PipelineCache {
+    /// The bind-group layout for a kernel with storage bindings `access` (from `@binding(2)`).
+    pub fn layout(&self, device: &wgpu::Device, access: &[Access]) -> Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+        let mut map = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = map.get(access) {
+            return l.clone();
+        }
+        let uniform = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+            count: None,
+        };
+        let mut entries = vec![uniform(0), uniform(1)];
+        for (i, a) in access.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 2,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let group = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+        let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: None,
+            bind_group_layouts: &[Some(&group)],
+            immediate_size: 0,
+        });
+        let l = Arc::new((group, pipeline));
+        map.insert(access.to_vec(), l.clone());
+        l
+    }
+
+    /// The pipeline of `kernel`'s `entry` built with `defines`, for storage bindings `access`.
     pub fn get(
         &self,
         device: &wgpu::Device,
         kernel: Kernel,
         entry: &'static str,
         defines: &Defines,
-    ) -> Arc<wgpu::ComputePipeline> {
+        access: &[Access],
+    ) -> Result<Arc<wgpu::ComputePipeline>, String> {
         let key = (kernel, entry, defines.clone());
-        let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = map.get(&key) {
-            return p.clone();
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(p.clone());
         }
-        let source = preprocess(&kernel.source(), defines);
+        let source = kernel.source(defines)?;
+        let layout = self.layout(device, access);
         let label = format!("{kernel:?}/{entry}");
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
@@ -126,19 +276,14 @@ impl PipelineCache {
         });
         let pipeline = Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: None,
+            layout: Some(&layout.1),
             module: &module,
             entry_point: Some(entry),
             compilation_options: Default::default(),
             cache: None,
         }));
-        map.insert(key, pipeline.clone());
-        pipeline
-    }
-
-    /// Pipelines compiled so far.
-    pub fn compiled(&self) -> usize {
-        self.pipelines.lock().map(|m| m.len()).unwrap_or(0)
+        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).insert(key, pipeline.clone());
+        Ok(pipeline)
     }
 }
 
@@ -155,5 +300,15 @@ mod tests {
         assert_eq!(preprocess(src, &d).split_whitespace().collect::<Vec<_>>(), ["a", "x7", "b"]);
         let d = Defines::new();
         assert_eq!(preprocess(src, &d).split_whitespace().collect::<Vec<_>>(), ["a", "z", "b"]);
+    }
+
+    #[test]
+    fn instance_suffixes_top_level_names_only() {
+        let src = "struct W8 { a: f32, }\nconst TABLE = 1u;\nfn load8(u: u32) -> W8 { return W8(f32(wq[u] + TABLE + 0x1fu)); }\nfn row(x: u32) -> f32 { return load8(x).a * p.k; }\n";
+        let out = instance(src, "_2");
+        assert!(out.contains("struct W8_2 { a: f32, }"), "{out}");
+        assert!(out.contains("const TABLE_2 = 1u;"), "{out}");
+        assert!(out.contains("fn load8_2(u: u32) -> W8_2 { return W8_2(f32(wq_2[u] + TABLE_2 + 0x1fu)); }"), "{out}");
+        assert!(out.contains("fn row_2(x: u32) -> f32 { return load8_2(x).a * p.k; }"), "{out}");
     }
 }

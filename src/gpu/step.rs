@@ -1,108 +1,210 @@
-//! Recording a whole token step into one command encoder and one compute pass.
+//! Recording GPU work once and replaying it every token.
 //!
-//! Every kernel takes its parameters from a uniform struct at `@binding(0)` and its storage
-//! buffers at `@binding(1..)`, in the order given to [`Step::dispatch`]. Parameters of all
-//! dispatches go into one uniform "arena" buffer written once, right before the single submit.
+//! A [`Step`] records dispatches: each one's pipeline, static uniform parameters and storage
+//! buffers. [`Step::finish`] turns the record into a [`Recording`]: one uniform buffer holding
+//! the per-step [`StepState`] in its first slot and every dispatch's parameters after it (written
+//! once), and one bind group per dispatch, all created then. Running a recording creates
+//! nothing: it writes the small state (the position, the penalty settings) into its own buffer,
+//! encodes the recorded dispatches into one compute pass and submits once. Each recording owns
+//! its state, so models on one device (a draft beside its target, tests in parallel) never
+//! see each other's. The model keeps a recording per shape (the decode step, prefill chunks), so
+//! a decode step creates no bind group and no pipeline.
 
+use std::sync::Arc;
+
+use super::shader::Access;
 use super::{Context, Defines, GpuError, Kernel};
 
-/// Parameter slots one step may use (each slot is one dispatch's uniform struct).
-const ARENA_SLOTS: u64 = 4096;
 /// Bytes reserved per parameter slot (the largest WebGPU uniform offset alignment).
 const SLOT_BYTES: u64 = 256;
 
-/// One recorded unit of GPU work that is submitted once.
+/// Values that change from step to step, read by kernels from `@binding(1)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepState {
+    /// Position of the step's first token.
+    pub pos0: u32,
+    /// Number of (token id, count) pairs the repetition penalties read.
+    pub penalty_pairs: u32,
+    /// Repetition penalty (1 = off).
+    pub repeat: f32,
+    /// Presence penalty.
+    pub presence: f32,
+    /// Frequency penalty.
+    pub frequency: f32,
+    pub _pad: [u32; 3],
+}
+
+impl StepState {
+    /// The state of a step at `pos0` without penalties.
+    pub fn at(pos0: u32) -> StepState {
+        StepState { pos0, repeat: 1.0, ..Default::default() }
+    }
+}
+
+/// A storage buffer a dispatch binds, and how.
+#[derive(Clone, Copy)]
+pub enum Bind<'b> {
+    Read(&'b wgpu::Buffer),
+    Write(&'b wgpu::Buffer),
+}
+
+struct PendingDispatch {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    layout: Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    params_len: u64,
+    buffers: Vec<wgpu::Buffer>,
+    workgroups: (u32, u32),
+}
+
+/// Dispatches being recorded.
 pub struct Step<'a> {
     ctx: &'a Context,
-    encoder: Option<wgpu::CommandEncoder>,
-    pass: Option<wgpu::ComputePass<'static>>,
-    arena: wgpu::Buffer,
+    pending: Vec<PendingDispatch>,
     params: Vec<u8>,
-    /// Kernel dispatches recorded so far.
-    pub dispatches: u32,
+    /// State used by [`Step::submit`] (one-shot steps in tests).
+    pub state: StepState,
 }
 
 impl<'a> Step<'a> {
     pub fn new(ctx: &'a Context) -> Step<'a> {
-        let arena = ctx.take_arena(ARENA_SLOTS * SLOT_BYTES);
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        let pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None })
-            .forget_lifetime();
-        Step { ctx, encoder: Some(encoder), pass: Some(pass), arena, params: Vec::new(), dispatches: 0 }
+        // Slot 0 holds the step state.
+        Step { ctx, pending: Vec::new(), params: vec![0; SLOT_BYTES as usize], state: StepState::at(0) }
     }
 
     pub fn context(&self) -> &'a Context {
         self.ctx
     }
 
-    /// Records one dispatch of `kernel`'s `entry` with uniform `params` and storage `buffers`.
-    /// `workgroups` is the total workgroup count; it is folded into 2D when it exceeds the
-    /// per-dimension limit (kernels compute `id = wg.x + wg.y * num_workgroups.x`).
+    /// Dispatches recorded so far.
+    pub fn dispatches(&self) -> u32 {
+        self.pending.len() as u32
+    }
+
+    /// Records one dispatch of `kernel`'s `entry` with uniform `params` and storage `buffers`
+    /// (at `@binding(2..)`). `workgroups` is the total workgroup count; it is folded into 2D when
+    /// it exceeds the per-dimension limit (kernels compute `id = wg.x + wg.y * num_workgroups.x`).
     pub fn dispatch<P: bytemuck::Pod>(
         &mut self,
         kernel: Kernel,
         entry: &'static str,
         defines: &Defines,
         params: &P,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[Bind],
         workgroups: u32,
     ) -> Result<(), GpuError> {
-        let slot = self.params.len() as u64;
-        if slot + SLOT_BYTES > ARENA_SLOTS * SLOT_BYTES {
-            return Err(GpuError::Limit(format!("one step records more than {ARENA_SLOTS} dispatches")));
-        }
+        let access: Vec<Access> = buffers.iter().map(|b| if matches!(b, Bind::Read(_)) { Access::Read } else { Access::ReadWrite }).collect();
+        let pipeline = self
+            .ctx
+            .pipelines
+            .get(&self.ctx.device, kernel, entry, defines, &access)
+            .map_err(GpuError::Shape)?;
+        let layout = self.ctx.pipelines.layout(&self.ctx.device, &access);
         let bytes = bytemuck::bytes_of(params);
         self.params.extend_from_slice(bytes);
-        self.params.resize((slot + SLOT_BYTES) as usize, 0);
-
-        let pipeline = self.ctx.pipelines.get(&self.ctx.device, kernel, entry, defines);
-        let mut entries = Vec::with_capacity(buffers.len() + 1);
-        entries.push(wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.arena,
-                offset: slot,
-                size: wgpu::BufferSize::new(bytes.len().next_multiple_of(16) as u64),
-            }),
+        self.params.resize(self.params.len().next_multiple_of(SLOT_BYTES as usize), 0);
+        self.pending.push(PendingDispatch {
+            pipeline,
+            layout,
+            params_len: bytes.len().next_multiple_of(16) as u64,
+            buffers: buffers.iter().map(|b| match b {
+                Bind::Read(b) | Bind::Write(b) => (*b).clone(),
+            }).collect(),
+            workgroups: fold_workgroups(workgroups, self.ctx.limits.max_workgroups_per_dim),
         });
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
-        }
-        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let (x, y) = fold_workgroups(workgroups, self.ctx.limits.max_workgroups_per_dim);
-        let pass = self.pass.as_mut().expect("pass is open until submit");
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        self.dispatches += 1;
         Ok(())
     }
 
-    /// Ends the compute pass, copies `src[..bytes]` into `dst` (a readback buffer) if given, and
-    /// submits everything with one `queue.submit`.
-    pub fn submit(mut self, copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>) {
-        drop(self.pass.take());
-        let mut encoder = self.encoder.take().expect("encoder is open until submit");
-        if let Some((src, dst, bytes)) = copy {
-            encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes.next_multiple_of(4));
-        }
-        if !self.params.is_empty() {
-            self.ctx.queue.write_buffer(&self.arena, 0, &self.params);
-        }
-        self.ctx.queue.submit([encoder.finish()]);
-        self.ctx.count_submit();
+    /// Creates the parameter buffer and the bind groups: the recording can now run any number
+    /// of times.
+    pub fn finish(self) -> Recording {
+        let ctx = self.ctx;
+        let arena = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: self.params.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue.write_buffer(&arena, 0, &self.params);
+        let ops = self
+            .pending
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut entries = vec![
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &arena,
+                            offset: (i as u64 + 1) * SLOT_BYTES,
+                            size: wgpu::BufferSize::new(d.params_len),
+                        }),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &arena,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(std::mem::size_of::<StepState>() as u64),
+                        }),
+                    },
+                ];
+                for (j, b) in d.buffers.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry { binding: j as u32 + 2, resource: b.as_entire_binding() });
+                }
+                ctx.count_bind_group();
+                let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &d.layout.0, entries: &entries });
+                RecordedDispatch { pipeline: d.pipeline, bind_group, workgroups: d.workgroups }
+            })
+            .collect();
+        Recording { ops, arena }
+    }
+
+    /// Finishes and runs the recording once with [`Step::state`], copying `copy` afterwards.
+    pub fn submit(self, copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>) -> wgpu::SubmissionIndex {
+        let (ctx, state) = (self.ctx, self.state);
+        self.finish().run(ctx, &state, copy)
     }
 }
 
-impl Drop for Step<'_> {
-    fn drop(&mut self) {
-        self.pass.take();
-        self.ctx.return_arena(self.arena.clone());
+struct RecordedDispatch {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: (u32, u32),
+}
+
+/// Recorded dispatches with their bind groups and parameters, ready to run.
+pub struct Recording {
+    ops: Vec<RecordedDispatch>,
+    /// The step state (slot 0) and every dispatch's parameters.
+    arena: wgpu::Buffer,
+}
+
+impl Recording {
+    /// Dispatches one run makes.
+    pub fn dispatches(&self) -> u32 {
+        self.ops.len() as u32
+    }
+
+    /// Writes `state`, encodes every dispatch into one compute pass, copies `copy = (src, dst,
+    /// bytes)` after it if given, and submits once.
+    pub fn run(&self, ctx: &Context, state: &StepState, copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>) -> wgpu::SubmissionIndex {
+        ctx.queue.write_buffer(&self.arena, 0, bytemuck::bytes_of(state));
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for op in &self.ops {
+                pass.set_pipeline(&op.pipeline);
+                pass.set_bind_group(0, &op.bind_group, &[]);
+                pass.dispatch_workgroups(op.workgroups.0, op.workgroups.1, 1);
+            }
+        }
+        if let Some((src, dst, bytes)) = copy {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes.next_multiple_of(4));
+        }
+        let index = ctx.queue.submit([encoder.finish()]);
+        ctx.count_submit();
+        index
     }
 }
 

@@ -4,7 +4,6 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::ops::{Rope, RopeMode};
 
 /// The architecture families the forward pass implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +41,25 @@ impl Arch {
     fn is_gemma(self) -> bool {
         matches!(self, Arch::Gemma2 | Arch::Gemma3)
     }
+}
+
+/// Rotary embedding convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeMode {
+    /// Pairs (2i, 2i+1): Llama (GGML "NORM").
+    Interleaved,
+    /// Pairs (i, i + n_rot/2): Qwen, Phi-3, Gemma (GGML "NEOX").
+    HalfSplit,
+}
+
+/// How positions rotate queries and keys: theta_i = pos · freq_scale · freq_base^(-2i / n_rot)
+/// for the first n_rot dims of each head (the rest pass through).
+#[derive(Clone, Copy, Debug)]
+pub struct Rope {
+    pub mode: RopeMode,
+    pub n_rot: u32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
 }
 
 /// The gated activation of the feed-forward block.

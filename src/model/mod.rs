@@ -8,7 +8,8 @@ mod config;
 mod transformer;
 mod weights;
 
-pub use config::{Activation, Arch, Config, SUPPORTED_ARCHITECTURES};
+pub use config::{Activation, Arch, Config, Rope, RopeMode, SUPPORTED_ARCHITECTURES};
+pub use transformer::Logits;
 pub use weights::{MatrixId, VectorId, WeightStore};
 
 use std::collections::HashMap;
@@ -16,9 +17,31 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::ops::{penalize, PenaltyArgs, TopK};
+use crate::gpu::ops::{penalize, TopK, MAX_SPLITS, MAX_TOP_K};
+use crate::gpu::{Context, Recording, Step, StepState};
 use crate::sampler::{Penalties, MAX_PENALTY_WINDOW};
-use crate::gpu::{Context, Step};
+
+/// How the KV cache stores keys and values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvType {
+    /// Two f16 per 32-bit word (`pack2x16float`; no `shader-f16` needed): half the memory.
+    #[default]
+    F16,
+    /// f32: exact, twice the memory.
+    F32,
+}
+
+impl std::str::FromStr for KvType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<KvType> {
+        match s {
+            "f16" => Ok(KvType::F16),
+            "f32" => Ok(KvType::F32),
+            _ => Err(Error::BadRequest(format!("KV-cache type '{s}' is not one of f16, f32"))),
+        }
+    }
+}
 
 /// Options chosen at load time.
 #[derive(Clone, Debug)]
@@ -27,46 +50,69 @@ pub struct LoadOptions {
     pub context_length: Option<u32>,
     /// Most tokens one forward step processes; longer prompts are prefilled in chunks.
     pub max_batch: u32,
+    pub kv_type: KvType,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { context_length: None, max_batch: 128 }
+        LoadOptions { context_length: None, max_batch: 128, kv_type: KvType::default() }
     }
 }
 
 /// Activation buffers for up to `batch` tokens (all f32).
 struct RunState {
     batch: u32,
-    /// Token ids of the step: [batch] u32.
+    /// Token ids of the step: [batch] u32. The top-k selection writes its best id to ids[0], where
+    /// the next decode step reads it (pipelined greedy decoding).
     ids: wgpu::Buffer,
     /// Residual stream: [batch, d_model].
     x: wgpu::Buffer,
-    /// Normalised residual: [batch, d_model].
-    h: wgpu::Buffer,
     /// Queries: [batch, n_heads, head_dim].
     q: wgpu::Buffer,
-    /// New keys / values: [batch, n_kv_heads, head_dim].
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
-    /// Keys after a per-head norm: [batch, n_kv_heads, head_dim].
-    k_normed: wgpu::Buffer,
-    /// A projection's output before its post-norm: [batch, d_model].
-    tmp: wgpu::Buffer,
+    /// Attention partial results: [batch, n_heads, splits, head_dim + 2].
+    scratch: wgpu::Buffer,
     /// Attention output: [batch, n_heads, head_dim].
     att: wgpu::Buffer,
-    /// FFN gate and up projections: [batch, ffn_dim].
+    /// A projection's output before its post-norm (Gemma): [batch, d_model].
+    tmp: wgpu::Buffer,
+    /// Feed-forward hidden activations: [batch, ffn_dim].
     gate: wgpu::Buffer,
-    up: wgpu::Buffer,
     /// Logits of up to `logit_rows` tokens: [logit_rows, vocab].
     logits: wgpu::Buffer,
     logit_rows: u32,
+    /// (token id, count) pairs of the repetition penalties: [MAX_PENALTY_WINDOW, 2] u32.
+    penalty_pairs: wgpu::Buffer,
+    /// Two mappable copies of a step's top-k result, so a step can run while the previous one's
+    /// result is read: [MAX_TOP_K, 2] u32 each.
+    readback: [wgpu::Buffer; 2],
 }
 
-/// Keys and values of every layer: k[l], v[l]: [context_length, n_kv_heads, head_dim] f32.
+/// Keys and values of every layer, one buffer per layer: keys then values, each
+/// [context_length, n_kv_heads, head_dim], as f16 pairs or f32 (`shaders/kv.wgsl`).
 struct KvCache {
-    k: Vec<wgpu::Buffer>,
-    v: Vec<wgpu::Buffer>,
+    layers: Vec<wgpu::Buffer>,
+    f16: bool,
+}
+
+/// What a recorded step computes; steps of the same shape share one [`Recording`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StepShape {
+    n_tokens: u32,
+    logits: Logits,
+    /// Top-k selected after the logits (0 = none).
+    top_k: u32,
+    penalties: bool,
+}
+
+/// Recordings kept at most (the decode step, the prefill chunk sizes seen recently).
+const MAX_RECORDINGS: usize = 16;
+
+/// A step submitted but not read yet: its top-k result lands in `readback[slot]`.
+#[must_use]
+pub struct PendingStep {
+    slot: usize,
+    k: u32,
+    submission: wgpu::SubmissionIndex,
 }
 
 /// A loaded model, ready to run forward steps.
@@ -80,8 +126,10 @@ pub struct Model {
     state: RunState,
     kv: KvCache,
     topk: HashMap<u32, TopK>,
-    /// (token id, count) pairs of the repetition penalties: [MAX_PENALTY_WINDOW, 2] u32.
-    penalty_pairs: wgpu::Buffer,
+    recordings: HashMap<StepShape, Recording>,
+    /// Slices the decode step's attention is split into.
+    decode_splits: u32,
+    next_slot: usize,
     /// Dispatches recorded by the last step.
     pub last_dispatches: u32,
     /// Bytes read back from the GPU by the last step.
@@ -101,36 +149,39 @@ impl Model {
         }
         let mut weights = WeightStore::default();
         let layout = transformer::Layout::new(&ctx, file, &config, &mut weights)?;
+        weights.allocate_vectors(&ctx)?;
         let batch = opts.max_batch.clamp(1, context_length);
         let c = &config;
         let f = 4u64;
         let vocab_bytes = c.vocab_size as u64 * f;
         let logit_rows = (ctx.limits.max_storage_binding / vocab_bytes).clamp(1, batch.min(32) as u64) as u32;
+        // Decode splits the cached positions so that one head is many workgroups: GPUs want many,
+        // CPU drivers few (each workgroup costs them a fixed overhead). Slices of at least 64.
+        let decode_splits = ctx.tuning.attention_splits.min(context_length.div_ceil(64)).clamp(1, MAX_SPLITS);
         let buf = |name: &str, elems: u64| ctx.storage_buffer(name, elems * f);
         let b = batch as u64;
+        let (q_dim, hd) = ((c.n_heads * c.head_dim) as u64, c.head_dim as u64);
+        let scratch_rows = b.max(decode_splits as u64);
         let state = RunState {
             batch,
             ids: buf("ids", b)?,
             x: buf("x", b * c.d_model as u64)?,
-            h: buf("h", b * c.d_model as u64)?,
-            q: buf("q", b * (c.n_heads * c.head_dim) as u64)?,
-            k: buf("k", b * (c.n_kv_heads * c.head_dim) as u64)?,
-            v: buf("v", b * (c.n_kv_heads * c.head_dim) as u64)?,
-            k_normed: buf("k_normed", b * (c.n_kv_heads * c.head_dim) as u64)?,
+            q: buf("q", b * q_dim)?,
+            scratch: buf("attention partials", scratch_rows * c.n_heads as u64 * (hd + 2))?,
+            att: buf("att", b * q_dim)?,
             tmp: buf("tmp", b * c.d_model as u64)?,
-            att: buf("att", b * (c.n_heads * c.head_dim) as u64)?,
             gate: buf("gate", b * c.ffn_dim as u64)?,
-            up: buf("up", b * c.ffn_dim as u64)?,
             logits: buf("logits", logit_rows as u64 * c.vocab_size as u64)?,
             logit_rows,
+            penalty_pairs: ctx.storage_buffer("penalty pairs", MAX_PENALTY_WINDOW as u64 * 8)?,
+            readback: [0, 1].map(|i| ctx.readback_buffer(&format!("top-k readback {i}"), MAX_TOP_K as u64 * 8)),
         };
-        let kv_elems = context_length as u64 * (c.n_kv_heads * c.head_dim) as u64;
-        let mut kv = KvCache { k: Vec::new(), v: Vec::new() };
+        let f16 = opts.kv_type == KvType::F16;
+        let kv_words = 2 * context_length as u64 * (c.n_kv_heads * c.head_dim) as u64 / if f16 { 2 } else { 1 };
+        let mut kv = KvCache { layers: Vec::new(), f16 };
         for l in 0..c.n_layers {
-            kv.k.push(buf(&format!("k_cache.{l}"), kv_elems)?);
-            kv.v.push(buf(&format!("v_cache.{l}"), kv_elems)?);
+            kv.layers.push(buf(&format!("kv_cache.{l}"), kv_words)?);
         }
-        let penalty_pairs = ctx.storage_buffer("penalty pairs", MAX_PENALTY_WINDOW as u64 * 8)?;
         Ok(Model {
             config,
             context_length,
@@ -140,7 +191,9 @@ impl Model {
             state,
             kv,
             topk: HashMap::new(),
-            penalty_pairs,
+            recordings: HashMap::new(),
+            decode_splits,
+            next_slot: 0,
             last_dispatches: 0,
             last_readback_bytes: 0,
         })
@@ -160,18 +213,35 @@ impl Model {
         self.weights.feed(&ctx, offset, data)
     }
 
-    /// Ends loading: checks that all tensor data arrived and uploads the small tensors.
+    /// Ends loading: checks that all tensor data arrived, uploads the small tensors, and records
+    /// the greedy decode step.
     pub fn finish_load(&mut self) -> Result<()> {
         let ctx = self.ctx.clone();
-        self.weights.finish(&ctx)
+        self.weights.finish(&ctx)?;
+        self.prepare_decode(1, false)
+    }
+
+    /// Records the decode step for `k` candidates (with penalties or not) unless it exists, so
+    /// that decoding creates no bind group.
+    pub fn prepare_decode(&mut self, k: u32, penalties: bool) -> Result<()> {
+        self.recording(StepShape { n_tokens: 1, logits: Logits::Last, top_k: k, penalties }).map(|_| ())
     }
 
     /// Bytes of GPU memory held (weights, KV cache, activations).
     pub fn gpu_bytes(&self) -> u64 {
         let s = &self.state;
-        let state: u64 = [&s.ids, &s.x, &s.h, &s.q, &s.k, &s.v, &s.k_normed, &s.tmp, &s.att, &s.gate, &s.up, &s.logits].iter().map(|b| b.size()).sum();
-        let kv: u64 = self.kv.k.iter().chain(&self.kv.v).map(|b| b.size()).sum();
-        self.weights.gpu_bytes() + state + kv
+        let state: u64 = [&s.ids, &s.x, &s.q, &s.scratch, &s.att, &s.tmp, &s.gate, &s.logits, &s.penalty_pairs].iter().map(|b| b.size()).sum();
+        self.weights.gpu_bytes() + state + self.kv_bytes()
+    }
+
+    /// Bytes of GPU memory the KV cache holds.
+    pub fn kv_bytes(&self) -> u64 {
+        self.kv.layers.iter().map(|b| b.size()).sum()
+    }
+
+    /// The KV cache's element type.
+    pub fn kv_type(&self) -> KvType {
+        if self.kv.f16 { KvType::F16 } else { KvType::F32 }
     }
 
     fn check_request(&self, tokens: &[u32], pos0: u32) -> Result<()> {
@@ -192,6 +262,31 @@ impl Model {
         Ok(())
     }
 
+    /// The recording of a step of `shape`, recorded on first use.
+    fn recording(&mut self, shape: StepShape) -> Result<&Recording> {
+        if !self.recordings.contains_key(&shape) {
+            if shape.top_k > 0 && !self.topk.contains_key(&shape.top_k) {
+                let topk = TopK::new(&self.ctx, self.config.vocab_size, shape.top_k)?;
+                self.topk.insert(shape.top_k, topk);
+            }
+            let ctx = self.ctx.clone();
+            let mut step = Step::new(&ctx);
+            let splits = if shape.n_tokens == 1 { self.decode_splits } else { 1 };
+            transformer::record(self, &mut step, shape.n_tokens, shape.logits, splits)?;
+            if shape.penalties {
+                penalize(&mut step, &self.state.penalty_pairs, &self.state.logits, 0)?;
+            }
+            if shape.top_k > 0 {
+                self.topk[&shape.top_k].record(&mut step, &self.state.logits, 0, &self.state.ids)?;
+            }
+            if self.recordings.len() >= MAX_RECORDINGS {
+                self.recordings.retain(|s, _| s.n_tokens == 1);
+            }
+            self.recordings.insert(shape, step.finish());
+        }
+        Ok(&self.recordings[&shape])
+    }
+
     /// Runs `tokens` at positions `pos0..` (writing their keys and values into the cache) and
     /// returns the `k` most likely next tokens after the last one as (id, logit), best first.
     /// Each chunk of up to `max_batch` tokens is one queue submission; the last one reads back
@@ -209,6 +304,39 @@ impl Model {
         penalties: Option<&Penalties>,
     ) -> Result<Vec<(u32, f32)>> {
         self.check_request(tokens, pos0)?;
+        let batch = self.state.batch as usize;
+        let mut pos = pos0;
+        for (i, chunk) in tokens.chunks(batch).enumerate() {
+            let last = (i + 1) * batch >= tokens.len();
+            let shape = StepShape {
+                n_tokens: chunk.len() as u32,
+                logits: if last { Logits::Last } else { Logits::None },
+                top_k: if last { k } else { 0 },
+                penalties: last && penalties.is_some(),
+            };
+            let pending = self.submit(shape, Some(chunk), pos, if last { penalties } else { None })?;
+            pos += chunk.len() as u32;
+            if let Some(pending) = pending {
+                return self.read_step(pending).await;
+            }
+        }
+        unreachable!("tokens is not empty")
+    }
+
+    /// Submits one decode step at position `pos`: the token is `token`, or — `None` — the best
+    /// candidate the previous step chose on the GPU (pipelined greedy decoding: the next step can
+    /// be submitted before this one's result is read). Read the k candidates with [`Model::read_step`].
+    pub fn submit_decode(&mut self, token: Option<u32>, pos: u32, k: u32) -> Result<PendingStep> {
+        let tokens = token.map(|t| [t]);
+        self.check_request(&[token.unwrap_or(0)], pos)?;
+        let shape = StepShape { n_tokens: 1, logits: Logits::Last, top_k: k, penalties: false };
+        let pending = self.submit(shape, tokens.as_ref().map(|t| &t[..]), pos, None)?;
+        Ok(pending.expect("a step with top-k has a result"))
+    }
+
+    /// Runs the step of `shape` at `pos0` (writing `tokens` to the ids first when given).
+    fn submit(&mut self, shape: StepShape, tokens: Option<&[u32]>, pos0: u32, penalties: Option<&Penalties>) -> Result<Option<PendingStep>> {
+        let mut state = StepState::at(pos0);
         if let Some(p) = penalties {
             if p.counts.len() > MAX_PENALTY_WINDOW as usize || p.counts.iter().any(|&(id, _)| id >= self.config.vocab_size) {
                 return Err(Error::BadRequest(format!(
@@ -216,35 +344,33 @@ impl Model {
                 )));
             }
             let words: Vec<u32> = p.counts.iter().flat_map(|&(id, c)| [id, c]).collect();
-            self.ctx.queue.write_buffer(&self.penalty_pairs, 0, bytemuck::cast_slice(&words));
+            self.ctx.queue.write_buffer(&self.state.penalty_pairs, 0, bytemuck::cast_slice(&words));
+            state = StepState { penalty_pairs: p.counts.len() as u32, repeat: p.repeat, presence: p.presence, frequency: p.frequency, ..state };
         }
-        let ctx = self.ctx.clone();
-        if !self.topk.contains_key(&k) {
-            self.topk.insert(k, TopK::new(&ctx, self.config.vocab_size, k)?);
+        if let Some(tokens) = tokens {
+            self.ctx.queue.write_buffer(&self.state.ids, 0, bytemuck::cast_slice(tokens));
         }
-        let chunks: Vec<&[u32]> = tokens.chunks(self.state.batch as usize).collect();
-        let mut pos = pos0;
-        for (i, chunk) in chunks.iter().enumerate() {
-            let last = i + 1 == chunks.len();
-            let mut step = Step::new(&ctx);
-            let n = chunk.len() as u32;
-            // Only the last token's logits are needed.
-            self.record_forward(&mut step, chunk, pos, if last { Some(n - 1) } else { None })?;
-            pos += n;
-            if last {
-                if let Some(p) = penalties {
-                    let args = PenaltyArgs { n: p.counts.len() as u32, repeat: p.repeat, presence: p.presence, frequency: p.frequency };
-                    penalize(&mut step, &self.penalty_pairs, &self.state.logits, 0, args)?;
-                }
-                let topk = &self.topk[&k];
-                topk.record(&mut step, &self.state.logits, 0)?;
-                self.last_dispatches = step.dispatches;
-                self.last_readback_bytes = k as u64 * 8;
-                return Ok(topk.submit_and_read(step).await?);
-            }
-            step.submit(None);
+        self.recording(shape)?;
+        let (ctx, recording) = (&self.ctx, &self.recordings[&shape]);
+        self.last_dispatches = recording.dispatches();
+        if shape.top_k == 0 {
+            recording.run(ctx, &state, None);
+            return Ok(None);
         }
-        unreachable!("tokens is not empty")
+        let slot = self.next_slot;
+        self.next_slot = 1 - slot;
+        let bytes = self.topk[&shape.top_k].result_bytes();
+        let result = &self.topk[&shape.top_k].result;
+        let submission = recording.run(ctx, &state, Some((result, &self.state.readback[slot], bytes)));
+        self.last_readback_bytes = bytes;
+        Ok(Some(PendingStep { slot, k: shape.top_k, submission }))
+    }
+
+    /// Waits for a submitted step and reads its k candidates (token id, logit), best first.
+    pub async fn read_step(&self, pending: PendingStep) -> Result<Vec<(u32, f32)>> {
+        let bytes = pending.k as u64 * 8;
+        let data = self.ctx.read_mapped_after(&self.state.readback[pending.slot], bytes, Some(pending.submission)).await?;
+        Ok(TopK::decode(&data))
     }
 
     /// Runs `tokens` at positions `pos0..` and returns the full logits after every token:
@@ -256,21 +382,13 @@ impl Model {
         let mut out = Vec::with_capacity(tokens.len());
         let mut pos = pos0;
         for chunk in tokens.chunks(self.state.logit_rows as usize) {
-            let mut step = Step::new(&ctx);
-            self.record_forward(&mut step, chunk, pos, Some(0))?;
-            step.submit(None);
+            let shape = StepShape { n_tokens: chunk.len() as u32, logits: Logits::All, top_k: 0, penalties: false };
+            self.submit(shape, Some(chunk), pos, None)?;
             let flat = ctx.read_f32(&self.state.logits, chunk.len() * vocab).await?;
             self.last_readback_bytes = (flat.len() * 4) as u64;
             out.extend(flat.chunks_exact(vocab).map(|row| row.to_vec()));
             pos += chunk.len() as u32;
         }
         Ok(out)
-    }
-
-    /// Records the forward pass of `tokens` (≤ batch) at `pos0..`; when `logits_from` is given,
-    /// the logits of tokens `logits_from..` land in rows 0.. of the logits buffer.
-    fn record_forward(&self, step: &mut Step, tokens: &[u32], pos0: u32, logits_from: Option<u32>) -> Result<()> {
-        self.ctx.queue.write_buffer(&self.state.ids, 0, bytemuck::cast_slice(tokens));
-        transformer::record(self, step, tokens.len() as u32, pos0, logits_from)
     }
 }

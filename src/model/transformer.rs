@@ -2,14 +2,18 @@
 //! Gemma 2/3): pre-norm blocks of RMSNorm → attention (RoPE, grouped-query heads, KV cache) →
 //! RMSNorm → gated feed-forward. What differs between families is read from the file: which
 //! tensors exist (biases, Q/K norms, post-norms, fused matrices) and the [`Config`].
-//! Reads top to bottom like llama2.c's `forward`; every op is one GPU dispatch.
+//! Reads top to bottom like llama2.c's `forward`. The ops are fused so that a decode step of a
+//! block is 6 dispatches (8 with Gemma's post-norms): attention input (norm, Q/K/V, biases, Q/K
+//! norms, RoPE, KV-cache write), attention (split-K) and its combine, the output projection with
+//! the residual add, the feed-forward input (norm, gate, up, activation), the down projection
+//! with the residual add.
 
-use super::config::Activation;
+use super::config::{Activation, RopeMode};
 use super::{Config, MatrixId, Model, VectorId, WeightStore};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::matmul::{embed, matmul, matmul_rows, MatmulArgs};
-use crate::gpu::ops::{attention, elementwise, rms_norm, rope_with_factors, AttentionArgs, Elementwise};
+use crate::gpu::matmul::{attn_in, embed, ffn_in, matvec, AttnInArgs, Glu, Input, Output, RopeArgs, Rows};
+use crate::gpu::ops::{attention, post_norm_add, AttentionArgs};
 use crate::gpu::{Context, Step};
 
 /// Query, key and value projections: three matrices, or one fused [q_dim + 2 kv_dim, D] (Phi-3).
@@ -128,116 +132,109 @@ impl Layout {
     }
 }
 
-/// Records the forward pass of `n` tokens (ids already in `state.ids`) at positions `pos0..`.
-/// With `logits_from`, the logits of tokens `logits_from..n` land in rows 0.. of `state.logits`.
-pub fn record(m: &Model, step: &mut Step, n: u32, pos0: u32, logits_from: Option<u32>) -> Result<()> {
+/// What one recorded forward pass computes besides the KV-cache entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Logits {
+    /// None (a prefill chunk before the last).
+    None,
+    /// The last token's logits, in row 0 of the logits buffer.
+    Last,
+    /// Every token's logits, rows 0.. (scoring; n ≤ the logits buffer's rows).
+    All,
+}
+
+/// Records the forward pass of `n` tokens (ids in `state.ids`) at positions pos0.. (pos0 comes
+/// from the step state when the recording runs).
+pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_splits: u32) -> Result<()> {
     let (c, s, w, lay) = (&m.config, &m.state, &m.weights, &m.layout);
     let (d, hd, f) = (c.d_model, c.head_dim, c.ffn_dim);
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
-    // [n, rows] in and out of a projection whose rows are `rows` long.
-    let dense = |id: MatrixId| MatmulArgs::dense(w.m(id), n);
-    let slice = |rows: u32| MatmulArgs { n_tokens: n, x_offset: 0, x_stride: d, y_stride: rows, accumulate: false };
-    let rope_freqs = lay.rope_freqs.map(|id| w.v(id));
+    let vecs = w.vectors();
+    let residual = Input::dense(&s.x, vecs, n, d);
+    let kv_f16 = m.kv.f16;
 
     embed(step, w.m(lay.token_embd), &s.ids, &s.x, n, c.embed_scale)?;
     for (l, b) in lay.blocks.iter().enumerate() {
-        // ---- attention: x += [post_norm] Wo · attend(rope(norm(Wq h + bq)), rope(norm(Wk h + bk)), Wv h + bv)
-        rms_norm(step, &s.x, w.v(b.attn_norm), &s.h, d, n, c.rms_eps)?;
-        match b.qkv {
-            Qkv::Separate { q, k, v } => {
-                matmul(step, w.m(q), &s.h, &s.q, dense(q))?;
-                matmul(step, w.m(k), &s.h, &s.k, dense(k))?;
-                matmul(step, w.m(v), &s.h, &s.v, dense(v))?;
-            }
+        // ---- attention: x += [post_norm] Wo · attend(rope(norm(Wq h + bq)), rope(norm(Wk h + bk)), Wv h + bv),  h = norm(x)
+        let (q, k, v) = match b.qkv {
+            Qkv::Separate { q, k, v } => (Rows::all(w.m(q)), Rows::all(w.m(k)), Rows::all(w.m(v))),
             Qkv::Fused(qkv) => {
                 let m = w.m(qkv);
-                matmul_rows(step, m, 0..q_dim, &s.h, &s.q, slice(q_dim))?;
-                matmul_rows(step, m, q_dim..q_dim + kv_dim, &s.h, &s.k, slice(kv_dim))?;
-                matmul_rows(step, m, q_dim + kv_dim..q_dim + 2 * kv_dim, &s.h, &s.v, slice(kv_dim))?;
+                (Rows { w: m, first: 0 }, Rows { w: m, first: q_dim }, Rows { w: m, first: q_dim + kv_dim })
             }
-        }
-        for (bias, buf, len) in [(b.q_bias, &s.q, q_dim), (b.k_bias, &s.k, kv_dim), (b.v_bias, &s.v, kv_dim)] {
-            if let Some(bias) = bias {
-                elementwise(step, Elementwise::AddRows { period: len }, w.v(bias), buf, n * len, 0, 0)?;
-            }
-        }
-        // Per-head Q/K norms write to spare buffers; `q`/`k` name wherever the values now are.
-        let (q, attn_out) = match b.q_norm {
-            Some(norm) => {
-                rms_norm(step, &s.q, w.v(norm), &s.att, hd, n * c.n_heads, c.rms_eps)?;
-                (&s.att, &s.q)
-            }
-            None => (&s.q, &s.att),
-        };
-        let k = match b.k_norm {
-            Some(norm) => {
-                rms_norm(step, &s.k, w.v(norm), &s.k_normed, hd, n * c.n_kv_heads, c.rms_eps)?;
-                &s.k_normed
-            }
-            None => &s.k,
         };
         let rope = c.rope_for(l as u32);
-        rope_with_factors(step, q, rope_freqs, rope, n, c.n_heads, hd, pos0)?;
-        rope_with_factors(step, k, rope_freqs, rope, n, c.n_kv_heads, hd, pos0)?;
-        elementwise(step, Elementwise::Copy, k, &m.kv.k[l], n * kv_dim, 0, pos0 * kv_dim)?;
-        elementwise(step, Elementwise::Copy, &s.v, &m.kv.v[l], n * kv_dim, 0, pos0 * kv_dim)?;
-        let args = AttentionArgs {
+        let args = AttnInArgs {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+            ctx_len: m.context_length,
+            kv_f16,
+            q_bias: b.q_bias.map(|v| w.v(v)),
+            k_bias: b.k_bias.map(|v| w.v(v)),
+            v_bias: b.v_bias.map(|v| w.v(v)),
+            q_norm: b.q_norm.map(|v| w.v(v)),
+            k_norm: b.k_norm.map(|v| w.v(v)),
+            head_eps: c.rms_eps,
+            rope: RopeArgs {
+                neox: rope.mode == RopeMode::HalfSplit,
+                n_rot: rope.n_rot,
+                freq_base: rope.freq_base,
+                freq_scale: rope.freq_scale,
+                factors: lay.rope_freqs.map(|v| w.v(v)),
+                mscale: 1.0,
+            },
+        };
+        let kv = &m.kv.layers[l];
+        attn_in(step, q, k, v, &residual.normed(w.v(b.attn_norm), c.rms_eps), &s.q, kv, &args)?;
+        let attn = AttentionArgs {
             n_tokens: n,
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: hd,
-            pos0,
+            ctx_len: m.context_length,
+            kv_f16,
             scale: c.attn_scale,
             softcap: c.attn_softcap,
             window: if c.is_local(l as u32) { c.sliding_window } else { 0 },
+            splits: attention_splits,
         };
-        attention(step, q, &m.kv.k[l], &m.kv.v[l], attn_out, &args)?;
-        add_projection(m, step, b.wo, attn_out, b.post_attn_norm, n)?;
+        attention(step, &s.q, kv, &s.scratch, &s.att, &attn)?;
+        add_projection(m, step, b.wo, &s.att, b.post_attn_norm, n)?;
 
         // ---- feed-forward: x += [post_norm] Wdown · (act(Wgate h) ⊙ Wup h),  h = norm(x)
-        rms_norm(step, &s.x, w.v(b.ffn_norm), &s.h, d, n, c.rms_eps)?;
-        match b.gate_up {
-            GateUp::Separate { gate, up } => {
-                matmul(step, w.m(gate), &s.h, &s.gate, dense(gate))?;
-                matmul(step, w.m(up), &s.h, &s.up, dense(up))?;
-            }
-            GateUp::Fused(gate_up) => {
-                let m = w.m(gate_up);
-                matmul_rows(step, m, 0..f, &s.h, &s.gate, slice(f))?;
-                matmul_rows(step, m, f..2 * f, &s.h, &s.up, slice(f))?;
-            }
-        }
-        let act = match c.activation {
-            Activation::SwiGlu => Elementwise::SwiGlu,
-            Activation::GeGlu => Elementwise::GeGlu,
+        let (gate, up) = match b.gate_up {
+            GateUp::Separate { gate, up } => (Rows::all(w.m(gate)), Rows::all(w.m(up))),
+            GateUp::Fused(gate_up) => (Rows { w: w.m(gate_up), first: 0 }, Rows { w: w.m(gate_up), first: f }),
         };
-        elementwise(step, act, &s.up, &s.gate, n * f, 0, 0)?;
+        let glu = match c.activation {
+            Activation::SwiGlu => Glu::SwiGlu,
+            Activation::GeGlu => Glu::GeGlu,
+        };
+        ffn_in(step, gate, up, f, glu, &residual.normed(w.v(b.ffn_norm), c.rms_eps), &s.gate)?;
         add_projection(m, step, b.down, &s.gate, b.post_ffn_norm, n)?;
     }
-    if let Some(first) = logits_from {
-        let rows = n - first;
-        rms_norm(step, &s.x, w.v(lay.output_norm), &s.h, d, n, c.rms_eps)?;
-        let args = MatmulArgs { n_tokens: rows, x_offset: first * d, x_stride: d, y_stride: c.vocab_size, accumulate: false };
-        matmul(step, w.m(lay.output), &s.h, &s.logits, args)?;
-        if c.final_softcap > 0.0 {
-            // Soft-cap reads no x; the placeholder avoids binding the logits twice.
-            let unused = step.context().placeholder();
-            elementwise(step, Elementwise::Softcap(c.final_softcap), unused, &s.logits, rows * c.vocab_size, 0, 0)?;
-        }
-    }
+    let first = match logits {
+        Logits::None => return Ok(()),
+        Logits::Last => n - 1,
+        Logits::All => 0,
+    };
+    let input = Input { x_offset: first * d, n_tokens: n - first, ..residual }.normed(w.v(lay.output_norm), c.rms_eps);
+    let out = Output { y_stride: c.vocab_size, accumulate: false, softcap: c.final_softcap };
+    matvec(step, w.m(lay.output), &input, &s.logits, out)?;
     Ok(())
 }
 
 /// x += W · input, or x += post_norm(W · input) when the block has a post-norm.
 fn add_projection(m: &Model, step: &mut Step, w: MatrixId, input: &wgpu::Buffer, post_norm: Option<VectorId>, n: u32) -> Result<()> {
     let (s, ws, c) = (&m.state, &m.weights, &m.config);
-    let args = MatmulArgs::dense(ws.m(w), n);
+    let matrix = ws.m(w);
+    let input = Input::dense(input, ws.vectors(), n, matrix.k);
     match post_norm {
-        None => matmul(step, ws.m(w), input, &s.x, args.accumulate())?,
+        None => matvec(step, matrix, &input, &s.x, Output::dense(matrix).accumulate())?,
         Some(norm) => {
-            matmul(step, ws.m(w), input, &s.h, args)?;
-            rms_norm(step, &s.h, ws.v(norm), &s.tmp, c.d_model, n, c.rms_eps)?;
-            elementwise(step, Elementwise::Add, &s.tmp, &s.x, n * c.d_model, 0, 0)?;
+            matvec(step, matrix, &input, &s.tmp, Output::dense(matrix))?;
+            post_norm_add(step, ws.vectors(), ws.v(norm), &s.tmp, &s.x, c.d_model, n, c.rms_eps)?;
         }
     }
     Ok(())

@@ -12,14 +12,15 @@ use crate::quant;
 /// A matrix in the store.
 #[derive(Clone, Copy, Debug)]
 pub struct MatrixId(usize);
-/// An f32 vector in the store.
+/// An f32 vector in the store: its first element in the vectors buffer (a multiple of 4).
 #[derive(Clone, Copy, Debug)]
-pub struct VectorId(usize);
+pub struct VectorId(u32);
 
 enum Target {
     Matrix(usize),
-    /// Bytes are gathered, then dequantized to f32 and uploaded to `vectors[index]`.
-    Vector { index: usize, n: usize, bytes: Vec<u8> },
+    /// Bytes are gathered, then dequantized to f32 and written at element `offset` of the
+    /// vectors buffer.
+    Vector { offset: u32, n: usize, bytes: Vec<u8> },
 }
 
 struct Pending {
@@ -33,7 +34,12 @@ struct Pending {
 #[derive(Default)]
 pub struct WeightStore {
     matrices: Vec<WeightMatrix>,
-    vectors: Vec<wgpu::Buffer>,
+    /// Every 1-D tensor, f32, each starting at a multiple of 4 elements (16 bytes): kernels take
+    /// them as offsets into this one buffer, so a fused kernel binds one buffer for all of its
+    /// norm weights and biases. Allocated by [`WeightStore::allocate_vectors`].
+    vectors: Option<wgpu::Buffer>,
+    /// Elements the vectors buffer holds.
+    vector_elems: u32,
     pending: Vec<Pending>,
     /// Bytes held back so that every GPU write starts at a 4-byte aligned file offset.
     carry: Vec<u8>,
@@ -45,8 +51,20 @@ impl WeightStore {
         &self.matrices[id.0]
     }
 
-    pub fn v(&self, id: VectorId) -> &wgpu::Buffer {
-        &self.vectors[id.0]
+    /// The element offset of a vector in [`WeightStore::vectors`].
+    pub fn v(&self, id: VectorId) -> u32 {
+        id.0
+    }
+
+    /// The buffer of all vectors (after [`WeightStore::allocate_vectors`]).
+    pub fn vectors(&self) -> &wgpu::Buffer {
+        self.vectors.as_ref().expect("vectors are allocated when the model is built")
+    }
+
+    /// Allocates the buffer of every vector registered so far (16 bytes when there are none).
+    pub fn allocate_vectors(&mut self, ctx: &Context) -> Result<()> {
+        self.vectors = Some(ctx.storage_buffer("vectors", self.vector_elems.max(4) as u64 * 4)?);
+        Ok(())
     }
 
     /// Registers the matrix `name` of GGUF shape [k, n_rows] (W: [n_rows, k]).
@@ -73,11 +91,14 @@ impl WeightStore {
         if !info.ty.has_cpu_dequant() {
             return Err(Error::Unsupported(format!("tensor '{name}' has type {}, which cannot be read yet", info.ty.name())));
         }
-        self.vectors.push(ctx.storage_buffer(name, n as u64 * 4)?);
-        let index = self.vectors.len() - 1;
+        let _ = ctx;
+        let offset = self.vector_elems;
+        self.vector_elems = offset
+            .checked_add(n.next_multiple_of(4))
+            .ok_or_else(|| Error::Unsupported(format!("tensor '{name}': too many vector elements")))?;
         let bytes = Vec::with_capacity(info.n_bytes as usize);
-        self.pending.push(Pending { name: name.into(), info, received: 0, target: Target::Vector { index, n: n as usize, bytes } });
-        Ok(VectorId(index))
+        self.pending.push(Pending { name: name.into(), info, received: 0, target: Target::Vector { offset, n: n as usize, bytes } });
+        Ok(VectorId(offset))
     }
 
     /// File byte ranges `[start, end)` the store needs, sorted, adjacent ranges merged.
@@ -92,11 +113,6 @@ impl WeightStore {
             }
         }
         merged
-    }
-
-    /// Total bytes of tensor data to load.
-    pub fn total_bytes(&self) -> u64 {
-        self.needed_ranges().iter().map(|(s, e)| e - s).sum()
     }
 
     /// Accepts file bytes `[offset, offset + data.len())`, in file order, in chunks of any size.
@@ -151,6 +167,7 @@ impl WeightStore {
     /// Uploads the gathered vectors and checks that every tensor was received whole.
     pub fn finish(&mut self, ctx: &Context) -> Result<()> {
         self.flush_carry(ctx);
+        let vectors = self.vectors.as_ref().expect("vectors are allocated when the model is built");
         for p in self.pending.drain(..) {
             if p.received != p.info.n_bytes {
                 return Err(Error::Io(format!(
@@ -158,11 +175,11 @@ impl WeightStore {
                     p.name, p.received, p.info.n_bytes
                 )));
             }
-            if let Target::Vector { index, n, bytes } = p.target {
+            if let Target::Vector { offset, n, bytes } = p.target {
                 let mut values = vec![0f32; n];
                 quant::dequantize(p.info.ty, &bytes, &mut values)
                     .map_err(|e| Error::Unsupported(format!("tensor '{}': {e}", p.name)))?;
-                ctx.queue.write_buffer(&self.vectors[index], 0, bytemuck::cast_slice(&values));
+                ctx.queue.write_buffer(vectors, offset as u64 * 4, bytemuck::cast_slice(&values));
             }
         }
         Ok(())
@@ -170,7 +187,7 @@ impl WeightStore {
 
     /// Bytes of GPU memory held by the weights.
     pub fn gpu_bytes(&self) -> u64 {
-        self.matrices.iter().map(|m| m.gpu_bytes()).sum::<u64>() + self.vectors.iter().map(|v| v.size()).sum::<u64>()
+        self.matrices.iter().map(|m| m.gpu_bytes()).sum::<u64>() + self.vectors.as_ref().map_or(0, |v| v.size())
     }
 }
 

@@ -1,0 +1,193 @@
+// The attention input, fused: RMSNorm → Q, K, V projections → biases → per-head Q/K RMSNorm →
+// RoPE → queries out, keys and values into this layer's KV cache (kv.wgsl).
+//
+// One workgroup per (head unit, token tile of TT tokens). Unit u < n_heads is query head u, then
+// come n_kv_heads key heads and n_kv_heads value heads. The unit's head_dim projected values
+//   v[t, i] = s_t · Σ_k W[first + unit_head * head_dim + i, k] · n[k] · x[t, k]
+// (W = wq_0 / wq_1 / wq_2 from row q_first / k_first / v_first: separate matrices, or one fused
+// matrix bound three times; s_t, n: the input RMSNorm as in matvec.wgsl) are staged in workgroup
+// memory, then: + bias (vecs[q_bias ..], ... unless NONE); RMSNorm over the head with weight
+// vecs[q_norm ..] / vecs[k_norm ..] (unless NONE); RoPE for queries and keys at position
+// pos0 + t: the first n_rot dims rotate in pairs (2i, 2i+1), or (i, i + n_rot/2) when neox, by
+// theta_i = pos · freq_scale · freq_base^(-2i / n_rot) / factor_i (factor_i = vecs[rope_factors + i],
+// or 1 when NONE), cos and sin scaled by mscale; the other dims pass through.
+//   q_out: [n_tokens, n_heads, head_dim] f32          kv: this layer's cache (keys, values)
+
+struct Params {
+    k: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,
+    norm: u32,
+    eps: f32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    q_first: u32,
+    k_first: u32,
+    v_first: u32,
+    q_row_bytes: u32,
+    k_row_bytes: u32,
+    v_row_bytes: u32,
+    ctx_len: u32,
+    q_bias: u32,
+    k_bias: u32,
+    v_bias: u32,
+    q_norm: u32,
+    k_norm: u32,
+    head_eps: f32,
+    n_rot: u32,
+    neox: u32,
+    freq_base: f32,
+    freq_scale: f32,
+    rope_factors: u32,
+    mscale: f32,
+}
+
+struct StepState {
+    pos0: u32,
+    penalty_pairs: u32,
+    repeat: f32,
+    presence: f32,
+    frequency: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> state: StepState;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> wq_0: array<u32>;
+@group(0) @binding(5) var<storage, read> wq_1: array<u32>;
+@group(0) @binding(6) var<storage, read> wq_2: array<u32>;
+@group(0) @binding(7) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> kv: array<u32>;
+
+// The projected values of the unit's head for the TT tokens: vals[i * head_dim + d].
+var<workgroup> vals: array<f32, 2048>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let units = p.n_heads + 2u * p.n_kv_heads;
+    let id = wid.x + wid.y * nwg.x;
+    if (id >= units * ((p.n_tokens + TT - 1u) / TT)) {
+        return;
+    }
+    let unit = id % units;
+    let t0 = (id / units) * TT;
+    // kind 0: query, 1: key, 2: value; head: the head within its kind.
+    var kind = 0u;
+    var head = unit;
+    if (unit >= p.n_heads + p.n_kv_heads) {
+        kind = 2u;
+        head = unit - p.n_heads - p.n_kv_heads;
+    } else if (unit >= p.n_heads) {
+        kind = 1u;
+        head = unit - p.n_heads;
+    }
+    let hd = p.head_dim;
+    let lane = lid % G;
+
+    input_norm_scales(lid, t0);
+    for (var r0 = 0u; r0 < hd; r0 += WG / G) {
+        let r = r0 + lid / G;
+        let valid = r < hd;
+        var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+        if (valid) {
+            if (kind == 0u) {
+                acc = row_dot_0((p.q_first + head * hd + r) * p.q_row_bytes, lane, t0);
+            } else if (kind == 1u) {
+                acc = row_dot_1((p.k_first + head * hd + r) * p.k_row_bytes, lane, t0);
+            } else {
+                acc = row_dot_2((p.v_first + head * hd + r) * p.v_row_bytes, lane, t0);
+            }
+        }
+        acc = reduce_rows(lid, acc);
+        if (valid && lane == 0u) {
+            for (var i = 0u; i < TT; i++) {
+                vals[i * hd + r] = acc_at(acc, i) * scale_of(i);
+            }
+        }
+    }
+    workgroupBarrier();
+
+    var bias = p.q_bias;
+    var head_norm = p.q_norm;
+    if (kind == 1u) {
+        bias = p.k_bias;
+        head_norm = p.k_norm;
+    } else if (kind == 2u) {
+        bias = p.v_bias;
+        head_norm = NONE;
+    }
+    let half_rot = p.n_rot / 2u;
+    for (var i = 0u; i < TT; i++) {
+        let t = t0 + i;
+        if (t >= p.n_tokens) {
+            break;
+        }
+        let base = i * hd;
+        if (bias != NONE) {
+            for (var d = lid; d < hd; d += WG) {
+                vals[base + d] += vec_at(bias + head * hd + d);
+            }
+            workgroupBarrier();
+        }
+        if (head_norm != NONE) {
+            var s = 0.0;
+            for (var d = lid; d < hd; d += WG) {
+                s += vals[base + d] * vals[base + d];
+            }
+            let scale = inverseSqrt(workgroup_sum(lid, s) / f32(hd) + p.head_eps);
+            for (var d = lid; d < hd; d += WG) {
+                vals[base + d] *= scale * vec_at(head_norm + d);
+            }
+            workgroupBarrier();
+        }
+        let pos = state.pos0 + t;
+        if (kind < 2u) {
+            for (var j = lid; j < half_rot; j += WG) {
+                var theta = f32(pos) * p.freq_scale * pow(p.freq_base, -2.0 * f32(j) / f32(p.n_rot));
+                if (p.rope_factors != NONE) {
+                    theta /= vec_at(p.rope_factors + j);
+                }
+                let c = cos(theta) * p.mscale;
+                let sn = sin(theta) * p.mscale;
+                var ia = base + 2u * j;
+                var ib = ia + 1u;
+                if (p.neox != 0u) {
+                    ia = base + j;
+                    ib = ia + half_rot;
+                }
+                let a = vals[ia];
+                let b = vals[ib];
+                vals[ia] = a * c - b * sn;
+                vals[ib] = a * sn + b * c;
+            }
+            workgroupBarrier();
+        }
+        if (kind == 0u) {
+            let o = (t * p.n_heads + head) * hd;
+            for (var d = lid; d < hd; d += WG) {
+                q_out[o + d] = vals[base + d];
+            }
+        } else {
+            let e0 = kv_elem(kind - 1u, pos, head * hd);
+            for (var d2 = lid; d2 < hd / 2u; d2 += WG) {
+                let v = vec2<f32>(vals[base + 2u * d2], vals[base + 2u * d2 + 1u]);
+#if KV_F16
+                kv[(e0 + 2u * d2) >> 1u] = pack2x16float(v);
+#else
+                kv[e0 + 2u * d2] = bitcast<u32>(v.x);
+                kv[e0 + 2u * d2 + 1u] = bitcast<u32>(v.y);
+#endif
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+// The gated feed-forward input: for r < rows (the hidden width F)
+//   y[t, r] = act(s_t · Σ_k Wg[gate_first + r, k] n[k] x[t, k]) · (s_t · Σ_k Wu[up_first + r, k] n[k] x[t, k])
+// act = silu (SWIGLU) or gelu_tanh (GEGLU); s_t and n fold in the RMSNorm of the input as in
+// matvec.wgsl. wq_0 holds the gate rows, wq_1 the up rows (the same buffer twice for a fused
+// [2F, D] gate/up matrix, with up_first = F).      x: [n_tokens, k]    y: [n_tokens, rows]
+
+struct Params {
+    k: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,
+    norm: u32,
+    eps: f32,
+    rows: u32,
+    gate_first: u32,
+    up_first: u32,
+    gate_row_bytes: u32,
+    up_row_bytes: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> wq_0: array<u32>;
+@group(0) @binding(5) var<storage, read> wq_1: array<u32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+fn activation(g: f32) -> f32 {
+#if GEGLU
+    return 0.5 * g * (1.0 + tanh_accurate(0.7978845608028654 * (g + 0.044715 * g * g * g)));
+#else
+    return g / (1.0 + exp(-g));
+#endif
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lane = lid % G;
+    let r = (wid.x + wid.y * nwg.x) * (WG / G) + lid / G;
+    let valid = r < p.rows;
+    let gate_byte = (p.gate_first + r) * p.gate_row_bytes;
+    let up_byte = (p.up_first + r) * p.up_row_bytes;
+    for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
+        input_norm_scales(lid, t0);
+        var gate = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+        var up = gate;
+        if (valid) {
+            gate = row_dot_0(gate_byte, lane, t0);
+            up = row_dot_1(up_byte, lane, t0);
+        }
+        gate = reduce_rows(lid, gate);
+        up = reduce_rows(lid, up);
+        if (valid && lane == 0u) {
+            for (var i = 0u; i < TT; i++) {
+                if (t0 + i < p.n_tokens) {
+                    let s = scale_of(i);
+                    y[(t0 + i) * p.rows + r] = activation(acc_at(gate, i) * s) * (acc_at(up, i) * s);
+                }
+            }
+        }
+#if NORM
+        workgroupBarrier();
+#endif
+    }
+}

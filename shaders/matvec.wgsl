@@ -1,0 +1,75 @@
+// y[t, row_offset + r] (+)= s_t · Σ_k W[first_row + r, k] · n[k] · x[t, k]   for r < rows of one
+// row-part of a quantized matrix, then an optional soft-cap y = c · tanh(y / c) (before the add).
+//
+// wq_0: the part's rows, raw GGML blocks, row i at byte i * row_bytes           W: [part rows, k]
+// x:    f32 activations, token t's row at element x_offset + t * x_stride       x: [n_tokens, k]
+// y:    f32 outputs, token t's row at element t * y_stride                      y: [n_tokens, N]
+// With NORM the input is RMSNorm-ed on the fly: s_t = 1 / rms(x[t]) and n = vecs[norm ..];
+// otherwise s_t = n[k] = 1. A workgroup handles WG / G rows for every token, TT tokens per pass.
+
+struct Params {
+    k: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,
+    norm: u32,
+    eps: f32,
+    rows: u32,
+    row_offset: u32,
+    first_row: u32,
+    row_bytes: u32,
+    y_stride: u32,
+    accumulate: u32,
+    softcap: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> wq_0: array<u32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+fn store(t: u32, r: u32, value: f32) {
+    if (t < p.n_tokens) {
+        let o = t * p.y_stride + p.row_offset + r;
+        var v = value;
+        if (p.softcap > 0.0) {
+            v = p.softcap * tanh_accurate(v / p.softcap);
+        }
+        if (p.accumulate != 0u) {
+            v += y[o];
+        }
+        y[o] = v;
+    }
+}
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lane = lid % G;
+    let r = (wid.x + wid.y * nwg.x) * (WG / G) + lid / G;
+    let valid = r < p.rows;
+    let row_byte = (p.first_row + r) * p.row_bytes;
+    for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
+        input_norm_scales(lid, t0);
+        var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+        if (valid) {
+            acc = row_dot_0(row_byte, lane, t0);
+        }
+        acc = reduce_rows(lid, acc);
+        if (valid && lane == 0u) {
+            for (var i = 0u; i < TT; i++) {
+                store(t0 + i, r, acc_at(acc, i) * scale_of(i));
+            }
+        }
+#if NORM
+        workgroupBarrier(); // norm_scale is rewritten for the next tile
+#endif
+    }
+}

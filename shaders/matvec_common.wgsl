@@ -1,0 +1,107 @@
+// Shared by the matrix kernels (matvec, ffn_in, attn_in), in front of the kernel's own source.
+// The kernel declares `p` (with k, n_tokens, x_offset, x_stride, norm, eps), the activations
+// `x: array<vec4<f32>>` (token t's input row at element x_offset + t * x_stride, k elements; both
+// multiples of 4) and `vecs: array<vec4<f32>>`, the model's f32 vectors (the input RMSNorm weight
+// at element `norm` when NORM is set).
+// A workgroup has WG = 64 threads; G = ROW_THREADS threads share one matrix row (1 on CPU drivers,
+// where barriers are expensive); TT = TILE_T tokens (1, 4 or 8) are handled per pass so that each
+// dequantized weight is reused across them (prefill).
+
+const WG: u32 = 64u;
+const G: u32 = {{ROW_THREADS}}u;
+const TT: u32 = {{TILE_T}}u;
+// "No such vector" in an offset parameter.
+const NONE: u32 = 0xffffffffu;
+
+// Partial sums of one row for up to 8 tokens: token t0 + i in a[i] (i < 4) or b[i - 4].
+struct Acc {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+var<workgroup> red_a: array<vec4<f32>, 64>;
+var<workgroup> red_b: array<vec4<f32>, 64>;
+var<workgroup> red_s: array<f32, 64>;
+var<workgroup> norm_scale: array<f32, 8>;
+
+// Element i of the model's f32 vectors.
+fn vec_at(i: u32) -> f32 {
+    return vecs[i >> 2u][i & 3u];
+}
+
+// First element of token t's input row (t clamped: extra lanes of a tile redo the last token).
+fn x_row(t: u32) -> u32 {
+    return p.x_offset + min(t, p.n_tokens - 1u) * p.x_stride;
+}
+
+fn acc_at(acc: Acc, i: u32) -> f32 {
+    if (i < 4u) {
+        return acc.a[i];
+    }
+    return acc.b[i - 4u];
+}
+
+// Σ over the workgroup of each thread's `s` (every thread gets the total). All threads call it.
+fn workgroup_sum(lid: u32, s: f32) -> f32 {
+    red_s[lid] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            red_s[lid] += red_s[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = red_s[0];
+    workgroupBarrier();
+    return total;
+}
+
+// With NORM: norm_scale[i] = 1 / rms(input row of token t0 + i), i < TT. All threads call it.
+fn input_norm_scales(lid: u32, t0: u32) {
+#if NORM
+    for (var i = 0u; i < TT; i++) {
+        let xo = x_row(t0 + i) >> 2u;
+        var s = 0.0;
+        for (var j = lid; j < p.k / 4u; j += WG) {
+            let v = x[xo + j];
+            s += dot(v, v);
+        }
+        let total = workgroup_sum(lid, s);
+        if (lid == 0u) {
+            norm_scale[i] = inverseSqrt(total / f32(p.k) + p.eps);
+        }
+    }
+    workgroupBarrier();
+#endif
+}
+
+// The input scale of token t0 + i: its RMSNorm factor with NORM, else 1.
+fn scale_of(i: u32) -> f32 {
+#if NORM
+    return norm_scale[i];
+#else
+    return 1.0;
+#endif
+}
+
+// Adds up the G lanes' partial sums of each row (REDUCE, when G > 1); lane 0 holds the total.
+// All threads call it.
+fn reduce_rows(lid: u32, acc: Acc) -> Acc {
+#if REDUCE
+    red_a[lid] = acc.a;
+    red_b[lid] = acc.b;
+    workgroupBarrier();
+    for (var stride = G / 2u; stride > 0u; stride >>= 1u) {
+        if (lid % G < stride) {
+            red_a[lid] += red_a[lid + stride];
+            red_b[lid] += red_b[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let out = Acc(red_a[lid], red_b[lid]);
+    workgroupBarrier();
+    return out;
+#else
+    return acc;
+#endif
+}

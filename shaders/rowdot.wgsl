@@ -1,0 +1,45 @@
+// One row of a quantized matrix times the activations; instanced per matrix with the block
+// readers in front of it (see gpu/shader.rs: `row_dot` becomes `row_dot_0`, `row_dot_1`, ...).
+
+// Σ of the unit's 8 weights times the inputs of the x row starting at element xo.
+fn dot8(w: W8, xo: u32) -> f32 {
+    return dot(w.a, x[(xo + w.ia) >> 2u]) + dot(w.b, x[(xo + w.ib) >> 2u]);
+}
+
+// This lane's share of Σ_k W[row, k] · n[k] · x[t, k] for the TT tokens t = t0 .. (n: the input
+// norm weight with NORM, else 1); the row's blocks start at byte row_byte. Lanes stride by G units.
+fn row_dot(row_byte: u32, lane: u32, t0: u32) -> Acc {
+    let x0 = x_row(t0);
+#if TILE4
+    let x1 = x_row(t0 + 1u);
+    let x2 = x_row(t0 + 2u);
+    let x3 = x_row(t0 + 3u);
+#endif
+#if TILE8
+    let x4 = x_row(t0 + 4u);
+    let x5 = x_row(t0 + 5u);
+    let x6 = x_row(t0 + 6u);
+    let x7 = x_row(t0 + 7u);
+#endif
+    var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var u = lane; u < p.k / 8u; u += G) {
+        var w = load8(row_byte, u);
+#if NORM
+        w.a *= vecs[(p.norm + w.ia) >> 2u];
+        w.b *= vecs[(p.norm + w.ib) >> 2u];
+#endif
+        acc.a.x += dot8(w, x0);
+#if TILE4
+        acc.a.y += dot8(w, x1);
+        acc.a.z += dot8(w, x2);
+        acc.a.w += dot8(w, x3);
+#endif
+#if TILE8
+        acc.b.x += dot8(w, x4);
+        acc.b.y += dot8(w, x5);
+        acc.b.z += dot8(w, x6);
+        acc.b.w += dot8(w, x7);
+#endif
+    }
+    return acc;
+}
