@@ -63,7 +63,7 @@ export async function adapterInfo() {
 
 /** Loads a model on this thread. `source`: absolute URL, array of URLs, File or Blob. */
 export async function loadLocal(source, options = {}) {
-  const { onProgress, signal, contextLength, maxBatch, matmulRowThreads, wasmUrl } = options;
+  const { onProgress, signal, contextLength, maxBatch, kvType, matmulRowThreads, wasmUrl } = options;
   if (signal && signal.aborted) throw abortError("loading");
   const browserAdapter = await adapterInfo();
   await initWasm(wasmUrl);
@@ -76,7 +76,7 @@ export async function loadLocal(source, options = {}) {
   };
   let inner;
   try {
-    inner = await WasmEngine.load(source, { contextLength, maxBatch, matmulRowThreads }, progress, signal || undefined);
+    inner = await WasmEngine.load(source, { contextLength, maxBatch, kvType, matmulRowThreads }, progress, signal || undefined);
   } catch (e) {
     throw toTypedError(e);
   } finally {

@@ -27,6 +27,9 @@ export interface LoadOptions {
   worker?: boolean;
   /** Most tokens one forward step processes (prompt prefill chunk; default 128). */
   maxBatch?: number;
+  /** How the KV cache stores keys and values: "f16" (default: half the memory, logits within
+   * 0.1 of f32) or "f32". */
+  kvType?: "f16" | "f32";
   /** Tuning aid: threads sharing one matrix row in matmul (power of two up to 64; default 1 on
    * CPU adapters, 16 on GPUs). */
   matmulRowThreads?: number;
@@ -168,6 +171,9 @@ export interface EngineInfo {
   /** URLs the model came from (1 for a single file or a Blob). */
   parts: number;
   gpuBytes: number;
+  /** The KV cache's element type and size in bytes. */
+  kvType: "f16" | "f32";
+  kvBytes: number;
   loadSeconds: number;
   adapter: {
     name: string;

@@ -1,9 +1,10 @@
 // Causal grouped-query attention over the KV cache, part 1 of 2 (split-K, "flash-decoding").
 //
-// Workgroup (t, h, s): query token t (position pos0 + t), query head h (reading KV head
+// Workgroup (b, h, s): query tokens t = b * q_block .. + q_block (position pos0 + t; prefill takes
+// blocks of queries so that one workgroup's set-up serves many), query head h (reading KV head
 // h / (n_heads / n_kv_heads)), and the s-th of `splits` equal slices of the visible positions
-// [start, pos0 + t] (start > 0 only with a sliding window: the last `window` positions). Over its
-// slice it keeps an online softmax of score_j = scale · q·k_j (soft-capped: c · tanh(score / c)
+// [start, pos0 + t] (start > 0 only with a sliding window: the last `window` positions). For each
+// of its queries, over its slice it keeps an online softmax of score_j = scale · q·k_j (soft-capped: c · tanh(score / c)
 // when softcap > 0) and writes the slice's max m, sum l = Σ_j e^(score_j - m) and
 // o = Σ_j e^(score_j - m) v_j to
 //   part[((t * n_heads + h) * splits + s) * (head_dim + 2) ..] = (m, l, o[0 .. head_dim])
@@ -18,7 +19,7 @@ struct Params {
     ctx_len: u32,
     splits: u32,
     window: u32,
-    _pad0: u32,
+    q_block: u32,
     scale: f32,
     softcap: f32,
     _pad1: u32,
@@ -55,15 +56,24 @@ fn attend(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let id = wid.x + wid.y * nwg.x;
-    if (id >= p.n_tokens * p.n_heads * p.splits) {
+    let blocks = (p.n_tokens + p.q_block - 1u) / p.q_block;
+    if (id >= blocks * p.n_heads * p.splits) {
         return;
     }
     let s = id % p.splits;
-    let th = id / p.splits; // t * n_heads + h
-    let t = th / p.n_heads;
-    let h = th % p.n_heads;
+    let h = (id / p.splits) % p.n_heads;
+    let block = id / (p.splits * p.n_heads);
+    for (var t = block * p.q_block; t < min(block * p.q_block + p.q_block, p.n_tokens); t++) {
+        attend_one(t, h, s, lid);
+    }
+}
+
+// The slice s of query token t and head h (see the header).
+fn attend_one(t: u32, h: u32, s: u32, lid: u32) {
+    let th = t * p.n_heads + h;
     let d = p.head_dim;
     let kvh = h / (p.n_heads / p.n_kv_heads);
+    workgroupBarrier(); // qs of the previous query is no longer read
     for (var i = lid; i < d; i += TILE) {
         qs[i] = q[th * d + i];
     }
@@ -122,7 +132,7 @@ fn attend(
         m = m_new;
         workgroupBarrier();
     }
-    let o = id * (d + 2u);
+    let o = (th * p.splits + s) * (d + 2u);
     if (lid == 0u) {
         part[o] = m;
         part[o + 1u] = l;

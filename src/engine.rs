@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::Context;
 use crate::loader::{read_model_header, stream_weights, ByteSource, Phase, Progress};
-use crate::model::{LoadOptions, Model};
+use crate::model::{LoadOptions, Model, PendingStep};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::{end_of_generation_ids, Tokenizer, Utf8Assembler};
 
@@ -20,11 +20,16 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Strings that end the output (not included in it), even when they span tokens.
     pub stop: Vec<String>,
+    /// Pipelined decoding (the default): for greedy decoding without penalties the GPU picks
+    /// each token itself and the step after it is submitted before the token is read back, so
+    /// the GPU never waits for the host. Sampling (temperature > 0) and penalties need the host's
+    /// choice first and always wait. The tokens are the same either way.
+    pub pipelined: bool,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 128, sampler: SamplerOptions::default(), ignore_eos: false, stop: Vec::new() }
+        GenerateOptions { max_tokens: 128, sampler: SamplerOptions::default(), ignore_eos: false, stop: Vec::new(), pipelined: true }
     }
 }
 
@@ -63,11 +68,11 @@ pub struct Piece<'a> {
 
 /// A model ready to generate.
 pub struct Engine {
-    pub model: Model,
-    pub tokenizer: Tokenizer,
-    pub header: GgufFile,
+    model: Model,
+    tokenizer: Tokenizer,
+    header: GgufFile,
     /// Tokens that end generation (EOS/EOT and the chat template's turn end).
-    pub end_ids: Vec<u32>,
+    end_ids: Vec<u32>,
     /// The chat template, or why the model's template cannot be used.
     chat: std::result::Result<ChatTemplate, String>,
     /// Tokens whose keys and values are in the KV cache, in order from position 0.
@@ -113,6 +118,31 @@ impl Engine {
         stream_weights(source, &mut model, progress).await?;
         progress(Progress { phase: Phase::Ready, done: source.len(), total: source.len() });
         Ok(Engine { model, tokenizer, header, end_ids, chat, cached: Vec::new() })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The model, for direct forward passes (scoring, tests). Running it changes the KV cache
+    /// behind the engine's back: call [`Engine::reset`] before generating again.
+    pub fn model_mut(&mut self) -> &mut Model {
+        self.cached.clear();
+        &mut self.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The parsed GGUF header (metadata and tensor table).
+    pub fn header(&self) -> &GgufFile {
+        &self.header
+    }
+
+    /// Tokens that end generation (EOS/EOT and the chat template's turn end).
+    pub fn end_ids(&self) -> &[u32] {
+        &self.end_ids
     }
 
     /// The ids of `text` (special tokens parsed), with BOS first when the model asks for it and
@@ -177,6 +207,10 @@ impl Engine {
 
         let clock = Clock::start();
         let penalties = sampler.penalties(prompt);
+        if let Err(e) = self.model.prepare_decode(k, penalties.is_some()) {
+            self.cached.clear();
+            return Err(e);
+        }
         let result = self.model.forward_candidates(&prompt[reuse..], reuse as u32, k, penalties.as_ref()).await;
         let mut candidates = match result {
             Ok(c) => c,
@@ -192,9 +226,18 @@ impl Engine {
         let mut stop = StopFilter::new(&options.stop);
         let decode_clock = Clock::start();
         let mut finish = FinishReason::Length;
-        loop {
-            let Some(token) = sampler.sample(&candidates) else {
-                return Err(Error::Gpu(crate::gpu::GpuError::Device("the GPU returned no candidates".into())));
+        // Pipelined greedy decoding: the GPU writes its best token where the next step's
+        // embedding reads it, so step t+1 is in flight while step t's token is read. A step
+        // submitted past the end (EOS, a stop string, max_tokens, an abort) is simply not read:
+        // its KV entry is not counted as cached.
+        let pipelined = options.pipelined && k == 1 && penalties.is_none();
+        let mut in_flight: std::collections::VecDeque<PendingStep> = Default::default();
+        if options.max_tokens == 0 {
+            candidates.clear();
+        }
+        while let Some(&(best, _)) = candidates.first() {
+            let token = if k == 1 { best } else {
+                sampler.sample(&candidates).ok_or_else(|| Error::Gpu(crate::gpu::GpuError::Device("the GPU returned no candidates".into())))?
             };
             if !options.ignore_eos && self.end_ids.contains(&token) {
                 finish = FinishReason::Stop;
@@ -218,8 +261,13 @@ impl Engine {
             }
             let pos = self.cached.len() as u32;
             self.cached.push(token);
-            let penalties = sampler.penalties(&self.cached);
-            match self.model.forward_candidates(&[token], pos, k, penalties.as_ref()).await {
+            let result = if pipelined {
+                self.pipelined_step(&mut in_flight, token, pos, stats.generated_tokens < options.max_tokens.saturating_sub(1)).await
+            } else {
+                let penalties = sampler.penalties(&self.cached);
+                self.model.forward_candidates(&[token], pos, k, penalties.as_ref()).await
+            };
+            match result {
                 Ok(c) => candidates = c,
                 Err(e) => {
                     self.cached.clear();
@@ -239,6 +287,23 @@ impl Engine {
         // The first generated token came out of the prefill step.
         stats.decode_tokens_per_s = rate(stats.generated_tokens.saturating_sub(1), stats.decode_seconds);
         Ok((stats, finish))
+    }
+}
+
+impl Engine {
+    /// One step of pipelined greedy decoding: `token` (at `pos`) was just accepted. Makes sure
+    /// the step that consumes it is in flight (it is, when the previous call submitted it with
+    /// the GPU's own pick), submits the step after it when `more` tokens may follow, and reads
+    /// the candidates that follow `token`.
+    async fn pipelined_step(&mut self, in_flight: &mut std::collections::VecDeque<PendingStep>, token: u32, pos: u32, more: bool) -> Result<Vec<(u32, f32)>> {
+        if in_flight.is_empty() {
+            in_flight.push_back(self.model.submit_decode(Some(token), pos, 1)?);
+        }
+        if more && pos + 2 < self.model.context_length {
+            in_flight.push_back(self.model.submit_decode(None, pos + 1, 1)?);
+        }
+        let pending = in_flight.pop_front().expect("a step is in flight");
+        self.model.read_step(pending).await
     }
 }
 

@@ -77,7 +77,7 @@ fn check_score(model: &str, fixture_name: &str) {
         let cont = ids(&case["continuation"]);
         let mut tokens = prompt.clone();
         tokens.extend_from_slice(&cont[..cont.len() - 1]);
-        let out = stdout_of(&ferrolm(&["score", model, "--tokens", &join(&tokens), "--top-k", "10"]));
+        let out = stdout_of(&ferrolm(&["score", model, "--tokens", &join(&tokens), "--top-k", "10", "--kv-type", "f32"]));
         let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("score line is JSON")).collect();
         assert_eq!(lines.len(), tokens.len(), "one line per position");
         for (k, step) in case["steps"].as_array().unwrap().iter().enumerate() {
@@ -120,7 +120,7 @@ fn check_generate(model: &str, fixture_name: &str) {
             None => tokenizer.decode(&prompt_ids),
         };
         let out = stdout_of(&ferrolm(&[
-            "generate", model, "--prompt", &prompt, "--temperature", "0", "--ignore-eos", "--max-tokens", "32", "--json",
+            "generate", model, "--prompt", &prompt, "--temperature", "0", "--ignore-eos", "--max-tokens", "32", "--json", "--kv-type", "f32",
         ]));
         let got: Value = serde_json::from_str(out.trim()).expect("generate --json prints one JSON object");
         assert_eq!(ids(&got["prompt_ids"]), prompt_ids, "prompt ids of {prompt:?}");

@@ -18,11 +18,12 @@ use ferrolm::tokenizer::Tokenizer;
 const USAGE: &str = "usage:
   ferrolm inspect MODEL
   ferrolm tokenize MODEL TEXT
-  ferrolm generate MODEL --prompt TEXT [--chat [--system TEXT]] [--max-tokens N] [--ignore-eos] [--json] [--context N] [SAMPLING]
+  ferrolm generate MODEL --prompt TEXT [--chat [--system TEXT]] [--max-tokens N] [--ignore-eos] [--json] [--no-pipeline] [LOAD] [SAMPLING]
   ferrolm render MODEL --messages FILE.json
-  ferrolm chat MODEL [--system TEXT] [--max-tokens N] [--context N] [SAMPLING]
-  ferrolm score MODEL --tokens ID,ID,... [--top-k K] [--context N]
-  ferrolm bench MODEL [--prompt-tokens N] [--gen-tokens M] [--context N]
+  ferrolm chat MODEL [--system TEXT] [--max-tokens N] [LOAD] [SAMPLING]
+  ferrolm score MODEL --tokens ID,ID,... [--top-k K] [LOAD]
+  ferrolm bench MODEL [--prompt-tokens N] [--gen-tokens M] [--no-pipeline] [LOAD]
+LOAD:     [--context N] [--kv-type f16|f32] [--row-threads N]
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
           [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...";
 
@@ -30,6 +31,9 @@ SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalt
 const SAMPLING_FLAGS: &[&str] = &[
     "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "presence-penalty", "frequency-penalty", "penalty-window", "seed", "stop",
 ];
+
+/// Options every command that loads the model takes.
+const LOAD_FLAGS: &[&str] = &["context", "kv-type", "row-threads"];
 
 /// A CLI failure: bad usage/input (exit 2) or an engine error.
 enum CliError {
@@ -70,7 +74,7 @@ struct Args {
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["ignore-eos", "json", "chat"];
+const SWITCHES: &[&str] = &["ignore-eos", "json", "chat", "no-pipeline"];
 
 impl Args {
     fn parse(raw: Vec<String>, allowed: &[&str]) -> CliResult<Args> {
@@ -129,11 +133,11 @@ fn run(mut raw: Vec<String>) -> CliResult {
     match command.as_str() {
         "inspect" => inspect(Args::parse(raw, &[])?),
         "tokenize" => tokenize(Args::parse(raw, &[])?),
-        "generate" => generate(Args::parse(raw, &with_sampling(&["prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "context"]))?),
+        "generate" => generate(Args::parse(raw, &with_load(&with_sampling(&["prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "no-pipeline"])))?),
         "render" => render(Args::parse(raw, &["messages"])?),
-        "chat" => chat(Args::parse(raw, &with_sampling(&["system", "max-tokens", "context"]))?),
-        "score" => score(Args::parse(raw, &["tokens", "top-k", "context"])?),
-        "bench" => bench(Args::parse(raw, &["prompt-tokens", "gen-tokens", "context"])?),
+        "chat" => chat(Args::parse(raw, &with_load(&with_sampling(&["system", "max-tokens"])))?),
+        "score" => score(Args::parse(raw, &with_load(&["tokens", "top-k"]))?),
+        "bench" => bench(Args::parse(raw, &with_load(&["prompt-tokens", "gen-tokens", "no-pipeline"]))?),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -144,6 +148,10 @@ fn run(mut raw: Vec<String>) -> CliResult {
 
 fn with_sampling(flags: &[&'static str]) -> Vec<&'static str> {
     flags.iter().chain(SAMPLING_FLAGS).copied().collect()
+}
+
+fn with_load(flags: &[&'static str]) -> Vec<&'static str> {
+    flags.iter().chain(LOAD_FLAGS).copied().collect()
 }
 
 fn sampler_options(args: &Args) -> CliResult<SamplerOptions> {
@@ -169,6 +177,7 @@ fn generate_options(args: &Args, max_tokens: u32) -> CliResult<GenerateOptions> 
         ignore_eos: args.has("ignore-eos"),
         sampler: sampler_options(args)?,
         stop: args.all("stop"),
+        pipelined: !args.has("no-pipeline"),
     })
 }
 
@@ -204,8 +213,16 @@ fn tokenize(args: Args) -> CliResult {
 fn load_engine(args: &Args) -> CliResult<Engine> {
     let path = PathBuf::from(args.positional(0, "MODEL")?);
     let mut source = FileSource::open(&path)?;
-    let options = LoadOptions { context_length: args.string("context").map(|_| args.number("context", 0u32)).transpose()?, ..Default::default() };
-    let ctx = Arc::new(block(Context::new()).map_err(Error::from)?);
+    let kv_type = match args.string("kv-type") {
+        Some(t) => t.parse().map_err(|e: Error| CliError::Usage(e.to_string()))?,
+        None => Default::default(),
+    };
+    let options = LoadOptions { context_length: args.string("context").map(|_| args.number("context", 0u32)).transpose()?, kv_type, ..Default::default() };
+    let mut ctx = block(Context::new()).map_err(Error::from)?;
+    if args.has("row-threads") {
+        ctx.set_row_threads(args.number("row-threads", 1u32)?).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    let ctx = Arc::new(ctx);
     Ok(block(Engine::load(ctx, &mut source, &options, &mut |_| {}))?)
 }
 
@@ -284,7 +301,7 @@ fn chat(args: Args) -> CliResult {
     if let Some(system) = args.string("system") {
         messages.push(Message::new("system", system));
     }
-    let context = engine.model.context_length as usize;
+    let context = engine.model().context_length as usize;
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     loop {
@@ -330,7 +347,7 @@ fn score(args: Args) -> CliResult {
     let ids = parse_ids(args.string("tokens").ok_or_else(|| CliError::Usage("score needs --tokens ID,ID,...".into()))?)?;
     let top_k: usize = args.number("top-k", 10usize)?;
     let mut engine = load_engine(&args)?;
-    let logits = block(engine.model.forward_logits(&ids, 0))?;
+    let logits = block(engine.model_mut().forward_logits(&ids, 0))?;
     let mut out = std::io::stdout().lock();
     for (pos, row) in logits.iter().enumerate() {
         let top: Vec<(u32, f32)> = ferrolm::inspect::top_k(row, top_k);
@@ -349,22 +366,30 @@ fn bench(args: Args) -> CliResult {
     let load_clock = Clock::start();
     let mut engine = load_engine(&args)?;
     let load_seconds = load_clock.seconds();
+    if prompt_tokens + gen_tokens >= engine.model().context_length {
+        return Err(CliError::Usage(format!(
+            "--prompt-tokens {prompt_tokens} + --gen-tokens {gen_tokens} do not fit the context of {} tokens (--context N)",
+            engine.model().context_length
+        )));
+    }
     // A deterministic prompt of ordinary tokens.
-    let vocab = engine.model.config.vocab_size;
+    let vocab = engine.model().config.vocab_size;
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (100 + i.wrapping_mul(7919)) % vocab).collect();
-    let ctx = engine.model.context().clone();
-    let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, ..Default::default() };
-    // Warm-up: compiles every pipeline.
+    let ctx = engine.model().context().clone();
+    let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, pipelined: !args.has("no-pipeline"), ..Default::default() };
+    // Warm-up: compiles every pipeline and records the steps.
     block(engine.generate(&prompt[..prompt.len().min(8)], &GenerateOptions { max_tokens: 2, ..options.clone() }, &mut |_| true))?;
     engine.reset();
-    // Submits counted from the first token (which ends the prefill) to the end are the decode's.
+    // Submits and bind groups counted from the first token (which ends the prefill) to the end
+    // are the decode's.
     let mut after_prefill = None;
     let (stats, _) = block(engine.generate(&prompt, &options, &mut |_| {
-        after_prefill.get_or_insert(ctx.submit_count());
+        after_prefill.get_or_insert((ctx.submit_count(), ctx.bind_group_count()));
         true
     }))?;
-    let decode_submits = ctx.submit_count() - after_prefill.unwrap_or_else(|| ctx.submit_count());
-    let decode_steps = stats.generated_tokens.saturating_sub(1).max(1) as u64;
+    let (submits0, bind_groups0) = after_prefill.unwrap_or((ctx.submit_count(), ctx.bind_group_count()));
+    let decode_steps = stats.generated_tokens.saturating_sub(1).max(1) as f64;
+    let model = engine.model();
     print_json(&serde_json::json!({
         "adapter": ctx.adapter_name,
         "backend": ctx.backend,
@@ -373,10 +398,16 @@ fn bench(args: Args) -> CliResult {
         "generated_tokens": stats.generated_tokens,
         "prefill_tokens_per_s": stats.prefill_tokens_per_s,
         "decode_tokens_per_s": stats.decode_tokens_per_s,
-        "dispatches_per_token": engine.model.last_dispatches,
-        "submits_per_token": decode_submits as f64 / decode_steps as f64,
-        "readback_bytes_per_token": engine.model.last_readback_bytes,
-        "gpu_bytes": engine.model.gpu_bytes(),
+        "pipelined": options.pipelined,
+        "dispatches_per_token": model.last_dispatches,
+        "bind_groups_per_token": (ctx.bind_group_count() - bind_groups0) as f64 / decode_steps,
+        "submits_per_token": (ctx.submit_count() - submits0) as f64 / decode_steps,
+        "readback_bytes_per_token": model.last_readback_bytes,
+        "kv_type": model.kv_type(),
+        "kv_bytes": model.kv_bytes(),
+        "gpu_bytes": model.gpu_bytes(),
+        "context": model.context_length,
+        "row_threads": ctx.tuning.matmul_row_threads,
     }));
     Ok(())
 }

@@ -28,12 +28,15 @@ pub struct Tuning {
     /// Slices a decode step's attention splits the cached positions into (few on CPU drivers,
     /// where each workgroup has a fixed cost; many on GPUs, so that one head fills many cores).
     pub attention_splits: u32,
+    /// Query tokens one prefill attention workgroup handles in turn (CPU drivers: many, to pay
+    /// each workgroup's set-up once; GPUs: 1, for parallelism).
+    pub attention_q_block: u32,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 } }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 } }
     }
 }
 

@@ -43,6 +43,8 @@ pub struct AttentionArgs {
     pub window: u32,
     /// Slices each (token, head) row of the cache is split into (1 ..= [`MAX_SPLITS`]).
     pub splits: u32,
+    /// Query tokens one workgroup handles in turn (prefill; 1 for decode).
+    pub q_block: u32,
 }
 
 /// Most slices [`attention`] splits the cached positions into.
@@ -65,7 +67,7 @@ struct AttentionParams {
     ctx_len: u32,
     splits: u32,
     window: u32,
-    _pad0: u32,
+    q_block: u32,
     scale: f32,
     softcap: f32,
     _pad1: [u32; 2],
@@ -102,14 +104,15 @@ pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: 
         ctx_len: a.ctx_len,
         splits: a.splits,
         window: a.window,
-        _pad0: 0,
+        q_block: a.q_block.max(1),
         scale: a.scale,
         softcap: a.softcap,
         _pad1: [0; 2],
     };
     let defines = if a.kv_f16 { Defines::new().flag("KV_F16") } else { Defines::new() };
     let rows = a.n_tokens * a.n_heads;
-    step.dispatch(Kernel::Attention, "attend", &defines, &params, &[Bind::Read(q), Bind::Read(kv), Bind::Write(scratch)], rows * a.splits)?;
+    let blocks = a.n_tokens.div_ceil(a.q_block.max(1));
+    step.dispatch(Kernel::Attention, "attend", &defines, &params, &[Bind::Read(q), Bind::Read(kv), Bind::Write(scratch)], blocks * a.n_heads * a.splits)?;
     let combine = CombineParams { n_tokens: a.n_tokens, n_heads: a.n_heads, head_dim: a.head_dim, splits: a.splits };
     step.dispatch(Kernel::AttentionCombine, "combine", no_defines(), &combine, &[Bind::Read(scratch), Bind::Write(out)], rows)
 }

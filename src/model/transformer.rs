@@ -198,6 +198,7 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_spli
             softcap: c.attn_softcap,
             window: if c.is_local(l as u32) { c.sliding_window } else { 0 },
             splits: attention_splits,
+            q_block: if n == 1 { 1 } else { m.context().tuning.attention_q_block },
         };
         attention(step, &s.q, kv, &s.scratch, &s.att, &attn)?;
         add_projection(m, step, b.wo, &s.att, b.post_attn_norm, n)?;

@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::gpu::{Context, GpuError};
 use crate::loader::web::{Abort, BlobSource, UrlSource};
 use crate::loader::{ByteSource, Phase, Progress};
-use crate::model::LoadOptions;
+use crate::model::{KvType, LoadOptions};
 use crate::sampler::SamplerOptions;
 
 /// The JS error class name for an engine error (`aborted`: the caller's signal fired).
@@ -85,7 +85,9 @@ fn wasm_memory_bytes() -> f64 {
 struct JsLoadOptions {
     context_length: Option<u32>,
     max_batch: Option<u32>,
-    /// Tuning aid (like the CLI's FERROLM_ROW_THREADS): threads per matrix row in matmul.
+    /// "f16" (default) or "f32": how the KV cache stores keys and values.
+    kv_type: Option<KvType>,
+    /// Tuning aid (like the CLI's --row-threads): threads per matrix row in the matrix kernels.
     matmul_row_threads: Option<u32>,
 }
 
@@ -159,6 +161,7 @@ impl JsGenerateOptions {
                 StopStrings::One(s) => vec![s],
                 StopStrings::Many(v) => v,
             },
+            ..Default::default()
         }
     }
 }
@@ -179,6 +182,8 @@ struct Info {
     file_bytes: u64,
     parts: usize,
     gpu_bytes: u64,
+    kv_type: KvType,
+    kv_bytes: u64,
     load_seconds: f64,
     adapter: AdapterInfo,
 }
@@ -277,7 +282,7 @@ impl WasmEngine {
         } else {
             serde_wasm_bindgen::from_value(options).map_err(|e| Error::BadRequest(format!("bad load options: {e}")))?
         };
-        let mut load_options = LoadOptions { context_length: options.context_length, ..Default::default() };
+        let mut load_options = LoadOptions { context_length: options.context_length, kv_type: options.kv_type.unwrap_or_default(), ..Default::default() };
         if let Some(b) = options.max_batch {
             load_options.max_batch = b.max(1);
         }
@@ -290,8 +295,8 @@ impl WasmEngine {
         let (mut source, parts) = open_source(source, abort).await?;
         abort.check()?;
         let mut ctx = Context::new().await?;
-        if let Some(n) = options.matmul_row_threads.filter(|n| n.is_power_of_two() && *n <= 64) {
-            ctx.tuning.matmul_row_threads = n;
+        if let Some(n) = options.matmul_row_threads {
+            ctx.set_row_threads(n).map_err(|e| bad_request(e.to_string()))?;
         }
         // The engine shares the context through an Arc (natively across threads); in the
         // browser everything stays on one thread.
@@ -308,20 +313,20 @@ impl WasmEngine {
 
         // Warm-up: one decode step compiles the pipelines of a generation step.
         report(Progress { phase: Phase::Shaders, done: 0, total: 1 });
-        let first = engine.tokenizer.bos_id().unwrap_or(0);
-        engine.model.forward_top_k(&[first], 0, 1).await?;
+        let first = engine.tokenizer().bos_id().unwrap_or(0);
+        engine.model_mut().forward_top_k(&[first], 0, 1).await?;
         engine.reset();
         let file_bytes = source.len();
         report(Progress { phase: Phase::Ready, done: file_bytes, total: file_bytes });
 
-        let c = &engine.model.config;
+        let c = &engine.model().config;
         let mut quant_types = BTreeMap::new();
-        for t in &engine.header.tensors {
+        for t in &engine.header().tensors {
             *quant_types.entry(t.ty.name()).or_insert(0) += 1;
         }
         let info = Info {
             architecture: c.arch_name.clone(),
-            context_length: engine.model.context_length,
+            context_length: engine.model().context_length,
             trained_context_length: c.ctx_train,
             vocab_size: c.vocab_size,
             layers: c.n_layers,
@@ -331,7 +336,9 @@ impl WasmEngine {
             quant_types,
             file_bytes,
             parts,
-            gpu_bytes: engine.model.gpu_bytes(),
+            gpu_bytes: engine.model().gpu_bytes(),
+            kv_type: engine.model().kv_type(),
+            kv_bytes: engine.model().kv_bytes(),
             load_seconds: clock.seconds(),
             adapter: AdapterInfo {
                 name: ctx.adapter_name.clone(),
@@ -353,14 +360,14 @@ impl WasmEngine {
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
         let guard = self.engine.try_borrow().map_err(|_| bad_request("the engine is busy generating".into()))?;
         let engine = guard.as_ref().ok_or_else(|| bad_request("the engine was disposed".into()))?;
-        Ok(engine.tokenizer.encode(text, true))
+        Ok(engine.tokenizer().encode(text, true))
     }
 
     /// Text of token ids (control tokens included as their text).
     pub fn detokenize(&self, ids: Vec<u32>) -> Result<String, JsValue> {
         let guard = self.engine.try_borrow().map_err(|_| bad_request("the engine is busy generating".into()))?;
         let engine = guard.as_ref().ok_or_else(|| bad_request("the engine was disposed".into()))?;
-        Ok(engine.tokenizer.decode(&ids))
+        Ok(engine.tokenizer().decode(&ids))
     }
 
     /// Generates from `prompt` (a string, tokenized with BOS when the model asks for it, or an
@@ -452,14 +459,14 @@ impl WasmEngine {
     /// GPU bytes this engine holds (0 after dispose).
     #[wasm_bindgen(js_name = gpuBytes)]
     pub fn gpu_bytes(&self) -> f64 {
-        self.engine.try_borrow().ok().and_then(|g| g.as_ref().map(|e| e.model.gpu_bytes() as f64)).unwrap_or(0.0)
+        self.engine.try_borrow().ok().and_then(|g| g.as_ref().map(|e| e.model().gpu_bytes() as f64)).unwrap_or(0.0)
     }
 
     /// Frees the GPU buffers. Fails while a generation runs.
     pub fn dispose(&self) -> Result<(), JsValue> {
         let mut guard = self.engine.try_borrow_mut().map_err(|_| bad_request("cannot dispose while a generation runs: abort it first".into()))?;
         if let Some(engine) = guard.take() {
-            let ctx = engine.model.context().clone();
+            let ctx = engine.model().context().clone();
             drop(engine);
             ctx.device.destroy();
         }

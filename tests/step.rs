@@ -1,0 +1,179 @@
+//! The decode step as a whole: how many dispatches each architecture records (the fused-op
+//! budget), no bind group created while decoding, the GPU memory of the default KV cache, and
+//! pipelined greedy decoding giving exactly the tokens of the unpipelined loop on every fixture.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{conformance_report, fixture, gemma3_path, gpu, ids, load_model_with, repo_path, smollm2_path, F16_TOL, F32_TOL};
+use ferrolm::engine::{Engine, FinishReason, GenerateOptions};
+use ferrolm::gpu::Context;
+use ferrolm::loader::FileSource;
+use ferrolm::model::{KvType, LoadOptions};
+use ferrolm::sampler::SamplerOptions;
+
+/// Dispatches of one decode step of a model: per block 6 (8 with post-norms), plus the embedding
+/// and the output projection (one per row-part each) and top-k (2).
+fn expected_dispatches(layers: u32, post_norms: bool, embed_parts: u32, output_parts: u32) -> u32 {
+    layers * if post_norms { 8 } else { 6 } + embed_parts + output_parts + 2
+}
+
+fn decode_dispatches(path: &std::path::Path) -> (u32, u32) {
+    let mut model = load_model_with(path, 64, KvType::F16);
+    pollster::block_on(model.forward_top_k(&[1, 2, 3], 0, 1)).expect("prefill");
+    pollster::block_on(model.forward_top_k(&[4], 3, 1)).expect("decode");
+    (model.last_dispatches, model.config.n_layers)
+}
+
+#[test]
+fn dispatches_per_layer_fit_the_fused_budget() {
+    // (zoo file, has post-norms): one per architecture family.
+    let cases = [
+        ("tiny-llama-q4_k_m.gguf", false),
+        ("tiny-qwen2-q4_k_m.gguf", false),
+        ("tiny-qwen3-q4_k_m.gguf", false),
+        ("tiny-phi3-q4_k_m.gguf", false),
+        ("tiny-gemma2-q4_k_m.gguf", true),
+    ];
+    for (name, post_norms) in cases {
+        let (got, layers) = decode_dispatches(&repo_path("tests/fixtures/zoo").join(name));
+        assert_eq!(got, expected_dispatches(layers, post_norms, 1, 1), "{name}: dispatches per decode step");
+        assert!(got <= layers * if post_norms { 8 } else { 6 } + 8, "{name}: over the budget");
+    }
+    // SmolLM2 (llama, tied output) and Gemma 3 (post-norms; its 178 MB Q8_0 embedding is split
+    // in two row-parts at lavapipe's 128 MiB binding limit, and the output is tied to it).
+    let (got, layers) = decode_dispatches(&smollm2_path());
+    assert_eq!((got, layers), (expected_dispatches(30, false, 1, 1), 30), "SmolLM2");
+    let ctx = gpu();
+    let parts = if ctx.limits.max_storage_binding < 178 << 20 { 2 } else { 1 };
+    let (got, layers) = decode_dispatches(&gemma3_path());
+    assert_eq!((got, layers), (expected_dispatches(18, true, parts, parts), 18), "Gemma 3");
+}
+
+fn load_engine(path: &std::path::Path, options: &LoadOptions) -> Engine {
+    load_engine_on(gpu(), path, options)
+}
+
+fn load_engine_on(ctx: Arc<Context>, path: &std::path::Path, options: &LoadOptions) -> Engine {
+    let mut source = FileSource::open(path).expect("open model");
+    pollster::block_on(Engine::load(ctx, &mut source, options, &mut |_| {})).expect("load")
+}
+
+fn generate(engine: &mut Engine, prompt: &[u32], options: &GenerateOptions) -> (Vec<u32>, FinishReason) {
+    engine.reset();
+    let mut tokens = Vec::new();
+    let (_, finish) = pollster::block_on(engine.generate(prompt, options, &mut |piece| {
+        if piece.token != u32::MAX {
+            tokens.push(piece.token);
+        }
+        true
+    }))
+    .expect("generate");
+    (tokens, finish)
+}
+
+#[test]
+fn decoding_creates_no_bind_groups_and_the_default_kv_cache_fits() {
+    // A device of its own: tests running in parallel record their steps on the shared one.
+    let ctx = Arc::new(pollster::block_on(Context::new()).expect("GPU"));
+    let mut engine = load_engine_on(ctx.clone(), &smollm2_path(), &LoadOptions::default());
+    // SmolLM2 at its default context (4096 tokens) with the f16 KV cache.
+    assert_eq!(engine.model().context_length, 4096);
+    let bytes = engine.model().gpu_bytes();
+    assert!(bytes <= 215_000_000, "SmolLM2 holds {bytes} bytes of GPU memory at the default context");
+    assert_eq!(engine.model().kv_bytes(), 30 * 2 * 4096 * 192 * 2, "f16 keys and values");
+    let options = GenerateOptions { max_tokens: 6, ignore_eos: true, ..Default::default() };
+    for pipelined in [true, false] {
+        let mut bind_groups = Vec::new();
+        let options = GenerateOptions { pipelined, ..options.clone() };
+        pollster::block_on(engine.generate(&[1, 504, 3575, 282], &options, &mut |_| {
+            bind_groups.push(ctx.bind_group_count());
+            true
+        }))
+        .expect("generate");
+        assert_eq!(bind_groups.len(), 6);
+        assert_eq!(bind_groups[0], bind_groups[5], "bind groups created while decoding (pipelined: {pipelined})");
+        engine.reset();
+    }
+}
+
+/// Generates `tokens` greedily from case `case` of a fixture, pipelined and not: the same
+/// tokens, matching the reference over its decisive steps (margin ≥ tol). With `seeded`, a seeded
+/// sampling run (never pipelined) must also repeat itself.
+fn check_pipelined(engine: &mut Engine, fixture_name: &str, case: usize, tokens: usize, tol: f64, seeded: bool) {
+    let fx = fixture(fixture_name);
+    let case_value = &fx["generate"][case];
+    let prompt = ids(&case_value["prompt_ids"]);
+    let cont = ids(&case_value["continuation"]);
+    let options = GenerateOptions { max_tokens: tokens as u32, ignore_eos: true, ..Default::default() };
+    let (pipelined, _) = generate(engine, &prompt, &options);
+    let (waiting, _) = generate(engine, &prompt, &GenerateOptions { pipelined: false, ..options.clone() });
+    assert_eq!(pipelined, waiting, "{fixture_name} case {case}: pipelined and unpipelined tokens differ");
+    let decisive = case_value["steps"].as_array().unwrap().iter().take_while(|s| s["margin"].as_f64().unwrap() >= tol).count();
+    let n = decisive.min(tokens);
+    assert_eq!(pipelined[..n], cont[..n], "{fixture_name} case {case}: reference tokens");
+    if seeded {
+        let sampled = GenerateOptions { sampler: SamplerOptions { temperature: 0.8, seed: 7, ..Default::default() }, ..options.clone() };
+        assert_eq!(generate(engine, &prompt, &sampled), generate(engine, &prompt, &sampled), "{fixture_name} case {case}: seeded");
+    }
+}
+
+const SMOLLM2: &str = "smollm2-135m-instruct-q4_1.json";
+const GEMMA3: &str = "gemma-3-270m-q4_k_m.json";
+
+#[test]
+fn pipelined_greedy_matches_unpipelined_on_the_fixtures() {
+    let options = LoadOptions { context_length: Some(256), ..Default::default() };
+    let mut smollm2 = load_engine(&smollm2_path(), &options);
+    check_pipelined(&mut smollm2, SMOLLM2, 0, 16, F16_TOL, true);
+    check_pipelined(&mut smollm2, SMOLLM2, 2, 12, F16_TOL, false);
+    drop(smollm2);
+    let mut gemma3 = load_engine(&gemma3_path(), &options);
+    check_pipelined(&mut gemma3, GEMMA3, 0, 12, F16_TOL, true);
+    drop(gemma3);
+    for name in ["tiny-llama-q4_0", "tiny-qwen2-q8_0", "tiny-qwen3-q4_k_m", "tiny-phi3-q8_0", "tiny-gemma2-q4_k_m"] {
+        let path = repo_path("tests/fixtures/zoo").join(format!("{name}.gguf"));
+        let mut engine = load_engine(&path, &LoadOptions { kv_type: KvType::F32, ..options.clone() });
+        let fixture_name = format!("zoo/{name}.json");
+        for case in 0..fixture(&fixture_name)["generate"].as_array().unwrap().len() {
+            check_pipelined(&mut engine, &fixture_name, case, 16, F32_TOL, case == 0);
+        }
+    }
+}
+
+/// The f16 KV cache (the default) on the two real models, at the f16 tolerance (0.1): every
+/// fixture case teacher-forced and greedy. Prints the worst logit error (README figure).
+#[test]
+fn f16_kv_cache_meets_the_fixtures() {
+    for (path, name) in [(smollm2_path(), SMOLLM2), (gemma3_path(), GEMMA3)] {
+        for (kv, tol) in [(KvType::F16, F16_TOL), (KvType::F32, F32_TOL)] {
+            let mut model = load_model_with(&path, 512, kv);
+            let (failures, worst) = conformance_report(&mut model, &fixture(name), name, tol);
+            println!("{name} kv {kv:?}: worst logit error {worst:.4}");
+            assert!(failures.is_empty(), "kv {kv:?}: {}", failures.join("\n"));
+        }
+    }
+}
+#[test]
+fn stops_end_a_pipelined_generation_where_the_unpipelined_one_ends() {
+    let mut engine = load_engine(&smollm2_path(), &LoadOptions { context_length: Some(256), ..Default::default() });
+    let prompt = engine.prompt_ids("The capital of France is");
+    let full = generate(&mut engine, &prompt, &GenerateOptions { max_tokens: 12, ignore_eos: true, ..Default::default() }).0;
+    // max_tokens 0 generates nothing; max_tokens N exactly N (the step in flight is dropped).
+    for n in [0, 1, 5] {
+        let options = GenerateOptions { max_tokens: n, ignore_eos: true, ..Default::default() };
+        let (tokens, finish) = generate(&mut engine, &prompt, &options);
+        assert_eq!(tokens, full[..n as usize], "max_tokens {n}");
+        assert_eq!(finish, FinishReason::Length);
+    }
+    // A stop string in the middle: same tokens with and without pipelining, then KV reuse still
+    // gives the unpipelined continuation.
+    let stop_text = engine.tokenizer().decode(&full[3..4]);
+    let options = GenerateOptions { max_tokens: 12, ignore_eos: true, stop: vec![stop_text], ..Default::default() };
+    let (a, fa) = generate(&mut engine, &prompt, &options);
+    let (b, fb) = generate(&mut engine, &prompt, &GenerateOptions { pipelined: false, ..options.clone() });
+    assert_eq!((a.clone(), fa), (b, fb));
+    assert_eq!(fa, FinishReason::Stop);
+    assert!(a.len() <= 4, "stopped at the stop string: {a:?}");
+}
