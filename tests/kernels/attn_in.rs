@@ -41,9 +41,9 @@ impl Vals {
         let s = inv_rms(&self.v, eps);
         let ss: f64 = self.v.iter().map(|v| v * v).sum();
         let rel = self.v.iter().zip(&self.tol).map(|(v, t)| v.abs() * t).sum::<f64>() / ss + 1e-6;
-        for i in 0..self.v.len() {
-            self.tol[i] = s * (w[i] as f64).abs() * (self.tol[i] + self.v[i].abs() * rel);
-            self.v[i] *= s * w[i] as f64;
+        for ((v, t), &w) in self.v.iter_mut().zip(&mut self.tol).zip(w) {
+            *t = s * (w as f64).abs() * (*t + v.abs() * rel);
+            *v *= s * w as f64;
         }
     }
     /// RoPE at `pos` as `attn_in.wgsl` documents it.
@@ -279,9 +279,9 @@ fn attn_in_heads_rope_and_kv_write() {
                         types: TYPE_SETS[i as usize % 4],
                         n_heads,
                         n_kv_heads,
-                        neox: i % 2 == 0,
-                        n_rot: if (i / 2) % 2 == 0 { head_dim } else { head_dim / 2 },
-                        biases: i % 3 != 0,
+                        neox: i.is_multiple_of(2),
+                        n_rot: if (i / 2).is_multiple_of(2) { head_dim } else { head_dim / 2 },
+                        biases: !i.is_multiple_of(3),
                         head_norms: i % 3 != 1,
                         norm: i % 4 != 3,
                         factors: i % 5 < 2,
