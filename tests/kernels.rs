@@ -634,6 +634,20 @@ fn penalize_adjusts_listed_logits_only() {
         want[o] = if l > 0.0 { l / 1.3 } else { l * 1.3 } - count as f64 * 0.25 - presence;
     }
     assert_close_rel("penalize", &got, &want, 1e-6, 1e-6);
+    // More pairs than the workgroup has threads.
+    let many: Vec<(u32, u32)> = (0..300).map(|i| (3 * i + 1, i % 4)).collect();
+    let words: Vec<u32> = many.iter().flat_map(|&(i, c)| [i, c]).collect();
+    let many_logits = normals(&mut rng, 1000, 4.0);
+    let (buf2, list2) = (upload(&ctx, "logits", &many_logits), ctx.upload_u32("pairs", &words).unwrap());
+    let state = StepState { penalty_pairs: 300, repeat: 1.1, presence: 0.2, frequency: 0.1, ..StepState::at(0) };
+    run_with(&ctx, state, |step| ops::penalize(step, &list2, &buf2, 0));
+    let mut want: Vec<f64> = many_logits.iter().map(|&v| v as f64).collect();
+    for &(id, count) in &many {
+        let l = want[id as usize];
+        let presence = if count > 0 { 0.2 } else { 0.0 };
+        want[id as usize] = if l > 0.0 { l / 1.1 } else { l * 1.1 } - count as f64 * 0.1 - presence;
+    }
+    assert_close_rel("penalize 300 pairs", &read(&ctx, &buf2, many_logits.len()), &want, 1e-6, 1e-6);
     // No pairs in the state: nothing changes.
     let before = got;
     run_with(&ctx, StepState { repeat: 2.0, presence: 1.0, ..StepState::at(0) }, |step| ops::penalize(step, &list, &buf, offset as u32));

@@ -254,6 +254,8 @@ pub fn check_some(ctx: &Context, seed: u64) {
     check_attn_in(ctx, all(base_case(64, 9, 7, true)), seed);
     check_attn_in(ctx, AttnInCase { neox: true, n_rot: 64, ..all(base_case(128, 1, 7, false)) }, seed + 1);
     check_attn_in(ctx, AttnInCase { norm: false, ..base_case(64, 3, 0, false) }, seed + 2);
+    check_attn_in(ctx, AttnInCase { n_heads: 1, ..all(base_case(256, 9, 7, true)) }, seed + 3);
+    check_attn_in(ctx, AttnInCase { neox: true, n_rot: 32, ..base_case(80, 4, 7, false) }, seed + 4);
 }
 
 const TYPE_SETS: [[GgmlType; 3]; 4] = [
@@ -297,8 +299,9 @@ fn attn_in_heads_rope_and_kv_write() {
     }
 }
 
-/// One fused QKV matrix (Phi-3), every option on and off, and heads of 256 dims (with 8 tokens,
-/// the largest tile the kernel's workgroup memory holds).
+/// One fused QKV matrix (Phi-3), every option on and off, heads of 80 and 96 dims (not a
+/// multiple of the workgroup; Phi-2's partial rotary, Phi-3's full one) and of 256 dims (with 8
+/// tokens, the largest tile the kernel's workgroup memory holds).
 #[test]
 fn attn_in_fused_all_options_and_256_dims() {
     let ctx = common::gpu();
@@ -307,6 +310,9 @@ fn attn_in_fused_all_options_and_256_dims() {
     check_attn_in(&ctx, AttnInCase { fused: true, types: [GgmlType::Q4_K; 3], ..all(base_case(128, 9, 7, false)) }, 21001);
     check_attn_in(&ctx, all(base_case(64, 4, 0, false)), 21002);
     check_attn_in(&ctx, AttnInCase { norm: false, ..base_case(128, 1, 0, true) }, 21003);
+    check_attn_in(&ctx, AttnInCase { neox: true, n_rot: 32, biases: true, n_heads: 4, n_kv_heads: 4, ..base_case(80, 3, 7, true) }, 21004);
+    check_attn_in(&ctx, AttnInCase { fused: true, types: [GgmlType::Q6_K; 3], neox: true, ..base_case(96, 9, 0, false) }, 21005);
+    check_attn_in(&ctx, AttnInCase { n_rot: 20, factors: true, mscale: 1.1, ..base_case(96, 1, 7, true) }, 21006);
     for (n_tokens, kv_f16) in [(1, true), (9, false), (8, true)] {
         let c = AttnInCase { n_heads: 2, n_kv_heads: 1, ..base_case(256, n_tokens, 7, kv_f16) };
         check_attn_in(&ctx, if n_tokens == 8 { all(c) } else { c }, 21010 + n_tokens as u64);
