@@ -50,6 +50,19 @@ fn attention_reference(q: &[f32], cache: &[f32], a: &AttentionArgs, pos0: u32) -
     out
 }
 
+/// Uploads a KV cache of these values as f16 pairs (rounding `cache` to what the GPU holds) or f32.
+fn upload_cache(ctx: &Context, cache: &mut [f32], f16: bool) -> wgpu::Buffer {
+    if !f16 {
+        return upload(ctx, "kv f32", cache);
+    }
+    for v in cache.iter_mut() {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+    let bits = |v: f32| half::f16::from_f32(v).to_bits() as u32;
+    let words: Vec<u32> = cache.chunks(2).map(|p| bits(p[0]) | bits(p[1]) << 16).collect();
+    ctx.upload_u32("kv f16", &words).unwrap()
+}
+
 /// Runs attention at `pos0` with random q and a random cache (rounded to f16 first for an f16
 /// cache, so the reference sees the same values). Cache positions no query may see (after the last
 /// query's position, before the first query's window) hold large values, so reading them shows.
@@ -67,15 +80,7 @@ fn check_attention(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f32, see
             cache[kv_elem(part, pos, 0, ctx_len, kv_dim)..][..kv_dim].fill(50.0);
         }
     }
-    let kv_buf = if a.kv_f16 {
-        for v in cache.iter_mut() {
-            *v = half::f16::from_f32(*v).to_f32();
-        }
-        let words: Vec<u32> = cache.chunks(2).map(|p| half::f16::from_f32(p[0]).to_bits() as u32 | (half::f16::from_f32(p[1]).to_bits() as u32) << 16).collect();
-        ctx.upload_u32("kv f16", &words).unwrap()
-    } else {
-        upload(ctx, "kv f32", &cache)
-    };
+    let kv_buf = upload_cache(ctx, &mut cache, a.kv_f16);
     let q_buf = upload(ctx, "q", &q);
     let scratch = ctx.storage_buffer("scratch", a.scratch_elems() * 4).unwrap();
     let out0 = normals(&mut rng, q.len() + 3, 1.0);
@@ -186,4 +191,41 @@ fn attention_rejects_bad_shapes() {
     assert!(ops::attention(&mut step, &buf, &buf, &small, &buf, &ok).is_err(), "scratch too small");
     assert_eq!(step.dispatches(), 0);
     ops::attention(&mut step, &buf, &buf, &buf, &buf, &ok).expect("a valid shape");
+}
+
+/// One recording replayed at several positions: the kernels read pos0 from the state each run
+/// writes, not from the recording.
+#[test]
+fn attention_recording_replayed_at_new_positions() {
+    let ctx = common::gpu();
+    let a = AttentionArgs { ctx_len: 4001, ..args(2, 0, 64, 16, true) };
+    let mut rng = Rng::new(600);
+    let q = normals(&mut rng, 2 * 6 * 64, 1.0);
+    let mut cache = normals(&mut rng, 2 * 4001 * 2 * 64, 1.0);
+    let kv_buf = upload_cache(&ctx, &mut cache, true);
+    let (q_buf, out) = (upload(&ctx, "q", &q), upload(&ctx, "out", &vec![f32::NAN; q.len()]));
+    let scratch = ctx.storage_buffer("scratch", a.scratch_elems() * 4).unwrap();
+    let mut step = Step::new(&ctx);
+    ops::attention(&mut step, &q_buf, &kv_buf, &scratch, &out, &a).unwrap();
+    let recording = step.finish();
+    for pos0 in [3999, 1, 100, 0] {
+        recording.run(&ctx, &StepState::at(pos0), None);
+        let want = attention_reference(&q, &cache, &a, pos0);
+        assert_close_rel(&format!("replayed attention at pos0 {pos0}"), &read(&ctx, &out, q.len()), &want, 2e-5, 1e-4);
+    }
+}
+
+/// More workgroups than one dispatch dimension allows (folded into 2-D): every (token, head,
+/// slice) is still computed once.
+#[test]
+fn attention_folds_large_dispatches() {
+    let ctx = common::gpu();
+    let (n_tokens, n_heads) = (64, 32);
+    let max = ctx.limits.max_workgroups_per_dim;
+    let splits = (max / (n_tokens * n_heads) + 1).min(ops::MAX_SPLITS);
+    let a = AttentionArgs { n_tokens, n_heads, n_kv_heads: 4, head_dim: 2, ctx_len: n_tokens + 3, kv_f16: false, scale: 0.7, softcap: 0.0, window: 0, splits };
+    if n_tokens * n_heads * splits <= max {
+        eprintln!("attention_folds_large_dispatches: {max} workgroups per dimension; no folding to test");
+    }
+    check_attention(&ctx, a, 0, 1.0, 700);
 }
