@@ -3,12 +3,24 @@
 //! Sizes are small and deliberately odd (row counts that are not multiples of a workgroup, row
 //! lengths of 32·m with m odd, token counts that straddle the prefill tile) so the suite runs in
 //! seconds on a CPU Vulkan driver (lavapipe) while still hitting the edge cases.
+//!
+//! This file holds the shared helpers and the matrix-times-vector, embedding, post-norm and top-k
+//! tests; the fused kernels have their own modules: `kernels/ffn_in.rs`, `kernels/attn_in.rs`
+//! (RoPE and the KV-cache write) and `kernels/attention.rs` (split-K attention).
 
 mod common;
+mod kernels {
+    pub mod attention;
+    pub mod attn_in;
+    pub mod ffn_in;
+}
 
-use ferrolm::gpu::matmul::{embed, matmul, MatmulArgs};
-use ferrolm::gpu::ops::{self, AttentionArgs, Elementwise, Rope, RopeMode, TopK};
-use ferrolm::gpu::{Context, Step, WeightMatrix};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ferrolm::gpu::matmul::{embed, matvec, Input, Output};
+use ferrolm::gpu::ops::{self, TopK};
+use ferrolm::gpu::{Context, Step, StepState, WeightMatrix};
 use ferrolm::quant::testdata::{random_blocks, Rng};
 use ferrolm::quant::{dequantize, GgmlType};
 
@@ -54,11 +66,33 @@ fn upload(ctx: &Context, label: &str, data: &[f32]) -> wgpu::Buffer {
     ctx.upload_f32(label, data).expect("upload")
 }
 
-/// Records the ops of `record` into one step and submits it.
+/// Records the ops of `record` into one step and submits it (position 0, no penalties).
 fn run(ctx: &Context, record: impl FnOnce(&mut Step) -> Result<(), ferrolm::gpu::GpuError>) {
+    run_with(ctx, StepState::at(0), record)
+}
+
+/// [`run`] with the step state `state` (the position pos0, the penalty settings).
+fn run_with(ctx: &Context, state: StepState, record: impl FnOnce(&mut Step) -> Result<(), ferrolm::gpu::GpuError>) {
     let mut step = Step::new(ctx);
     record(&mut step).expect("record the step");
+    step.state = state;
     step.submit(None);
+}
+
+/// A context of its own with `g` threads per matrix row (the shared one uses the adapter's
+/// tuning: 1 on lavapipe, so the cross-lane reduction would otherwise never run here).
+fn gpu_with_row_threads(g: u32) -> Arc<Context> {
+    static CONTEXTS: Mutex<Option<HashMap<u32, Arc<Context>>>> = Mutex::new(None);
+    let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    contexts
+        .get_or_insert_with(HashMap::new)
+        .entry(g)
+        .or_insert_with(|| {
+            let mut ctx = pollster::block_on(Context::new()).expect("a second GPU context");
+            ctx.set_row_threads(g).expect("threads per row");
+            Arc::new(ctx)
+        })
+        .clone()
 }
 
 fn normals(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
@@ -134,12 +168,68 @@ fn split_rows(n_rows: u32) -> u32 {
     }
 }
 
+/// The model's f32 vectors buffer (norm weights, biases, RoPE factors) being assembled: every
+/// vector starts at a multiple of 4, and the gaps (and the first 4 elements) hold NaN so that a
+/// kernel reading past a vector or at a wrong offset shows in its result.
+struct Vecs {
+    data: Vec<f32>,
+}
+
+impl Vecs {
+    fn new() -> Self {
+        Vecs { data: vec![f32::NAN; 4] }
+    }
+    /// Appends `v`; returns its element offset.
+    fn push(&mut self, v: &[f32]) -> u32 {
+        let offset = self.data.len() as u32;
+        self.data.extend_from_slice(v);
+        self.data.resize(self.data.len().next_multiple_of(4) + 4, f32::NAN);
+        offset
+    }
+    fn upload(&self, ctx: &Context) -> wgpu::Buffer {
+        upload(ctx, "vecs", &self.data)
+    }
+}
+
+/// RMSNorm weights: values around ±1, some small.
+fn norm_weights(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.range_f32(-1.5, 1.5)).collect()
+}
+
+/// 1 / sqrt(mean(x²) + eps) in f64.
+fn inv_rms(x: &[f64], eps: f32) -> f64 {
+    1.0 / (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64 + eps as f64).sqrt()
+}
+
+/// The matrix kernels' input row `x` as they see it: RMSNorm-ed with `norm` = (weight, eps) when
+/// given, as f64.
+fn normalized_input(x: &[f32], norm: Option<(&[f32], f32)>) -> Vec<f64> {
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    match norm {
+        None => x64,
+        Some((w, eps)) => {
+            let s = inv_rms(&x64, eps);
+            x64.iter().zip(w).map(|(&v, &wi)| v * s * wi as f64).collect()
+        }
+    }
+}
+
+/// Σ w·x and Σ |w·x| (the scale of the rounding error of an f32 dot product).
+fn dot_and_magnitude(w: &[f32], x: &[f64]) -> (f64, f64) {
+    w.iter().zip(x).fold((0.0, 0.0), |(d, m), (&a, &b)| (d + a as f64 * b, m + (a as f64 * b).abs()))
+}
+
+/// The tolerance of a matrix-kernel dot product of magnitude `mag`.
+fn dot_tol(mag: f64) -> f64 {
+    1e-4 * (mag + 1.0)
+}
+
 // ---------------------------------------------------------------------------------------------
-// matmul
+// matvec
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug)]
-struct MatmulCase {
+struct MatvecCase {
     ty: GgmlType,
     n_rows: u32,
     k: u32,
@@ -151,17 +241,36 @@ struct MatmulCase {
     accumulate: bool,
     /// `None`: the default `allocate`.
     rows_per_part: Option<u32>,
+    /// RMSNorm the input rows first (random weight, eps 1e-5).
+    norm: bool,
+    /// Output soft-cap (0 = off).
+    softcap: f32,
 }
 
-impl MatmulCase {
+impl MatvecCase {
     fn dense(ty: GgmlType, n_rows: u32, k: u32, n_tokens: u32) -> Self {
-        MatmulCase { ty, n_rows, k, n_tokens, x_offset: 0, x_pad: 0, y_pad: 0, accumulate: false, rows_per_part: Some(split_rows(n_rows)) }
+        MatvecCase {
+            ty,
+            n_rows,
+            k,
+            n_tokens,
+            x_offset: 0,
+            x_pad: 0,
+            y_pad: 0,
+            accumulate: false,
+            rows_per_part: Some(split_rows(n_rows)),
+            norm: false,
+            softcap: 0.0,
+        }
+    }
+    fn normed(self) -> Self {
+        MatvecCase { norm: true, ..self }
     }
 }
 
-/// Runs one matmul and checks every written output against the f64 reference, and that the
+/// Runs one matvec and checks every written output against the f64 reference, and that the
 /// outputs it must not touch (stride gaps, tail) keep their initial values.
-fn check_matmul(ctx: &Context, c: MatmulCase, seed: u64) {
+fn check_matvec(ctx: &Context, c: MatvecCase, seed: u64) {
     let (k, n_rows, n_tokens) = (c.k as usize, c.n_rows as usize, c.n_tokens as usize);
     let (bytes, w_ref) = random_matrix(c.ty, c.k, c.n_rows, seed);
     let w = upload_matrix(ctx, c.ty, c.k, c.n_rows, &bytes, c.rows_per_part);
@@ -171,150 +280,178 @@ fn check_matmul(ctx: &Context, c: MatmulCase, seed: u64) {
     let y_stride = n_rows + c.y_pad as usize;
     let x_len = c.x_offset as usize + (n_tokens - 1) * x_stride + k + 5;
     let y_len = (n_tokens - 1) * y_stride + n_rows + 3;
-    let x = normals(&mut rng, x_len, 1.0);
+    // Inputs of scale 3 so that a missing norm shows.
+    let x = normals(&mut rng, x_len, 3.0);
     let y0 = normals(&mut rng, y_len, 1.0);
-    let x_buf = upload(ctx, "x", &x);
-    let y_buf = upload(ctx, "y", &y0);
+    let norm_w = norm_weights(&mut rng, k);
+    let eps = 1e-5;
+    let mut vecs = Vecs::new();
+    let norm_at = vecs.push(&norm_w);
+    let (x_buf, y_buf, vecs_buf) = (upload(ctx, "x", &x), upload(ctx, "y", &y0), vecs.upload(ctx));
 
-    let args = MatmulArgs {
+    let input = Input {
+        x: &x_buf,
         n_tokens: c.n_tokens,
         x_offset: c.x_offset,
         x_stride: x_stride as u32,
-        y_stride: y_stride as u32,
-        accumulate: c.accumulate,
+        vecs: &vecs_buf,
+        norm: c.norm.then_some((norm_at, eps)),
     };
-    run(ctx, |step| matmul(step, &w, &x_buf, &y_buf, args));
+    let out = Output { y_stride: y_stride as u32, accumulate: c.accumulate, softcap: c.softcap };
+    run(ctx, |step| matvec(step, &w, &input, &y_buf, out));
     let got = read(ctx, &y_buf, y_len);
 
     // Untouched elements must stay bit-identical (tolerance 0).
     let mut want: Vec<f64> = y0.iter().map(|&v| v as f64).collect();
     let mut tol = vec![0.0; y_len];
     for t in 0..n_tokens {
-        let xt = &x[c.x_offset as usize + t * x_stride..][..k];
+        let xt = normalized_input(&x[c.x_offset as usize + t * x_stride..][..k], c.norm.then_some((&norm_w[..], eps)));
         for r in 0..n_rows {
-            let wr = &w_ref[r * k..][..k];
-            let dot: f64 = wr.iter().zip(xt).map(|(&a, &b)| a as f64 * b as f64).sum();
-            let mag: f64 = wr.iter().zip(xt).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+            let (mut dot, mag) = dot_and_magnitude(&w_ref[r * k..][..k], &xt);
+            if c.softcap > 0.0 {
+                dot = c.softcap as f64 * (dot / c.softcap as f64).tanh();
+            }
             let o = t * y_stride + r;
             let base = if c.accumulate { y0[o] as f64 } else { 0.0 };
             want[o] = base + dot;
             tol[o] = 1e-4 * (mag + base.abs() + 1.0);
         }
     }
-    assert_close(&format!("matmul {c:?}"), &got, &want, &tol);
+    assert_close(&format!("matvec {c:?}"), &got, &want, &tol);
 }
 
-fn check_matmul_odd_shapes(ty: GgmlType) {
+/// Shapes with partial workgroups, several row-parts and token counts 1, 3, 4, 9 (tiles of 1, 4
+/// and 8 tokens, full and partial), plain and with the input norm folded in.
+fn check_matvec_odd_shapes(ty: GgmlType) {
     let ctx = common::gpu();
     let mut seed = 1000 + ty.id() as u64 * 100;
     let shapes = if ty.block_elems() == 256 { [(37, 256), (5, 768), (1, 768)] } else { [(37, 96), (5, 160), (1, 288)] };
     for (n_rows, k) in shapes {
         for n_tokens in [1, 3, 4, 9] {
             seed += 1;
-            check_matmul(&ctx, MatmulCase::dense(ty, n_rows, k, n_tokens), seed);
+            check_matvec(&ctx, MatvecCase::dense(ty, n_rows, k, n_tokens), seed);
+            check_matvec(&ctx, MatvecCase::dense(ty, n_rows, k, n_tokens).normed(), seed + 50);
         }
     }
 }
 
 #[test]
-fn matmul_f32() {
-    check_matmul_odd_shapes(GgmlType::F32);
+fn matvec_f32() {
+    check_matvec_odd_shapes(GgmlType::F32);
 }
 #[test]
-fn matmul_f16() {
-    check_matmul_odd_shapes(GgmlType::F16);
+fn matvec_f16() {
+    check_matvec_odd_shapes(GgmlType::F16);
 }
 #[test]
-fn matmul_bf16() {
-    check_matmul_odd_shapes(GgmlType::BF16);
+fn matvec_bf16() {
+    check_matvec_odd_shapes(GgmlType::BF16);
 }
 #[test]
-fn matmul_q4_0() {
-    check_matmul_odd_shapes(GgmlType::Q4_0);
+fn matvec_q4_0() {
+    check_matvec_odd_shapes(GgmlType::Q4_0);
 }
 #[test]
-fn matmul_q4_1() {
-    check_matmul_odd_shapes(GgmlType::Q4_1);
+fn matvec_q4_1() {
+    check_matvec_odd_shapes(GgmlType::Q4_1);
 }
 #[test]
-fn matmul_q5_0() {
-    check_matmul_odd_shapes(GgmlType::Q5_0);
+fn matvec_q5_0() {
+    check_matvec_odd_shapes(GgmlType::Q5_0);
 }
 #[test]
-fn matmul_q5_1() {
-    check_matmul_odd_shapes(GgmlType::Q5_1);
+fn matvec_q5_1() {
+    check_matvec_odd_shapes(GgmlType::Q5_1);
 }
 #[test]
-fn matmul_q8_0() {
-    check_matmul_odd_shapes(GgmlType::Q8_0);
+fn matvec_q8_0() {
+    check_matvec_odd_shapes(GgmlType::Q8_0);
 }
 #[test]
-fn matmul_q2_k() {
-    check_matmul_odd_shapes(GgmlType::Q2_K);
+fn matvec_q2_k() {
+    check_matvec_odd_shapes(GgmlType::Q2_K);
 }
 #[test]
-fn matmul_q3_k() {
-    check_matmul_odd_shapes(GgmlType::Q3_K);
+fn matvec_q3_k() {
+    check_matvec_odd_shapes(GgmlType::Q3_K);
 }
 #[test]
-fn matmul_q4_k() {
-    check_matmul_odd_shapes(GgmlType::Q4_K);
+fn matvec_q4_k() {
+    check_matvec_odd_shapes(GgmlType::Q4_K);
 }
 #[test]
-fn matmul_q5_k() {
-    check_matmul_odd_shapes(GgmlType::Q5_K);
+fn matvec_q5_k() {
+    check_matvec_odd_shapes(GgmlType::Q5_K);
 }
 #[test]
-fn matmul_q6_k() {
-    check_matmul_odd_shapes(GgmlType::Q6_K);
+fn matvec_q6_k() {
+    check_matvec_odd_shapes(GgmlType::Q6_K);
 }
 #[test]
-fn matmul_iq4_nl() {
-    check_matmul_odd_shapes(GgmlType::IQ4_NL);
+fn matvec_iq4_nl() {
+    check_matvec_odd_shapes(GgmlType::IQ4_NL);
 }
 #[test]
-fn matmul_iq4_xs() {
-    check_matmul_odd_shapes(GgmlType::IQ4_XS);
+fn matvec_iq4_xs() {
+    check_matvec_odd_shapes(GgmlType::IQ4_XS);
 }
 
-/// x_offset / x_stride / y_stride variants and accumulate, for every type, decode and prefill.
-/// (`matmul` requires x_offset and x_stride to be multiples of 4; y_stride is free.)
+/// x_offset / x_stride / y_stride variants, accumulate, norm and soft-cap, for every type, decode
+/// and prefill. (`matvec` requires x_offset and x_stride to be multiples of 4; y_stride is free.)
 #[test]
-fn matmul_strides_offsets_accumulate() {
+fn matvec_strides_offsets_accumulate_softcap() {
     let ctx = common::gpu();
     for (i, ty) in GPU_TYPES.into_iter().enumerate() {
-        for (n_tokens, accumulate) in [(1, false), (1, true), (3, true), (9, false), (9, true)] {
+        let cases = [(1, false, false, 0.0), (1, true, true, 0.0), (3, true, false, 2.5), (9, false, true, 2.5), (9, true, true, 0.0), (4, false, false, 30.0)];
+        for (n_tokens, accumulate, norm, softcap) in cases {
             let k = row_len(ty, 160);
-            let case = MatmulCase { x_offset: 8, x_pad: 4, y_pad: 3, accumulate, ..MatmulCase::dense(ty, 37, k, n_tokens) };
-            check_matmul(&ctx, case, 5000 + i as u64 * 10 + n_tokens as u64);
+            let case = MatvecCase { x_offset: 8, x_pad: 4, y_pad: 3, accumulate, norm, softcap, ..MatvecCase::dense(ty, 37, k, n_tokens) };
+            check_matvec(&ctx, case, 5000 + i as u64 * 10 + n_tokens as u64 + norm as u64);
         }
-        // Accumulate into a dense output too.
-        check_matmul(&ctx, MatmulCase { accumulate: true, ..MatmulCase::dense(ty, 5, row_len(ty, 96), 3) }, 6000 + i as u64);
+        // Accumulate into a dense output too, soft-capped (the cap applies before the add).
+        check_matvec(&ctx, MatvecCase { accumulate: true, softcap: 1.5, ..MatvecCase::dense(ty, 5, row_len(ty, 96), 3) }, 6000 + i as u64);
     }
 }
 
 /// The default `allocate` (one part for these sizes).
 #[test]
-fn matmul_default_allocation() {
+fn matvec_default_allocation() {
     let ctx = common::gpu();
     let types = [GgmlType::F16, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ4_NL];
     for (i, ty) in types.into_iter().enumerate() {
         let k = row_len(ty, 288);
-        let case = MatmulCase { rows_per_part: None, ..MatmulCase::dense(ty, 37, k, 9) };
-        check_matmul(&ctx, case, 7000 + i as u64);
-        let case = MatmulCase { rows_per_part: None, ..MatmulCase::dense(ty, 37, k, 1) };
-        check_matmul(&ctx, case, 7100 + i as u64);
+        let case = MatvecCase { rows_per_part: None, ..MatvecCase::dense(ty, 37, k, 9) };
+        check_matvec(&ctx, case, 7000 + i as u64);
+        let case = MatvecCase { rows_per_part: None, ..MatvecCase::dense(ty, 37, k, 1) };
+        check_matvec(&ctx, case.normed(), 7100 + i as u64);
     }
 }
 
-/// `MatmulArgs::dense` and `accumulate()` build the arguments the kernels expect.
+/// `Input::dense` / `normed` and `Output::dense` / `accumulate` build the arguments the kernels
+/// expect; misaligned inputs and empty token lists are rejected before anything is recorded.
 #[test]
-fn matmul_args_helpers() {
+fn matvec_argument_helpers_and_checks() {
     let ctx = common::gpu();
     let w = WeightMatrix::allocate(&ctx, "w", GgmlType::Q8_0, 96, 37).unwrap();
-    let a = MatmulArgs::dense(&w, 4);
-    assert_eq!((a.n_tokens, a.x_offset, a.x_stride, a.y_stride, a.accumulate), (4, 0, 96, 37, false));
-    assert!(a.accumulate().accumulate);
+    let buf = ctx.storage_buffer("b", 4096).unwrap();
+    let input = Input::dense(&buf, &buf, 4, 96);
+    assert_eq!((input.n_tokens, input.x_offset, input.x_stride, input.norm), (4, 0, 96, None));
+    assert_eq!(input.normed(8, 1e-6).norm, Some((8, 1e-6)));
+    let out = Output::dense(&w);
+    assert_eq!((out.y_stride, out.accumulate, out.softcap), (37, false, 0.0));
+    assert!(out.accumulate().accumulate);
+
+    let mut step = Step::new(&ctx);
+    let bad = [
+        Input { x_offset: 2, ..input },
+        Input { x_stride: 98, ..input },
+        Input { n_tokens: 0, ..input },
+        input.normed(6, 1e-6),
+    ];
+    for i in bad {
+        assert!(matvec(&mut step, &w, &i, &buf, out).is_err(), "offset {} stride {} tokens {} norm {:?}", i.x_offset, i.x_stride, i.n_tokens, i.norm);
+    }
+    assert_eq!(step.dispatches(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,274 +486,6 @@ fn embed_every_type_split_and_scaled() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// rms_norm
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn rms_norm_rows() {
-    let ctx = common::gpu();
-    for (n, n_rows, eps) in [(300usize, 5usize, 1e-5f32), (77, 3, 1e-6), (576, 2, 1e-5), (1, 1, 1e-5)] {
-        let mut rng = Rng::new(n as u64 * 7 + n_rows as u64);
-        let x = normals(&mut rng, n * n_rows, 2.0);
-        let w: Vec<f32> = (0..n).map(|_| rng.range_f32(-1.5, 1.5)).collect();
-        let (x_buf, w_buf) = (upload(&ctx, "x", &x), upload(&ctx, "w", &w));
-        let y_buf = upload(&ctx, "y", &vec![f32::NAN; n * n_rows]);
-        run(&ctx, |step| ops::rms_norm(step, &x_buf, &w_buf, &y_buf, n as u32, n_rows as u32, eps));
-        let got = read(&ctx, &y_buf, n * n_rows);
-        let mut want = Vec::new();
-        for row in x.chunks(n) {
-            let ms: f64 = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64;
-            let inv = 1.0 / (ms + eps as f64).sqrt();
-            want.extend(row.iter().zip(&w).map(|(&v, &wi)| v as f64 * inv * wi as f64));
-        }
-        assert_close_rel(&format!("rms_norm n={n} rows={n_rows}"), &got, &want, 1e-6, 1e-5);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// rope
-// ---------------------------------------------------------------------------------------------
-
-fn rope_reference(x: &[f32], rope: &Rope, n_tokens: usize, n_heads: usize, head_dim: usize, pos0: u32) -> Vec<f64> {
-    let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let n_rot = rope.n_rot as usize;
-    for t in 0..n_tokens {
-        let pos = (pos0 as usize + t) as f64;
-        for h in 0..n_heads {
-            let base = (t * n_heads + h) * head_dim;
-            for i in 0..n_rot / 2 {
-                let theta = pos * rope.freq_scale as f64 * (rope.freq_base as f64).powf(-2.0 * i as f64 / n_rot as f64);
-                let (ia, ib) = match rope.mode {
-                    RopeMode::Interleaved => (base + 2 * i, base + 2 * i + 1),
-                    RopeMode::HalfSplit => (base + i, base + i + n_rot / 2),
-                };
-                let (a, b) = (x[ia] as f64, x[ib] as f64);
-                out[ia] = a * theta.cos() - b * theta.sin();
-                out[ib] = a * theta.sin() + b * theta.cos();
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn rope_modes_partial_and_full() {
-    let ctx = common::gpu();
-    let (n_tokens, n_heads) = (3usize, 5usize);
-    let mut seed = 0;
-    for mode in [RopeMode::Interleaved, RopeMode::HalfSplit] {
-        for (head_dim, n_rot) in [(64usize, 32u32), (64, 64), (80, 80), (128, 64)] {
-            for (pos0, freq_base, freq_scale) in [(0u32, 10000.0f32, 1.0f32), (21, 10000.0, 1.0), (45, 500000.0, 0.25)] {
-                seed += 1;
-                let rope = Rope { mode, n_rot, freq_base, freq_scale };
-                let mut rng = Rng::new(seed);
-                let x = normals(&mut rng, n_tokens * n_heads * head_dim, 1.0);
-                let buf = upload(&ctx, "x", &x);
-                run(&ctx, |step| ops::rope(step, &buf, &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
-                let got = read(&ctx, &buf, x.len());
-                let want = rope_reference(&x, &rope, n_tokens, n_heads, head_dim, pos0);
-                // Dims past n_rot are not touched at all.
-                let tol: Vec<f64> = (0..x.len()).map(|i| if i % head_dim < n_rot as usize { 2e-5 * (pos0 as f64 + 4.0) } else { 0.0 }).collect();
-                assert_close(&format!("rope {rope:?} head_dim={head_dim} pos0={pos0}"), &got, &want, &tol);
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// attention
-// ---------------------------------------------------------------------------------------------
-
-/// Positions token t of a query block at pos0 sees: 0..=pos0+t, or the last `window` of them.
-fn visible(pos0: u32, t: u32, window: u32) -> std::ops::Range<usize> {
-    let len = (pos0 + t + 1) as usize;
-    let start = if window > 0 { len.saturating_sub(window as usize) } else { 0 };
-    start..len
-}
-
-fn attention_reference(q: &[f32], kc: &[f32], vc: &[f32], a: &AttentionArgs) -> Vec<f64> {
-    let (d, nh, nkv) = (a.head_dim as usize, a.n_heads as usize, a.n_kv_heads as usize);
-    let mut out = Vec::new();
-    for t in 0..a.n_tokens {
-        for h in 0..nh {
-            let kvh = h / (nh / nkv);
-            let qv = &q[(t as usize * nh + h) * d..][..d];
-            let range = visible(a.pos0, t, a.window);
-            let scores: Vec<f64> = range
-                .clone()
-                .map(|j| {
-                    let kj = &kc[(j * nkv + kvh) * d..][..d];
-                    let mut s = qv.iter().zip(kj).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() * a.scale as f64;
-                    if a.softcap > 0.0 {
-                        s = a.softcap as f64 * (s / a.softcap as f64).tanh();
-                    }
-                    s
-                })
-                .collect();
-            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let p: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-            let l: f64 = p.iter().sum();
-            for c in 0..d {
-                out.push(range.clone().zip(&p).map(|(j, pj)| pj * vc[(j * nkv + kvh) * d + c] as f64).sum::<f64>() / l);
-            }
-        }
-    }
-    out
-}
-
-/// Runs attention with random q and a random cache; cache positions no query may see (after the
-/// last query's position) hold large values so reading them shows in the result.
-fn check_attention(ctx: &Context, a: AttentionArgs, q_scale: f32, seed: u64) {
-    let (d, nh, nkv) = (a.head_dim as usize, a.n_heads as usize, a.n_kv_heads as usize);
-    let valid = (a.pos0 + a.n_tokens) as usize;
-    let cache_len = valid + 9;
-    let mut rng = Rng::new(seed);
-    let q = normals(&mut rng, a.n_tokens as usize * nh * d, q_scale);
-    let mut kc = normals(&mut rng, cache_len * nkv * d, 1.0);
-    let mut vc = normals(&mut rng, cache_len * nkv * d, 1.0);
-    for v in kc[valid * nkv * d..].iter_mut().chain(&mut vc[valid * nkv * d..]) {
-        *v = 50.0;
-    }
-    let q_buf = upload(ctx, "q", &q);
-    let k_buf = ctx.storage_buffer("k cache", (kc.len() * 4) as u64).unwrap();
-    let v_buf = ctx.storage_buffer("v cache", (vc.len() * 4) as u64).unwrap();
-    ctx.queue.write_buffer(&k_buf, 0, bytemuck::cast_slice(&kc));
-    ctx.queue.write_buffer(&v_buf, 0, bytemuck::cast_slice(&vc));
-    let out = upload(ctx, "out", &vec![f32::NAN; q.len()]);
-    run(ctx, |step| ops::attention(step, &q_buf, &k_buf, &v_buf, &out, &a));
-    let got = read(ctx, &out, q.len());
-    let want = attention_reference(&q, &kc, &vc, &a);
-    assert_close_rel(&format!("attention {a:?}"), &got, &want, 2e-5, 1e-4);
-}
-
-fn attention_args(n_tokens: u32, pos0: u32, head_dim: u32) -> AttentionArgs {
-    AttentionArgs {
-        n_tokens,
-        n_heads: 6,
-        n_kv_heads: 2,
-        head_dim,
-        pos0,
-        scale: 1.0 / (head_dim as f32).sqrt(),
-        softcap: 0.0,
-        window: 0,
-    }
-}
-
-#[test]
-fn attention_gqa_decode_and_prefill() {
-    let ctx = common::gpu();
-    for (i, head_dim) in [64, 80, 128, 256].into_iter().enumerate() {
-        let seed = 100 * i as u64;
-        // Decode past one 64-position tile, prefill at a small offset, prefill across tiles.
-        check_attention(&ctx, attention_args(1, 70, head_dim), 1.0, seed + 1);
-        check_attention(&ctx, attention_args(5, 3, head_dim), 1.0, seed + 2);
-        check_attention(&ctx, attention_args(5, 125, head_dim), 1.0, seed + 3);
-        check_attention(&ctx, attention_args(1, 0, head_dim), 1.0, seed + 4);
-    }
-    // Sharper softmax (large scores) and other head groupings.
-    check_attention(&ctx, attention_args(3, 70, 64), 4.0, 900);
-    check_attention(&ctx, AttentionArgs { n_kv_heads: 6, ..attention_args(2, 40, 64) }, 1.0, 901);
-    check_attention(&ctx, AttentionArgs { n_kv_heads: 1, ..attention_args(2, 40, 80) }, 1.0, 902);
-}
-
-#[test]
-fn attention_softcap_and_window() {
-    let ctx = common::gpu();
-    let softcap = |a: AttentionArgs| AttentionArgs { softcap: 1.5, ..a };
-    let window = |w: u32| move |a: AttentionArgs| AttentionArgs { window: w, ..a };
-    for (i, head_dim) in [64, 80, 128].into_iter().enumerate() {
-        let seed = 2000 + 100 * i as u64;
-        // Soft-cap with scores well past the cap.
-        check_attention(&ctx, softcap(attention_args(1, 70, head_dim)), 4.0, seed + 1);
-        check_attention(&ctx, softcap(attention_args(5, 3, head_dim)), 4.0, seed + 2);
-        // Window smaller than the context (start not tile aligned), window spanning two tiles,
-        // window larger than the context.
-        check_attention(&ctx, window(16)(attention_args(1, 70, head_dim)), 1.0, seed + 3);
-        check_attention(&ctx, window(16)(attention_args(5, 70, head_dim)), 1.0, seed + 4);
-        check_attention(&ctx, window(100)(attention_args(1, 130, head_dim)), 1.0, seed + 5);
-        check_attention(&ctx, window(100)(attention_args(5, 3, head_dim)), 1.0, seed + 6);
-        check_attention(&ctx, window(1)(attention_args(3, 10, head_dim)), 1.0, seed + 7);
-        // Both.
-        check_attention(&ctx, softcap(window(20)(attention_args(5, 70, head_dim))), 4.0, seed + 8);
-    }
-}
-
-#[test]
-fn attention_rejects_bad_shapes() {
-    let ctx = common::gpu();
-    let buf = ctx.storage_buffer("b", 4).unwrap();
-    let mut step = Step::new(&ctx);
-    for a in [
-        AttentionArgs { head_dim: 320, ..attention_args(1, 0, 64) },
-        AttentionArgs { n_kv_heads: 4, ..attention_args(1, 0, 64) },
-        AttentionArgs { n_kv_heads: 0, ..attention_args(1, 0, 64) },
-    ] {
-        assert!(ops::attention(&mut step, &buf, &buf, &buf, &buf, &a).is_err(), "{a:?}");
-    }
-    assert_eq!(step.dispatches, 0);
-}
-
-// ---------------------------------------------------------------------------------------------
-// elementwise
-// ---------------------------------------------------------------------------------------------
-
-fn silu(g: f64) -> f64 {
-    g / (1.0 + (-g).exp())
-}
-
-fn gelu_tanh(g: f64) -> f64 {
-    0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh())
-}
-
-/// Runs `op` on n elements at the given offsets and checks all of y (outside the range: unchanged).
-fn check_elementwise(ctx: &Context, op: Elementwise, n: usize, x_offset: usize, y_offset: usize, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let x = normals(&mut rng, x_offset + n + 4, 1.0);
-    let mut y = normals(&mut rng, y_offset + n + 6, 3.0);
-    y[y_offset] = 20.0; // saturating gate values
-    y[y_offset + 1] = -20.0;
-    let (x_buf, y_buf) = (upload(ctx, "x", &x), upload(ctx, "y", &y));
-    run(ctx, |step| ops::elementwise(step, op, &x_buf, &y_buf, n as u32, x_offset as u32, y_offset as u32));
-    let got = read(ctx, &y_buf, y.len());
-    let mut want: Vec<f64> = y.iter().map(|&v| v as f64).collect();
-    let mut tol = vec![0.0; y.len()];
-    for i in 0..n {
-        let (xi, yi) = (x[x_offset + i] as f64, y[y_offset + i] as f64);
-        want[y_offset + i] = match op {
-            Elementwise::Add => yi + xi,
-            Elementwise::AddRows { period } => yi + x[x_offset + i % period as usize] as f64,
-            Elementwise::Copy => xi,
-            Elementwise::SwiGlu => silu(yi) * xi,
-            Elementwise::GeGlu => gelu_tanh(yi) * xi,
-            Elementwise::Softcap(c) => c as f64 * (yi / c as f64).tanh(),
-        };
-        tol[y_offset + i] = 1e-6 + 1e-5 * want[y_offset + i].abs();
-    }
-    assert_close(&format!("elementwise {op:?} n={n} x_offset={x_offset} y_offset={y_offset}"), &got, &want, &tol);
-}
-
-#[test]
-fn elementwise_ops() {
-    let ctx = common::gpu();
-    let ops = [
-        Elementwise::Add,
-        Elementwise::AddRows { period: 7 },
-        Elementwise::Copy,
-        Elementwise::SwiGlu,
-        Elementwise::GeGlu,
-        Elementwise::Softcap(30.0),
-        Elementwise::Softcap(2.5),
-    ];
-    for op in ops {
-        check_elementwise(&ctx, op, 1000, 0, 0, 1);
-        check_elementwise(&ctx, op, 257, 3, 11, 2);
-        check_elementwise(&ctx, op, 2, 5, 0, 3);
-    }
-    // Copy into a KV-cache-like row at pos0 * row.
-    check_elementwise(&ctx, Elementwise::Copy, 192, 0, 7 * 192, 4);
-}
-
-// ---------------------------------------------------------------------------------------------
 // top-k
 // ---------------------------------------------------------------------------------------------
 
@@ -633,19 +502,26 @@ fn topk_reference(v: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.into_iter().take(k).map(|i| (i as u32, v[i])).collect()
 }
 
-fn gpu_topk(ctx: &Context, logits: &[f32], offset: usize, n: usize, k: u32) -> Vec<(u32, f32)> {
+/// The GPU's top-k of logits[offset .. offset + n] and the id it wrote to `next_id[0]`.
+fn gpu_topk(ctx: &Context, logits: &[f32], offset: usize, n: usize, k: u32) -> (Vec<(u32, f32)>, u32) {
     let buf = upload(ctx, "logits", logits);
     let topk = TopK::new(ctx, n as u32, k).expect("TopK::new");
-    let mut step = Step::new(ctx);
-    topk.record(&mut step, &buf, offset as u32).expect("record top-k");
-    pollster::block_on(topk.submit_and_read(step)).expect("top-k read")
+    // Not an id the selection could write: it must be overwritten.
+    let next_id = ctx.upload_u32("next id", &[u32::MAX - 1, 7]).unwrap();
+    run(ctx, |step| topk.record(step, &buf, offset as u32, &next_id));
+    let bytes = pollster::block_on(ctx.read_buffer(&topk.result, topk.result_bytes())).expect("top-k read");
+    let ids = pollster::block_on(ctx.read_buffer(&next_id, 8)).expect("next id read");
+    let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&ids);
+    assert_eq!(ids[1], 7, "top-k wrote past next_id[0]");
+    (TopK::decode(&bytes), ids[0])
 }
 
 fn check_topk(ctx: &Context, logits: &[f32], offset: usize, n: usize, k: u32, what: &str) {
-    let got = gpu_topk(ctx, logits, offset, n, k);
+    let (got, next_id) = gpu_topk(ctx, logits, offset, n, k);
     let want = topk_reference(&logits[offset..offset + n], k as usize);
     let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
     assert_eq!(ids(&got), ids(&want), "top-{k} of {n} ({what}): indices");
+    assert_eq!(next_id, want[0].0, "top-{k} of {n} ({what}): next_id[0] must be the best id");
     for (&(i, g), &(_, w)) in got.iter().zip(&want) {
         let same = g == w || (w.is_nan() && (g.is_nan() || g == f32::NEG_INFINITY || g == f32::MIN));
         assert!(same, "top-{k} of {n} ({what}): value of {i}: got {g} want {w}");
@@ -734,84 +610,108 @@ fn topk_rejects_bad_k() {
     assert!(TopK::new(&ctx, 100, ops::MAX_TOP_K).is_ok());
 }
 
-// ---------------------------------------------------------------------------------------------
-// row slices of fused matrices, rope frequency factors
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn matmul_rows_of_a_split_matrix() {
-    let ctx = common::gpu();
-    let (ty, k, n_rows, n_tokens) = (GgmlType::Q8_0, 64u32, 37u32, 3usize);
-    let (bytes, w_ref) = random_matrix(ty, k, n_rows, 77);
-    let w = upload_matrix(&ctx, ty, k, n_rows, &bytes, Some(8));
-    let mut rng = Rng::new(78);
-    let x = normals(&mut rng, n_tokens * k as usize, 1.0);
-    let x_buf = upload(&ctx, "x", &x);
-    // Slices inside one part, across part boundaries, and the last rows.
-    for rows in [2u32..6, 5..30, 30..37, 0..37] {
-        let n = (rows.end - rows.start) as usize;
-        let y_buf = upload(&ctx, "y", &vec![0.0; n_tokens * n]);
-        let args = MatmulArgs { n_tokens: n_tokens as u32, x_offset: 0, x_stride: k, y_stride: n as u32, accumulate: false };
-        run(&ctx, |step| ferrolm::gpu::matmul::matmul_rows(step, &w, rows.clone(), &x_buf, &y_buf, args));
-        let got = read(&ctx, &y_buf, n_tokens * n);
-        let mut want = vec![0.0; n_tokens * n];
-        for t in 0..n_tokens {
-            for (j, r) in rows.clone().enumerate() {
-                let wr = &w_ref[r as usize * k as usize..][..k as usize];
-                want[t * n + j] = wr.iter().zip(&x[t * k as usize..]).map(|(&a, &b)| a as f64 * b as f64).sum();
-            }
-        }
-        assert_close_rel(&format!("matmul_rows {rows:?}"), &got, &want, 1e-4, 1e-4);
-    }
-}
-
-#[test]
-fn rope_with_frequency_factors() {
-    let ctx = common::gpu();
-    let (n_tokens, n_heads, head_dim) = (2usize, 3usize, 64usize);
-    let rope = Rope { mode: RopeMode::Interleaved, n_rot: 64, freq_base: 500000.0, freq_scale: 1.0 };
-    let mut rng = Rng::new(5);
-    let x = normals(&mut rng, n_tokens * n_heads * head_dim, 1.0);
-    let factors: Vec<f32> = (0..32).map(|i| 1.0 + i as f32 * 0.25).collect();
-    let buf = upload(&ctx, "x", &x);
-    let fbuf = upload(&ctx, "factors", &factors);
-    let pos0 = 17;
-    run(&ctx, |step| ops::rope_with_factors(step, &buf, Some(&fbuf), &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
-    let got = read(&ctx, &buf, x.len());
-    // Dividing theta_i by factor_i equals a reference with per-pair scale 1/factor_i.
-    let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    for t in 0..n_tokens {
-        for h in 0..n_heads {
-            let base = (t * n_heads + h) * head_dim;
-            for i in 0..32 {
-                let theta = (pos0 as usize + t) as f64 * 500000f64.powf(-2.0 * i as f64 / 64.0) / factors[i] as f64;
-                let (a, b) = (x[base + 2 * i] as f64, x[base + 2 * i + 1] as f64);
-                want[base + 2 * i] = a * theta.cos() - b * theta.sin();
-                want[base + 2 * i + 1] = a * theta.sin() + b * theta.cos();
-            }
-        }
-    }
-    assert_close_rel("rope with factors", &got, &want, 1e-4, 1e-4);
-}
-
 #[test]
 fn penalize_adjusts_listed_logits_only() {
     let ctx = common::gpu();
     let mut rng = Rng::new(9);
     let offset = 3usize;
     let logits = normals(&mut rng, 200, 4.0);
-    let pairs: Vec<(u32, u32)> = vec![(0, 1), (5, 3), (17, 2), (100, 1), (196, 4)];
+    // The state counts 5 pairs; the sixth, in the buffer, must be ignored. A zero count gets no
+    // presence penalty.
+    let pairs: Vec<(u32, u32)> = vec![(0, 1), (5, 3), (17, 2), (100, 0), (196, 4), (50, 9)];
+    let n_pairs = 5;
     let words: Vec<u32> = pairs.iter().flat_map(|&(i, c)| [i, c]).collect();
     let buf = upload(&ctx, "logits", &logits);
     let list = ctx.upload_u32("pairs", &words).unwrap();
-    let args = ops::PenaltyArgs { n: pairs.len() as u32, repeat: 1.3, presence: 0.5, frequency: 0.25 };
-    run(&ctx, |step| ops::penalize(step, &list, &buf, offset as u32, args));
+    let state = StepState { penalty_pairs: n_pairs as u32, repeat: 1.3, presence: 0.5, frequency: 0.25, ..StepState::at(11) };
+    run_with(&ctx, state, |step| ops::penalize(step, &list, &buf, offset as u32));
     let got = read(&ctx, &buf, logits.len());
     let mut want: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
-    for &(id, count) in &pairs {
+    for &(id, count) in &pairs[..n_pairs] {
         let o = offset + id as usize;
         let l = want[o];
-        want[o] = if l > 0.0 { l / 1.3 } else { l * 1.3 } - count as f64 * 0.25 - 0.5;
+        let presence = if count > 0 { 0.5 } else { 0.0 };
+        want[o] = if l > 0.0 { l / 1.3 } else { l * 1.3 } - count as f64 * 0.25 - presence;
     }
     assert_close_rel("penalize", &got, &want, 1e-6, 1e-6);
+    // More pairs than the workgroup has threads.
+    let many: Vec<(u32, u32)> = (0..300).map(|i| (3 * i + 1, i % 4)).collect();
+    let words: Vec<u32> = many.iter().flat_map(|&(i, c)| [i, c]).collect();
+    let many_logits = normals(&mut rng, 1000, 4.0);
+    let (buf2, list2) = (upload(&ctx, "logits", &many_logits), ctx.upload_u32("pairs", &words).unwrap());
+    let state = StepState { penalty_pairs: 300, repeat: 1.1, presence: 0.2, frequency: 0.1, ..StepState::at(0) };
+    run_with(&ctx, state, |step| ops::penalize(step, &list2, &buf2, 0));
+    let mut want: Vec<f64> = many_logits.iter().map(|&v| v as f64).collect();
+    for &(id, count) in &many {
+        let l = want[id as usize];
+        let presence = if count > 0 { 0.2 } else { 0.0 };
+        want[id as usize] = if l > 0.0 { l / 1.1 } else { l * 1.1 } - count as f64 * 0.1 - presence;
+    }
+    assert_close_rel("penalize 300 pairs", &read(&ctx, &buf2, many_logits.len()), &want, 1e-6, 1e-6);
+    // No pairs in the state: nothing changes.
+    let before = got;
+    run_with(&ctx, StepState { repeat: 2.0, presence: 1.0, ..StepState::at(0) }, |step| ops::penalize(step, &list, &buf, offset as u32));
+    assert_eq!(read(&ctx, &buf, logits.len()), before, "penalize with 0 pairs changed the logits");
+}
+
+// ---------------------------------------------------------------------------------------------
+// post_norm_add
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn post_norm_add_rows() {
+    let ctx = common::gpu();
+    for (n, n_rows, eps) in [(300usize, 5usize, 1e-5f32), (77, 3, 1e-6), (640, 2, 1e-5), (1, 1, 1e-5)] {
+        let mut rng = Rng::new(n as u64 * 7 + n_rows as u64);
+        let y = normals(&mut rng, n * n_rows + 3, 2.0);
+        let x0 = normals(&mut rng, n * n_rows + 3, 1.0);
+        let w = norm_weights(&mut rng, n);
+        let mut vecs = Vecs::new();
+        let _ = vecs.push(&normals(&mut rng, 5, 1.0));
+        let w_at = vecs.push(&w);
+        let (x_buf, y_buf, vecs_buf) = (upload(&ctx, "x", &x0), upload(&ctx, "y", &y), vecs.upload(&ctx));
+        run(&ctx, |step| ops::post_norm_add(step, &vecs_buf, w_at, &y_buf, &x_buf, n as u32, n_rows as u32, eps));
+        let got = read(&ctx, &x_buf, x0.len());
+        let mut want: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
+        for r in 0..n_rows {
+            let row: Vec<f64> = y[r * n..][..n].iter().map(|&v| v as f64).collect();
+            let s = inv_rms(&row, eps);
+            for i in 0..n {
+                want[r * n + i] += row[i] * s * w[i] as f64;
+            }
+        }
+        // The tail after the last row is untouched.
+        let tol: Vec<f64> = (0..x0.len()).map(|i| if i < n * n_rows { 1e-6 + 1e-5 * want[i].abs() } else { 0.0 }).collect();
+        assert_close(&format!("post_norm_add n={n} rows={n_rows}"), &got, &want, &tol);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// threads per row
+// ---------------------------------------------------------------------------------------------
+
+/// The matrix kernels with `g` threads per row (G > 1 runs the cross-lane reduction, which the
+/// shared context on lavapipe never does): matvec for every type, ffn_in and attn_in.
+fn check_row_threads(g: u32) {
+    let ctx = gpu_with_row_threads(g);
+    assert_eq!(ctx.tuning.matmul_row_threads, g);
+    for (i, ty) in GPU_TYPES.into_iter().enumerate() {
+        let seed = 9000 + 100 * g as u64 + i as u64 * 4;
+        let k = row_len(ty, 160);
+        check_matvec(&ctx, MatvecCase::dense(ty, 37, k, 1), seed);
+        check_matvec(&ctx, MatvecCase { accumulate: true, x_offset: 4, x_pad: 8, y_pad: 1, ..MatvecCase::dense(ty, 37, k, 9).normed() }, seed + 1);
+        check_matvec(&ctx, MatvecCase { softcap: 2.0, ..MatvecCase::dense(ty, 5, k, 4).normed() }, seed + 2);
+    }
+    kernels::ffn_in::check_some(&ctx, 9500 + g as u64);
+    kernels::attn_in::check_some(&ctx, 9600 + g as u64);
+}
+
+#[test]
+fn matrix_kernels_with_1_thread_per_row() {
+    check_row_threads(1);
+}
+
+#[test]
+fn matrix_kernels_with_16_threads_per_row() {
+    check_row_threads(16);
 }

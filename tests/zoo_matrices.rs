@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use ferrolm::gguf::TensorInfo;
-use ferrolm::gpu::matmul::{matmul, MatmulArgs};
+use ferrolm::gpu::matmul::{matvec, Input, Output};
 use ferrolm::gpu::{gpu_supports, Context, Step, WeightMatrix};
 use ferrolm::loader::{ByteSource, FileSource};
 use ferrolm::quant::testdata::Rng;
@@ -41,7 +41,8 @@ fn check_tensor(ctx: &Context, what: &str, info: &TensorInfo, bytes: &[u8], n_to
     let x_buf = ctx.upload_f32("x", &x).expect("upload x");
     let y_buf = ctx.upload_f32("y", &vec![f32::NAN; tu * nu]).expect("upload y");
     let mut step = Step::new(ctx);
-    matmul(&mut step, &w, &x_buf, &y_buf, MatmulArgs::dense(&w, n_tokens)).expect("record matmul");
+    let input = Input::dense(&x_buf, ctx.placeholder(), n_tokens, k);
+    matvec(&mut step, &w, &input, &y_buf, Output::dense(&w)).expect("record matvec");
     step.submit(None);
     let got = pollster::block_on(ctx.read_f32(&y_buf, tu * nu)).expect("read back");
 
@@ -107,7 +108,7 @@ fn zoo_kquant_and_iq4_matrices_match_cpu_dequantization() {
             let (k, n_rows) = (info.dims[0], info.dims[1]);
             let bytes = pollster::block_on(source.read(info.offset, info.n_bytes)).expect("read tensor bytes");
             let what = format!("{file} {} ({}, [{k}, {n_rows}])", info.name, info.ty);
-            // Decode (1 token) and prefill (5 tokens: one full tile of 4 and a partial one).
+            // Decode (1 token) and prefill (5 tokens: a partial tile of 8).
             let seed = (fi as u64) << 32 | (ti as u64) << 8;
             let mut outputs = check_tensor(&ctx, &what, info, &bytes, 1, seed);
             outputs += check_tensor(&ctx, &what, info, &bytes, 5, seed + 1);
