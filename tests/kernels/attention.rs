@@ -107,6 +107,8 @@ fn args(n_tokens: u32, pos0: u32, head_dim: u32, splits: u32, kv_f16: bool) -> A
         softcap: 0.0,
         window: 0,
         splits,
+        // Prefill blocks of 2 queries (5 tokens: the last block is partial).
+        q_block: if n_tokens > 1 { 2 } else { 1 },
     }
 }
 
@@ -223,7 +225,7 @@ fn attention_folds_large_dispatches() {
     let (n_tokens, n_heads) = (64, 32);
     let max = ctx.limits.max_workgroups_per_dim;
     let splits = (max / (n_tokens * n_heads) + 1).min(ops::MAX_SPLITS);
-    let a = AttentionArgs { n_tokens, n_heads, n_kv_heads: 4, head_dim: 2, ctx_len: n_tokens + 3, kv_f16: false, scale: 0.7, softcap: 0.0, window: 0, splits };
+    let a = AttentionArgs { n_tokens, n_heads, n_kv_heads: 4, head_dim: 2, ctx_len: n_tokens + 3, kv_f16: false, scale: 0.7, softcap: 0.0, window: 0, splits, q_block: 1 };
     if n_tokens * n_heads * splits <= max {
         eprintln!("attention_folds_large_dispatches: {max} workgroups per dimension; no folding to test");
     }
