@@ -130,7 +130,7 @@ export class LocalEngine {
     const queue = pieceQueue();
     let stopped = false;
     const onPiece = (text, token) => {
-      queue.push({ text, token: token === 0xffffffff ? -1 : token });
+      queue.push({ text, token });
       return !stopped && !(signal && signal.aborted);
     };
     const run = this.#enqueue(() => {

@@ -60,7 +60,9 @@ pub struct GenerateStats {
 
 /// A generated token as the callback sees it.
 pub struct Piece<'a> {
-    pub token: u32,
+    /// The token id; `None` for a final piece that only flushes held-back text (an incomplete
+    /// UTF-8 sequence, the start of a stop string that did not complete).
+    pub token: Option<u32>,
     /// New valid UTF-8 text (possibly empty while a character is incomplete; control tokens such
     /// as `<|im_end|>` add none).
     pub text: &'a str,
@@ -247,7 +249,7 @@ impl Engine {
             // Control tokens (<|im_end|>, <eos>, ...) carry no text for the reader.
             let bytes = if self.tokenizer.is_control(token) { &[][..] } else { self.tokenizer.token_bytes(token) };
             let (text, stopped) = stop.push(&decoder.push(bytes));
-            let keep_going = on_piece(Piece { token, text: &text });
+            let keep_going = on_piece(Piece { token: Some(token), text: &text });
             if stopped {
                 finish = FinishReason::Stop;
                 break;
@@ -279,7 +281,7 @@ impl Engine {
             let (rest, _) = stop.push(&decoder.finish());
             let rest = rest + &stop.finish();
             if !rest.is_empty() {
-                on_piece(Piece { token: u32::MAX, text: &rest });
+                on_piece(Piece { token: None, text: &rest });
             }
         }
         stats.decode_seconds = decode_clock.seconds();

@@ -13,8 +13,10 @@ pub mod gguf;
 pub mod gpu;
 pub mod inspect;
 pub mod loader;
+pub mod logits;
 pub mod model;
 pub mod quant;
+pub mod rng;
 pub mod sampler;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]

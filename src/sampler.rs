@@ -4,9 +4,10 @@
 //! and settings on the same device give the same tokens.
 //!
 //! Only the top-k candidates reach the CPU: `top_k = 0` ("no limit") means the 256 most likely
-//! tokens ([`crate::gpu::ops::MAX_TOP_K`]), which hold essentially all of the probability mass.
+//! tokens ([`MAX_TOP_K`]), which hold essentially all of the probability mass.
 
-use crate::gpu::ops::MAX_TOP_K;
+pub use crate::logits::{Penalties, MAX_PENALTY_WINDOW, MAX_TOP_K};
+use crate::rng::Rng;
 
 /// Sampling settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -47,8 +48,6 @@ impl Default for SamplerOptions {
     }
 }
 
-/// Most recent tokens a penalty window may cover.
-pub const MAX_PENALTY_WINDOW: u32 = 1024;
 
 impl SamplerOptions {
     /// Checks ranges; the message names the bad option.
@@ -79,36 +78,6 @@ impl SamplerOptions {
     }
 }
 
-/// Penalties for the next step: recent tokens with their counts, and the strengths.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Penalties {
-    /// (token id, occurrences in the window), ids unique.
-    pub counts: Vec<(u32, u32)>,
-    pub repeat: f32,
-    pub presence: f32,
-    pub frequency: f32,
-}
-
-/// A small deterministic RNG (SplitMix64).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 pub struct Sampler {
     pub options: SamplerOptions,

@@ -509,7 +509,7 @@ fn gpu_topk(ctx: &Context, logits: &[f32], offset: usize, n: usize, k: u32) -> (
     // Not an id the selection could write: it must be overwritten.
     let next_id = ctx.upload_u32("next id", &[u32::MAX - 1, 7]).unwrap();
     run(ctx, |step| topk.record(step, &buf, offset as u32, &next_id));
-    let bytes = pollster::block_on(ctx.read_buffer(&topk.result, topk.result_bytes())).expect("top-k read");
+    let bytes = pollster::block_on(ctx.read_buffer(&topk.result, topk.k as u64 * 8)).expect("top-k read");
     let ids = pollster::block_on(ctx.read_buffer(&next_id, 8)).expect("next id read");
     let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&ids);
     assert_eq!(ids[1], 7, "top-k wrote past next_id[0]");

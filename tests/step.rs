@@ -64,8 +64,8 @@ fn generate(engine: &mut Engine, prompt: &[u32], options: &GenerateOptions) -> (
     engine.reset();
     let mut tokens = Vec::new();
     let (_, finish) = pollster::block_on(engine.generate(prompt, options, &mut |piece| {
-        if piece.token != u32::MAX {
-            tokens.push(piece.token);
+        if let Some(token) = piece.token {
+            tokens.push(token);
         }
         true
     }))

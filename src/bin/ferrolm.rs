@@ -248,8 +248,8 @@ fn generate(args: Args) -> CliResult {
     let mut text = String::new();
     let mut stdout = std::io::stdout();
     let (stats, finish) = block(engine.generate(&prompt_ids, &options, &mut |piece: Piece| {
-        if piece.token != u32::MAX {
-            tokens.push(piece.token);
+        if let Some(token) = piece.token {
+            tokens.push(token);
         }
         text.push_str(piece.text);
         if !json {

@@ -20,6 +20,7 @@
 mod error;
 mod reader;
 mod value;
+#[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod writer;
 

@@ -178,9 +178,9 @@ impl TopK {
         step.dispatch(Kernel::TopK, "merge_topk", no_defines(), &p2, &buffers, 1)
     }
 
-    /// Bytes of the result (what a step reads back).
-    pub fn result_bytes(&self) -> u64 {
-        self.k as u64 * 8
+    /// Bytes of GPU memory held.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.candidates.size() + self.result.size()
     }
 
     /// The k best (token id, logit), best first, from the result's bytes.

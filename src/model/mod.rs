@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::ops::{penalize, TopK, MAX_SPLITS, MAX_TOP_K};
+use crate::gpu::ops::{TopK, MAX_SPLITS};
 use crate::gpu::{Context, Recording, Step, StepState};
-use crate::sampler::{Penalties, MAX_PENALTY_WINDOW};
+use crate::logits::{LogitsStage, Penalties, MAX_TOP_K};
 
 /// How the KV cache stores keys and values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,8 +80,6 @@ struct RunState {
     /// Logits of up to `logit_rows` tokens: [logit_rows, vocab].
     logits: wgpu::Buffer,
     logit_rows: u32,
-    /// (token id, count) pairs of the repetition penalties: [MAX_PENALTY_WINDOW, 2] u32.
-    penalty_pairs: wgpu::Buffer,
     /// Two mappable copies of a step's top-k result, so a step can run while the previous one's
     /// result is read: [MAX_TOP_K, 2] u32 each.
     readback: [wgpu::Buffer; 2],
@@ -125,7 +123,7 @@ pub struct Model {
     layout: transformer::Layout,
     state: RunState,
     kv: KvCache,
-    topk: HashMap<u32, TopK>,
+    logits_stage: LogitsStage,
     recordings: HashMap<StepShape, Recording>,
     /// Slices the decode step's attention is split into.
     decode_splits: u32,
@@ -173,7 +171,6 @@ impl Model {
             gate: buf("gate", b * c.ffn_dim as u64)?,
             logits: buf("logits", logit_rows as u64 * c.vocab_size as u64)?,
             logit_rows,
-            penalty_pairs: ctx.storage_buffer("penalty pairs", MAX_PENALTY_WINDOW as u64 * 8)?,
             readback: [0, 1].map(|i| ctx.readback_buffer(&format!("top-k readback {i}"), MAX_TOP_K as u64 * 8)),
         };
         let f16 = opts.kv_type == KvType::F16;
@@ -182,7 +179,9 @@ impl Model {
         for l in 0..c.n_layers {
             kv.layers.push(buf(&format!("kv_cache.{l}"), kv_words)?);
         }
+        let logits_stage = LogitsStage::new(&ctx, config.vocab_size)?;
         Ok(Model {
+            logits_stage,
             config,
             context_length,
             ctx,
@@ -190,7 +189,6 @@ impl Model {
             layout,
             state,
             kv,
-            topk: HashMap::new(),
             recordings: HashMap::new(),
             decode_splits,
             next_slot: 0,
@@ -230,8 +228,8 @@ impl Model {
     /// Bytes of GPU memory held (weights, KV cache, activations).
     pub fn gpu_bytes(&self) -> u64 {
         let s = &self.state;
-        let state: u64 = [&s.ids, &s.x, &s.q, &s.scratch, &s.att, &s.tmp, &s.gate, &s.logits, &s.penalty_pairs].iter().map(|b| b.size()).sum();
-        self.weights.gpu_bytes() + state + self.kv_bytes()
+        let state: u64 = [&s.ids, &s.x, &s.q, &s.scratch, &s.att, &s.tmp, &s.gate, &s.logits].iter().map(|b| b.size()).sum();
+        self.weights.gpu_bytes() + state + self.kv_bytes() + self.logits_stage.gpu_bytes()
     }
 
     /// Bytes of GPU memory the KV cache holds.
@@ -265,19 +263,12 @@ impl Model {
     /// The recording of a step of `shape`, recorded on first use.
     fn recording(&mut self, shape: StepShape) -> Result<&Recording> {
         if !self.recordings.contains_key(&shape) {
-            if shape.top_k > 0 && !self.topk.contains_key(&shape.top_k) {
-                let topk = TopK::new(&self.ctx, self.config.vocab_size, shape.top_k)?;
-                self.topk.insert(shape.top_k, topk);
-            }
             let ctx = self.ctx.clone();
             let mut step = Step::new(&ctx);
             let splits = if shape.n_tokens == 1 { self.decode_splits } else { 1 };
             transformer::record(self, &mut step, shape.n_tokens, shape.logits, splits)?;
-            if shape.penalties {
-                penalize(&mut step, &self.state.penalty_pairs, &self.state.logits, 0)?;
-            }
             if shape.top_k > 0 {
-                self.topk[&shape.top_k].record(&mut step, &self.state.logits, 0, &self.state.ids)?;
+                self.logits_stage.record(&ctx, &mut step, &self.state.logits, &self.state.ids, shape.top_k, shape.penalties)?;
             }
             if self.recordings.len() >= MAX_RECORDINGS {
                 self.recordings.retain(|s, _| s.n_tokens == 1);
@@ -338,14 +329,7 @@ impl Model {
     fn submit(&mut self, shape: StepShape, tokens: Option<&[u32]>, pos0: u32, penalties: Option<&Penalties>) -> Result<Option<PendingStep>> {
         let mut state = StepState::at(pos0);
         if let Some(p) = penalties {
-            if p.counts.len() > MAX_PENALTY_WINDOW as usize || p.counts.iter().any(|&(id, _)| id >= self.config.vocab_size) {
-                return Err(Error::BadRequest(format!(
-                    "penalties cover at most {MAX_PENALTY_WINDOW} distinct tokens of the vocabulary"
-                )));
-            }
-            let words: Vec<u32> = p.counts.iter().flat_map(|&(id, c)| [id, c]).collect();
-            self.ctx.queue.write_buffer(&self.state.penalty_pairs, 0, bytemuck::cast_slice(&words));
-            state = StepState { penalty_pairs: p.counts.len() as u32, repeat: p.repeat, presence: p.presence, frequency: p.frequency, ..state };
+            self.logits_stage.set_penalties(&self.ctx, p, &mut state)?;
         }
         if let Some(tokens) = tokens {
             self.ctx.queue.write_buffer(&self.state.ids, 0, bytemuck::cast_slice(tokens));
@@ -359,8 +343,8 @@ impl Model {
         }
         let slot = self.next_slot;
         self.next_slot = 1 - slot;
-        let bytes = self.topk[&shape.top_k].result_bytes();
-        let result = &self.topk[&shape.top_k].result;
+        let bytes = shape.top_k as u64 * 8;
+        let result = self.logits_stage.result(shape.top_k).expect("recorded with this k");
         let submission = recording.run(ctx, &state, Some((result, &self.state.readback[slot], bytes)));
         self.last_readback_bytes = bytes;
         Ok(Some(PendingStep { slot, k: shape.top_k, submission }))

@@ -8,6 +8,8 @@
 
 mod dequant;
 mod kquants;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
 pub mod testdata;
 mod types;
 

@@ -405,7 +405,7 @@ impl WasmEngine {
             let generate = options.into_options();
             let mut callback_error = None;
             let mut on = |piece: Piece| -> bool {
-                match on_piece.call2(&JsValue::NULL, &JsValue::from_str(piece.text), &JsValue::from(piece.token)) {
+                match on_piece.call2(&JsValue::NULL, &JsValue::from_str(piece.text), &piece.token.map_or(JsValue::from(-1), JsValue::from)) {
                     Ok(v) => v.is_truthy(),
                     Err(e) => {
                         callback_error = Some(e);
