@@ -1,5 +1,5 @@
 //! Times each kernel family at SmolLM2-135M decode sizes (profiling aid):
-//! `cargo run --release --example kernel_timing [ROW_THREADS]`.
+//! `cargo run --release --example kernel_timing [ROW_THREADS [stage|nostage]]`.
 use ferrolm::gpu::matmul::{attn_in, embed, ffn_in, matvec, AttnInArgs, Glu, Input, Output, RopeArgs, Rows};
 use ferrolm::gpu::ops::*;
 use ferrolm::gpu::{Context, Step, StepState, WeightMatrix};
@@ -39,6 +39,11 @@ fn main() {
     if let Some(g) = std::env::args().nth(1).and_then(|a| a.parse().ok()) {
         ctx.set_row_threads(g).unwrap();
     }
+    // A second argument "stage" / "nostage" forces the staged decode input on or off.
+    if let Some(mode) = std::env::args().nth(2) {
+        ctx.tuning.stage_input = mode == "stage";
+    }
+    println!("row threads {}, staged decode input {}", ctx.tuning.matmul_row_threads, ctx.tuning.stage_input);
     let (d, f, v) = (576u32, 1536u32, 49152u32);
     let buf = |n: u32| ctx.storage_buffer("b", n as u64 * 4).unwrap();
     let x = buf(8 * f);

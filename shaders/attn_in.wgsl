@@ -94,7 +94,7 @@ fn main(
     let hd = p.head_dim;
     let lane = lid % G;
 
-    input_norm_scales(lid, t0);
+    prepare_input(lid, t0);
     for (var r0 = 0u; r0 < hd; r0 += WG / G) {
         let r = r0 + lid / G;
         let valid = r < hd;

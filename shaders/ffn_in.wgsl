@@ -46,7 +46,7 @@ fn main(
     let gate_byte = (p.gate_first + r) * p.gate_row_bytes;
     let up_byte = (p.up_first + r) * p.up_row_bytes;
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
-        input_norm_scales(lid, t0);
+        prepare_input(lid, t0);
         var gate = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
         var up = gate;
         if (valid) {
@@ -64,6 +64,8 @@ fn main(
             }
         }
 #if NORM
+        workgroupBarrier();
+#elif STAGE_X
         workgroupBarrier();
 #endif
     }

@@ -57,7 +57,7 @@ fn main(
     let valid = r < p.rows;
     let row_byte = (p.first_row + r) * p.row_bytes;
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
-        input_norm_scales(lid, t0);
+        prepare_input(lid, t0);
         var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
         if (valid) {
             acc = row_dot_0(row_byte, lane, t0);
@@ -69,7 +69,9 @@ fn main(
             }
         }
 #if NORM
-        workgroupBarrier(); // norm_scale is rewritten for the next tile
+        workgroupBarrier(); // norm_scale (and xs) are rewritten for the next tile
+#elif STAGE_X
+        workgroupBarrier();
 #endif
     }
 }

@@ -56,6 +56,29 @@ fn workgroup_sum(lid: u32, s: f32) -> f32 {
     return total;
 }
 
+#if STAGE_X
+// Decode (TT = 1) on drivers where it pays: the input row, normalised (times s and n), staged
+// once per workgroup; the rows then read it from here (XS_LEN = k / 4).
+var<workgroup> xs: array<vec4<f32>, {{XS_LEN}}>;
+#endif
+
+// Prepares the input of tokens t0 .. t0 + TT: the norm scales, and the staged row with STAGE_X.
+// All threads call it.
+fn prepare_input(lid: u32, t0: u32) {
+    input_norm_scales(lid, t0);
+#if STAGE_X
+    let xo = x_row(t0) >> 2u;
+    for (var j = lid; j < p.k / 4u; j += WG) {
+#if NORM
+        xs[j] = x[xo + j] * norm_scale[0] * vecs[(p.norm >> 2u) + j];
+#else
+        xs[j] = x[xo + j];
+#endif
+    }
+    workgroupBarrier();
+#endif
+}
+
 // With NORM: norm_scale[i] = 1 / rms(input row of token t0 + i), i < TT. All threads call it.
 fn input_norm_scales(lid: u32, t0: u32) {
 #if NORM
@@ -75,9 +98,12 @@ fn input_norm_scales(lid: u32, t0: u32) {
 #endif
 }
 
-// The input scale of token t0 + i: its RMSNorm factor with NORM, else 1.
+// The input scale of token t0 + i: its RMSNorm factor with NORM (unless already applied to the
+// staged row), else 1.
 fn scale_of(i: u32) -> f32 {
-#if NORM
+#if STAGE_X
+    return 1.0;
+#elif NORM
     return norm_scale[i];
 #else
     return 1.0;

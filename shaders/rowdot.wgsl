@@ -3,7 +3,11 @@
 
 // Σ of the unit's 8 weights times the inputs of the x row starting at element xo.
 fn dot8(w: W8, xo: u32) -> f32 {
+#if STAGE_X
+    return dot(w.a, xs[w.ia >> 2u]) + dot(w.b, xs[w.ib >> 2u]);
+#else
     return dot(w.a, x[(xo + w.ia) >> 2u]) + dot(w.b, x[(xo + w.ib) >> 2u]);
+#endif
 }
 
 // This lane's share of Σ_k W[row, k] · n[k] · x[t, k] for the TT tokens t = t0 .. (n: the input
@@ -24,7 +28,8 @@ fn row_dot(row_byte: u32, lane: u32, t0: u32) -> Acc {
     var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var u = lane; u < p.k / 8u; u += G) {
         var w = load8(row_byte, u);
-#if NORM
+#if STAGE_X
+#elif NORM
         w.a *= vecs[(p.norm + w.ia) >> 2u];
         w.b *= vecs[(p.norm + w.ib) >> 2u];
 #endif

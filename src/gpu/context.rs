@@ -31,12 +31,15 @@ pub struct Tuning {
     /// Query tokens one prefill attention workgroup handles in turn (CPU drivers: many, to pay
     /// each workgroup's set-up once; GPUs: 1, for parallelism).
     pub attention_q_block: u32,
+    /// Decode matrix kernels stage the (normalised) input row in workgroup memory once per
+    /// workgroup instead of reading it, and the norm weight, from storage for every row.
+    pub stage_input: bool,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 } }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu }
     }
 }
 

@@ -50,8 +50,13 @@ impl<'b> Input<'b> {
     }
 }
 
-/// The variant defines shared by the matrix kernels: token tile, threads per row, norm.
-fn matrix_defines(step: &Step, input: &Input) -> Defines {
+/// Workgroup memory the matrix kernels use besides a staged input row (attn_in's head values and
+/// the reductions, with room to spare).
+const MATRIX_KERNEL_SHARED_BYTES: u32 = 12 << 10;
+
+/// The variant defines shared by the matrix kernels: token tile, threads per row, norm, and
+/// whether a decode step stages its input row of `k` elements in workgroup memory.
+fn matrix_defines(step: &Step, input: &Input, k: u32) -> Defines {
     let mut d = match input.n_tokens {
         1 => Defines::new().constant("TILE_T", 1),
         2..=4 => Defines::new().constant("TILE_T", 4).flag("TILE4"),
@@ -64,6 +69,10 @@ fn matrix_defines(step: &Step, input: &Input) -> Defines {
     }
     if input.norm.is_some() {
         d = d.flag("NORM");
+    }
+    let ctx = step.context();
+    if ctx.tuning.stage_input && input.n_tokens == 1 && k * 4 + MATRIX_KERNEL_SHARED_BYTES <= ctx.limits.max_workgroup_storage {
+        d = d.flag("STAGE_X").constant("XS_LEN", k / 4);
     }
     d
 }
@@ -120,7 +129,7 @@ struct MatvecParams {
 /// when asked),  y: [n_tokens, y_stride] f32. One dispatch per row-part of W.
 pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer, out: Output) -> Result<(), GpuError> {
     input.check()?;
-    let defines = matrix_defines(step, input).matrix_type(0, w.ty);
+    let defines = matrix_defines(step, input, w.k).matrix_type(0, w.ty);
     let rows_per_workgroup = MATRIX_WORKGROUP / step.context().tuning.matmul_row_threads;
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
     for part in &w.parts {
@@ -207,7 +216,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     input.check()?;
     let k = gate.w.k;
     let (gate_buf, up_buf) = (gate.single_part(hidden, k)?, up.single_part(hidden, k)?);
-    let mut defines = matrix_defines(step, input).matrix_type(0, gate.w.ty).matrix_type(1, up.w.ty);
+    let mut defines = matrix_defines(step, input, k).matrix_type(0, gate.w.ty).matrix_type(1, up.w.ty);
     if glu == Glu::GeGlu {
         defines = defines.flag("GEGLU");
     }
@@ -324,7 +333,7 @@ pub fn attn_in(
         return Err(GpuError::Shape(format!("attention heads of {hd} dims with {} rotated are not supported (even, at most 256)", a.rope.n_rot)));
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
-    let mut defines = matrix_defines(step, input).matrix_type(0, q.w.ty).matrix_type(1, k.w.ty).matrix_type(2, v.w.ty);
+    let mut defines = matrix_defines(step, input, d).matrix_type(0, q.w.ty).matrix_type(1, k.w.ty).matrix_type(2, v.w.ty);
     if a.kv_f16 {
         defines = defines.flag("KV_F16");
     }
