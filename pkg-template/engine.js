@@ -2,9 +2,10 @@
 // index.js uses it directly with { worker: false }; worker.js runs it inside the Web Worker.
 
 import init, { WasmEngine, wasmMemory } from "./wasm/ferrolm.js";
+import { openStore } from "./cache.js";
 import { chatNamespace } from "./chat.js";
-import { pieceQueue } from "./stream.js";
-import { AbortError, InvalidRequestError, WebGPUUnavailableError, toTypedError } from "./errors.js";
+import { pieceQueue, promptInput } from "./stream.js";
+import { AbortError, InvalidRequestError, WebGPUUnavailableError, toTypedError, webgpuMissingError } from "./errors.js";
 
 let wasmReady = null;
 let peakWasmHeapBytes = 0;
@@ -39,11 +40,7 @@ function abortError(what) {
 /** Checks that WebGPU is there and returns what the browser says about the adapter. */
 export async function adapterInfo() {
   const gpu = globalThis.navigator && globalThis.navigator.gpu;
-  if (!gpu) {
-    throw new WebGPUUnavailableError(
-      "this browser exposes no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
-        "or Firefox/Safari with WebGPU enabled, over https or on localhost");
-  }
+  if (!gpu) throw webgpuMissingError();
   let adapter = null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
@@ -61,13 +58,20 @@ export async function adapterInfo() {
   };
 }
 
-/** Loads a model on this thread. `source`: absolute URL, array of URLs, File or Blob. */
+/** Loads a model on this thread. `source`: absolute URL, array of URLs, File or Blob. The
+ * options the wrapper does not handle itself go to the Rust side as they are (it parses them). */
 export async function loadLocal(source, options = {}) {
-  const { onProgress, signal, contextLength, maxBatch, matmulRowThreads, wasmUrl } = options;
+  // eslint-disable-next-line no-unused-vars
+  const { onProgress, signal, wasmUrl, cache = true, persist, worker, ...engineOptions } = options;
   if (signal && signal.aborted) throw abortError("loading");
+  if (engineOptions.offline && cache === false) {
+    throw new InvalidRequestError("offline: true loads from the cache: it cannot be combined with cache: false");
+  }
   const browserAdapter = await adapterInfo();
   await initWasm(wasmUrl);
   sampleMemory();
+  const cached = cache !== false && (typeof source === "string" || Array.isArray(source));
+  const store = cached ? await openStore(typeof source === "string" ? [source] : source) : undefined;
   const progress = (p) => {
     sampleMemory();
     if (onProgress) {
@@ -76,10 +80,11 @@ export async function loadLocal(source, options = {}) {
   };
   let inner;
   try {
-    inner = await WasmEngine.load(source, { contextLength, maxBatch, matmulRowThreads }, progress, signal || undefined);
+    inner = await WasmEngine.load(source, engineOptions, progress, signal || undefined, store);
   } catch (e) {
     throw toTypedError(e);
   } finally {
+    if (store) store.close();
     sampleMemory();
   }
   return new LocalEngine(inner, browserAdapter);
@@ -107,11 +112,16 @@ export class LocalEngine {
     this.chat = chatNamespace(this);
   }
 
-  /** Runs `task` after every call queued before it (generations never overlap). */
+  /** Runs `task` after every call queued before it (generations never overlap); whatever it
+   * throws (a wasm error carrying a typed name) comes out as a typed error. */
   #enqueue(task) {
-    const run = this.#queue.then(() => {
+    const run = this.#queue.then(async () => {
       if (this.#disposed) throw new InvalidRequestError("the engine was disposed");
-      return task();
+      try {
+        return await task();
+      } catch (e) {
+        throw toTypedError(e);
+      }
     });
     this.#queue = run.catch(() => {});
     return run;
@@ -124,9 +134,7 @@ export class LocalEngine {
     for (const k of GENERATE_OPTIONS) {
       if (options[k] !== undefined) rustOptions[k] = options[k];
     }
-    if (typeof prompt !== "string" && !Array.isArray(prompt) && !(prompt instanceof Uint32Array)) {
-      throw new InvalidRequestError("the prompt must be a string or an array of token ids");
-    }
+    const input = promptInput(prompt);
     const queue = pieceQueue();
     let stopped = false;
     const onPiece = (text, token) => {
@@ -135,11 +143,11 @@ export class LocalEngine {
     };
     const run = this.#enqueue(() => {
       if (signal && signal.aborted) throw abortError("generation");
-      return this.#inner.generate(typeof prompt === "string" ? prompt : Array.from(prompt), rustOptions, onPiece);
+      return this.#inner.generate(input, rustOptions, onPiece);
     });
     run.then(
       (stats) => { this.stats = stats; queue.end(); },
-      (e) => queue.end(toTypedError(e)),
+      (e) => queue.end(e),
     );
     try {
       yield* queue.drain();
@@ -164,13 +172,7 @@ export class LocalEngine {
 
   /** Renders chat messages with the model's template: `{ text, ids }`. */
   applyChatTemplate(messages) {
-    return this.#enqueue(() => {
-      try {
-        return this.#inner.applyChatTemplate(messages);
-      } catch (e) {
-        throw toTypedError(e);
-      }
-    });
+    return this.#enqueue(() => this.#inner.applyChatTemplate(messages));
   }
 
   /** Forgets the KV cache. */
@@ -178,7 +180,8 @@ export class LocalEngine {
     return this.#enqueue(() => this.#inner.reset());
   }
 
-  /** `{ wasmHeapBytes, peakWasmHeapBytes, gpuBytes, allocatedBytes, peakAllocatedBytes }`. */
+  /** `{ wasmHeapBytes, peakWasmHeapBytes, gpuBytes, allocatedBytes, peakAllocatedBytes }`,
+   * answered at once (not queued behind a generation), as the worker proxy does. */
   async memory() {
     const m = sampleMemory();
     return {

@@ -18,10 +18,13 @@ export class AbortError extends FerrolmError {}
 export class InvalidRequestError extends FerrolmError {}
 /** The GPU device failed while running (lost device, out of memory). */
 export class GPUDeviceError extends FerrolmError {}
+/** The model's bytes are not the file that was asked for (sha256 mismatch): it was not cached
+ * and never ran. */
+export class IntegrityError extends FerrolmError {}
 
 const CLASSES = {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError,
-  DeviceLimitError, NetworkError, AbortError, InvalidRequestError, GPUDeviceError,
+  DeviceLimitError, NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError,
 };
 
 // Names survive minification: set them explicitly rather than from the class name.
@@ -40,6 +43,13 @@ export function toTypedError(e) {
   const err = new Cls(message);
   if (Cls === FerrolmError && name && name !== "Error") err.message = `${name}: ${message}`;
   return err;
+}
+
+/** The one error for a browser without WebGPU (`navigator.gpu` missing). */
+export function webgpuMissingError() {
+  return new WebGPUUnavailableError(
+    "this browser exposes no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
+      "or Firefox/Safari with WebGPU enabled, over https or on localhost");
 }
 
 /** A structured-clone-safe form of an error, for posting from the worker. */

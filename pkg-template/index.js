@@ -9,51 +9,29 @@
 
 import { chatNamespace } from "./chat.js";
 import { loadLocal } from "./engine.js";
-import { pieceQueue } from "./stream.js";
-import {
-  AbortError, FerrolmError, InvalidRequestError, WebGPUUnavailableError, toTypedError,
-} from "./errors.js";
+import { normalizeSource } from "./source.js";
+import { pieceQueue, promptInput } from "./stream.js";
+import { AbortError, FerrolmError, InvalidRequestError, toTypedError, webgpuMissingError } from "./errors.js";
 
 export {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError, DeviceLimitError,
-  NetworkError, AbortError, InvalidRequestError, GPUDeviceError,
+  NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError,
 } from "./errors.js";
-
-/** URLs are resolved against the page here, because a worker would resolve them against itself. */
-function normalizeSource(source) {
-  const base = globalThis.location ? globalThis.location.href : undefined;
-  const resolve = (u) => {
-    if (typeof u !== "string" && !(u instanceof URL)) {
-      throw new InvalidRequestError("every element of a model URL array must be a string");
-    }
-    try {
-      return new URL(String(u), base).href;
-    } catch {
-      throw new InvalidRequestError(`'${u}' is not a valid URL`);
-    }
-  };
-  if (typeof source === "string" || source instanceof URL) return resolve(source);
-  if (Array.isArray(source)) {
-    if (source.length === 0) throw new InvalidRequestError("the model URL array is empty");
-    return source.map(resolve);
-  }
-  if (typeof Blob !== "undefined" && source instanceof Blob) return source;
-  throw new InvalidRequestError("the model source must be a URL string, an array of URL strings, a File or a Blob");
-}
+export { cache } from "./cache.js";
 
 /**
  * Loads a GGUF model and returns an engine. See index.d.ts for the options.
  * @returns {Promise<Engine>}
  */
 export async function load(source, options = {}) {
-  const { worker = true, onProgress, signal, ...rest } = options;
+  const { worker = true, onProgress, signal, persist, ...rest } = options;
   const normalized = normalizeSource(source);
-  if (signal && signal.aborted) throw new AbortError("loading was aborted");
-  if (!globalThis.navigator || !globalThis.navigator.gpu) {
-    throw new WebGPUUnavailableError(
-      "this browser exposes no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
-        "or Firefox/Safari with WebGPU enabled, over https or on localhost");
+  if (persist && globalThis.navigator?.storage?.persist) {
+    // Asks the browser not to evict the cache under storage pressure (it may say no).
+    await navigator.storage.persist().catch(() => false);
   }
+  if (signal && signal.aborted) throw new AbortError("loading was aborted");
+  if (!globalThis.navigator || !globalThis.navigator.gpu) throw webgpuMissingError();
   if (!worker || typeof Worker === "undefined") {
     return loadLocal(normalized, { ...rest, onProgress, signal });
   }
@@ -127,6 +105,7 @@ class WorkerEngine {
 
   async *generate(prompt, options = {}) {
     const { signal, ...rest } = options;
+    const input = promptInput(prompt);
     if (signal && signal.aborted) throw new AbortError("generation was aborted");
     const queue = pieceQueue();
     // Our own controller: aborted by the caller's signal, or when the loop is left early.
@@ -134,7 +113,7 @@ class WorkerEngine {
     const forward = () => controller.abort();
     if (signal) signal.addEventListener("abort", forward, { once: true });
     const run = this.#call(
-      { op: "generate", prompt: typeof prompt === "string" ? prompt : Array.from(prompt), options: rest },
+      { op: "generate", prompt: input, options: rest },
       { onPiece: (piece) => queue.push(piece), signal: controller.signal },
     );
     run.then(() => queue.end(), (e) => queue.end(e));
@@ -163,6 +142,7 @@ class WorkerEngine {
     await this.#call({ op: "reset" });
   }
 
+  /** Answered by the worker at once, also while a generation runs (as on the page's thread). */
   async memory() {
     return (await this.#call({ op: "memory" })).memory;
   }

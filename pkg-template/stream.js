@@ -1,5 +1,23 @@
 // The piece queue behind `generate`'s async iterator, shared by the in-thread engine and the
-// worker proxy: the producer pushes pieces and ends the stream; the iterator drains it.
+// worker proxy: the producer pushes pieces and ends the stream; the iterator drains it. Also the
+// one check of `generate`'s prompt, for both.
+
+import { InvalidRequestError } from "./errors.js";
+
+/**
+ * `generate`'s prompt as sent to the engine: a string, or token ids as a plain array.
+ * @param {unknown} prompt
+ * @returns {string | number[]}
+ */
+export function promptInput(prompt) {
+  if (typeof prompt === "string") return prompt;
+  if (Array.isArray(prompt) || prompt instanceof Uint32Array) {
+    const ids = Array.from(prompt);
+    if (ids.every((t) => Number.isInteger(t) && t >= 0 && t <= 0xffffffff)) return ids;
+    throw new InvalidRequestError("prompt token ids must be integers from 0 to 2^32 - 1");
+  }
+  throw new InvalidRequestError("the prompt must be a string or an array of token ids");
+}
 
 /** A queue that a producer fills while an async generator drains it. */
 export function pieceQueue() {

@@ -21,7 +21,7 @@ test("npm pack produces a complete package", () => {
     assert.equal(info.version, cargoVersion);
     const files = info.files.map((f) => f.path).sort();
     assert.deepEqual(files, [
-      "README.md", "chat.js", "engine.js", "errors.js", "index.d.ts", "index.js", "package.json", "stream.js",
+      "README.md", "cache.js", "chat.js", "engine.js", "errors.js", "index.d.ts", "index.js", "package.json", "source.js", "stream.js",
       "wasm/ferrolm.d.ts", "wasm/ferrolm.js", "wasm/ferrolm_bg.wasm", "wasm/ferrolm_bg.wasm.d.ts", "worker.js",
     ]);
     const wasm = info.files.find((f) => f.path === "wasm/ferrolm_bg.wasm");
