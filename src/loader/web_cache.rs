@@ -487,14 +487,14 @@ async fn fetch_range(s: &Segment, abort: &Abort) -> std::result::Result<Uint8Arr
         let _ = cancel_body(&response);
         return Err(Failure::Retry(format!("HTTP {status} for {what}")));
     }
-    if status != 206 {
-        let _ = cancel_body(&response);
-        return Err(Failure::Fatal(format!("HTTP {status} for {what} (expected 206 Partial Content): nothing was cached from it")));
-    }
     let content_type = response.headers().get("Content-Type").ok().flatten().unwrap_or_default();
     if content_type.to_ascii_lowercase().contains("text/html") {
         let _ = cancel_body(&response);
         return Err(Failure::Fatal(format!("{what} came back as an HTML page, not model bytes: nothing was cached from it")));
+    }
+    if status != 206 {
+        let _ = cancel_body(&response);
+        return Err(Failure::Fatal(format!("HTTP {status} for {what} (expected 206 Partial Content): nothing was cached from it")));
     }
     let range = response.headers().get("Content-Range").ok().flatten();
     if let Some(range) = range {

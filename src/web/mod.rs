@@ -591,3 +591,10 @@ pub fn wasm_memory() -> JsValue {
     set("peakAllocatedBytes", alloc::peak_bytes() as f64);
     o.into()
 }
+
+/// The sha256 (lower-case hex) of `bytes`, with the hash the model cache uses (a utility, and
+/// how the tests measure its cost).
+#[wasm_bindgen(js_name = sha256Hex)]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::loader::cache::sha256_hex(bytes)
+}

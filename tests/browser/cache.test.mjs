@@ -347,3 +347,23 @@ test("a changed ETag drops the cached copy; cache.list/delete/clear/usage do wha
   assert.equal(r.usageAfter.bytes, 0);
   await page.context().close();
 });
+
+test("the hash's cost: sha256 in wasm, per GB (the README's figure)", async () => {
+  const page = await freshPage();
+  const r = await page.evaluate(async () => {
+    const wasm = await import("/pkg/wasm/ferrolm.js");
+    await wasm.default();
+    const chunk = new Uint8Array(8 << 20);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 2654435761) >>> 24;
+    wasm.sha256Hex(chunk);
+    const n = 16;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) wasm.sha256Hex(chunk);
+    return { ms: performance.now() - t0, bytes: n * chunk.length, abc: wasm.sha256Hex(new TextEncoder().encode("abc")) };
+  });
+  assert.equal(r.abc, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const secondsPerGB = r.ms / 1000 / (r.bytes / 1e9);
+  console.log(`# sha256 in wasm: ${secondsPerGB.toFixed(2)} s per GB (${(r.bytes / 1e6 / (r.ms / 1000)).toFixed(0)} MB/s)`);
+  assert.ok(secondsPerGB < 60, `${secondsPerGB} s per GB`);
+  await page.context().close();
+});
