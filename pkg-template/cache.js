@@ -24,7 +24,20 @@ const PREFIX = "https://ferrolm.cache/";
  *   chunks: (string | null)[], sha256: string | null, expectedSha256: string | null,
  *   verified: boolean, complete: boolean, lastUsed: number }} Manifest
  * @typedef {import("./index.js").CachedModel} CachedModel
+ * @typedef {{ read(into: Uint8Array, at: { at: number }): number, write(from: Uint8Array, at: { at: number }): number,
+ *   flush(): void, truncate(size: number): void, getSize(): number, close(): void }} SyncHandle
+ *   An OPFS FileSystemSyncAccessHandle (dedicated workers only; not in TypeScript's DOM types)
  */
+
+/** Whether this context has OPFS (the async API; sync handles are checked apart). */
+function hasOpfs() {
+  return typeof globalThis.navigator?.storage?.getDirectory === "function";
+}
+
+/** @param {FileSystemFileHandle} file @returns {Promise<SyncHandle>} */
+function openSyncHandle(file) {
+  return /** @type {any} */ (file).createSyncAccessHandle();
+}
 
 /** @param {string[]} urls */
 async function keyOf(urls) {
@@ -40,7 +53,7 @@ function describeError(e) {
 
 /** OPFS sync access handles exist only in dedicated workers. */
 function syncHandlesAvailable() {
-  return typeof globalThis.FileSystemSyncAccessHandle !== "undefined" && !!globalThis.navigator?.storage?.getDirectory;
+  return "FileSystemSyncAccessHandle" in globalThis && hasOpfs();
 }
 
 /** @param {boolean} create */
@@ -52,7 +65,7 @@ async function opfsFolder(create) {
 /** Asks the browser for room for `bytes` more: null when there is, else why not. */
 async function checkSpace(/** @type {number} */ bytes) {
   const storage = globalThis.navigator?.storage;
-  if (!storage || !storage.estimate) return null;
+  if (!storage || typeof storage.estimate !== "function") return null;
   const { usage = 0, quota = Infinity } = await storage.estimate();
   const free = quota - usage;
   if (free < bytes) {
@@ -68,9 +81,9 @@ class OpfsStore {
   static async open(key) {
     const folder = await opfsFolder(true);
     const dir = await folder.getDirectoryHandle(key, { create: true });
-    const data = await (await dir.getFileHandle("data", { create: true })).createSyncAccessHandle();
+    const data = await openSyncHandle(await dir.getFileHandle("data", { create: true }));
     try {
-      const manifest = await (await dir.getFileHandle("manifest.json", { create: true })).createSyncAccessHandle();
+      const manifest = await openSyncHandle(await dir.getFileHandle("manifest.json", { create: true }));
       return new OpfsStore(folder, key, data, manifest);
     } catch (e) {
       data.close();
@@ -81,8 +94,8 @@ class OpfsStore {
   /**
    * @param {FileSystemDirectoryHandle} folder
    * @param {string} key
-   * @param {FileSystemSyncAccessHandle} data
-   * @param {FileSystemSyncAccessHandle} manifest
+   * @param {SyncHandle} data
+   * @param {SyncHandle} manifest
    */
   constructor(folder, key, data, manifest) {
     this.folder = folder;
@@ -188,7 +201,7 @@ class CacheApiStore {
 
   /** @param {number} index @param {number} _start @param {Uint8Array} bytes */
   async writeChunk(index, _start, bytes) {
-    await this.cache.put(this.url(`chunk-${index}`), new Response(bytes));
+    await this.cache.put(this.url(`chunk-${index}`), new Response(/** @type {Uint8Array<ArrayBuffer>} */ (bytes)));
   }
 
   checkSpace(/** @type {number} */ bytes) {
@@ -238,7 +251,7 @@ export async function openStore(urls) {
 async function entries() {
   /** @type {{ key: string, storage: "opfs" | "cache-api", manifest: Manifest }[]} */
   const out = [];
-  if (globalThis.navigator?.storage?.getDirectory) {
+  if (hasOpfs()) {
     let folder = null;
     try {
       folder = await opfsFolder(false);
@@ -297,7 +310,7 @@ function describe(e) {
 /** Removes the entry `key` from both backends; true when something was removed. @param {string} key */
 async function removeKey(key) {
   let removed = false;
-  if (globalThis.navigator?.storage?.getDirectory) {
+  if (hasOpfs()) {
     try {
       await (await opfsFolder(false)).removeEntry(key, { recursive: true });
       removed = true;
@@ -334,7 +347,7 @@ export const cache = {
   },
   /** Removes every cached model. */
   async clear() {
-    if (globalThis.navigator?.storage?.getDirectory) {
+    if (hasOpfs()) {
       const root = await navigator.storage.getDirectory();
       await root.removeEntry(DIR, { recursive: true }).catch(() => {});
     }
@@ -343,7 +356,7 @@ export const cache = {
   /** Bytes the cached models take, and the origin's storage quota. */
   async usage() {
     const bytes = (await entries()).reduce((sum, e) => sum + storedBytes(e.manifest), 0);
-    const estimate = globalThis.navigator?.storage?.estimate ? await navigator.storage.estimate() : {};
+    const estimate = typeof globalThis.navigator?.storage?.estimate === "function" ? await navigator.storage.estimate() : {};
     return { bytes, quota: estimate.quota ?? 0 };
   },
 };

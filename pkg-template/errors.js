@@ -33,12 +33,14 @@ for (const [name, cls] of Object.entries(CLASSES)) {
 }
 
 /** Turns anything thrown (a wasm error carrying a typed name, a DOMException, a message sent
- * from the worker) into a FerrolmError subclass. */
+ * from the worker) into a FerrolmError subclass.
+ * @param {any} e
+ * @returns {FerrolmError} */
 export function toTypedError(e) {
   if (e instanceof FerrolmError) return e;
   const name = e && typeof e === "object" ? e.name : undefined;
   const message = e && typeof e === "object" && "message" in e ? String(e.message) : String(e);
-  const Cls = (name && Object.prototype.hasOwnProperty.call(CLASSES, name)) ? CLASSES[name] : FerrolmError;
+  const Cls = (name && Object.prototype.hasOwnProperty.call(CLASSES, name)) ? CLASSES[/** @type {keyof typeof CLASSES} */ (name)] : FerrolmError;
   if (Cls === FerrolmError && name === "AbortError") return new AbortError(message);
   const err = new Cls(message);
   if (Cls === FerrolmError && name && name !== "Error") err.message = `${name}: ${message}`;
@@ -52,7 +54,8 @@ export function webgpuMissingError() {
       "or Firefox/Safari with WebGPU enabled, over https or on localhost");
 }
 
-/** A structured-clone-safe form of an error, for posting from the worker. */
+/** A structured-clone-safe form of an error, for posting from the worker.
+ * @param {unknown} e */
 export function serializeError(e) {
   const t = toTypedError(e);
   return { name: t.name, message: t.message };

@@ -19,11 +19,18 @@ export function promptInput(prompt) {
   throw new InvalidRequestError("the prompt must be a string or an array of token ids");
 }
 
-/** A queue that a producer fills while an async generator drains it. */
+/**
+ * A queue that a producer fills while an async generator drains it.
+ * @template T
+ * @returns {{ push(piece: T): void, end(error?: unknown): void, drain(): AsyncGenerator<T, void, undefined> }}
+ */
 export function pieceQueue() {
+  /** @type {T[]} */
   const pieces = [];
+  /** @type {(() => void) | null} */
   let wake = null;
   let finished = false;
+  /** @type {unknown} */
   let failure = null;
   const notify = () => { if (wake) { const w = wake; wake = null; w(); } };
   return {
@@ -40,11 +47,11 @@ export function pieceQueue() {
     async *drain() {
       for (;;) {
         if (pieces.length) {
-          yield pieces.shift();
+          yield /** @type {T} */ (pieces.shift());
           continue;
         }
         if (finished) break;
-        await new Promise((resolve) => { wake = resolve; });
+        await new Promise((resolve) => { wake = () => resolve(undefined); });
       }
       if (failure) throw failure;
     },
