@@ -310,6 +310,18 @@ impl UrlSource {
     }
 }
 
+impl Drop for UrlSource {
+    /// Stops the bodies still being read sequentially (a server without Range support would
+    /// otherwise go on sending the whole file after a probe or a failed load).
+    fn drop(&mut self) {
+        for part in &self.parts {
+            if let Mode::Sequential(Some(stream)) = &part.mode {
+                stream.cancel();
+            }
+        }
+    }
+}
+
 /// Length, read mode, request count and the answer (for its headers) of one URL.
 async fn probe(url: &str, abort: &Abort) -> Result<(u64, Mode, u32, Response)> {
     let response = fetch(url, "GET", Some((0, 1)), abort).await?;

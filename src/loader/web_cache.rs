@@ -284,6 +284,8 @@ impl CachedSource {
     async fn chunk(&mut self, k: u32) -> Result<Vec<u8>> {
         let (start, end) = self.manifest.chunk_range(k);
         let recorded = self.manifest.chunks[k as usize].clone();
+        // Keep the network busy with the missing chunks ahead while cached ones are read.
+        self.prefetch(k);
         if recorded.is_some() {
             if let Some(bytes) = self.cached_chunk(k).await {
                 self.report.borrow_mut().from_cache += end - start;
