@@ -8,8 +8,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { startServer, launchBrowser, openHarness, root, SMOLLM2, SMOLLM2_BYTES, fixture } from "./helpers.mjs";
+import { splitGguf } from "./gguf-split.mjs";
 
 const MiB = 1 << 20;
 const CHUNK = 8 * MiB;
@@ -17,14 +19,18 @@ const FIRST = fixture.generate[0];
 const N = 2; // tokens generated per load (SwiftShader is slow)
 const SHA256 = crypto.createHash("sha256").update(fs.readFileSync(path.join(root, SMOLLM2))).digest("hex");
 
-let server, browser;
+let server, browser, tmp, shards;
 before(async () => {
-  server = await startServer();
+  // gguf-split-style shards of SmolLM2, served under /__tmp/.
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ferrolm-cache-shards-"));
+  shards = splitGguf(path.join(root, SMOLLM2), tmp, 3).map((f) => `/__tmp/${path.basename(f)}`);
+  server = await startServer(["--test-hooks", "--mount", `/__tmp/=${tmp}`]);
   browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
   server?.close();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 /** A fresh profile's storage (a new browser context) with the harness page open in it. */
@@ -349,6 +355,23 @@ test("a changed ETag drops the cached copy; cache.list/delete/clear/usage do wha
   assert.deepEqual(r.afterDelete.map((e) => e.url), [parts.map((p) => server.url + p)]);
   assert.deepEqual(r.afterClear, []);
   assert.equal(r.usageAfter.bytes, 0);
+  await page.context().close();
+});
+
+test("gguf-split shards are cached as one model (their headers are read before the first shard's tensors)", async () => {
+  const page = await freshPage();
+  const first = await load(page, { worker: false }, { url: shards });
+  assertFixture(first);
+  const bytes = shards.reduce((s, u) => s + fs.statSync(path.join(tmp, path.basename(u))).size, 0);
+  assert.equal(first.last.fromNetwork, bytes, "each chunk fetched once, though the loader read some twice");
+  const [entry] = await list(page);
+  assert.deepEqual(entry.url, shards.map((u) => server.url + u));
+  assert.equal(entry.complete, true);
+  assert.equal(await has(page, shards), true);
+  const second = await load(page, { worker: false }, { url: shards });
+  assertFixture(second);
+  assert.equal(second.last.cache, "hit");
+  assert.equal(second.last.fromNetwork, 0);
   await page.context().close();
 });
 
