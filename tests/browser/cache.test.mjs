@@ -155,6 +155,59 @@ test("a connection cut after ~40 MB: the next load fetches only the missing chun
   await page.context().close();
 });
 
+test("an aborted load and a tab closed mid-download keep their chunks; the next load resumes", async () => {
+  const page = await freshPage();
+  // Abort once 3 chunks came from the network (engine in the worker: OPFS).
+  const aborted = await page.evaluate(async (url) => {
+    const controller = new AbortController();
+    try {
+      await window.ferrolm.load(url, {
+        signal: controller.signal,
+        onProgress: (p) => { if (p.fromNetwork >= 3 * 8 * 2 ** 20) controller.abort(); },
+      });
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, name: e.name };
+    }
+  }, SMOLLM2);
+  assert.deepEqual(aborted, { ok: false, name: "AbortError" });
+  const [partial] = await list(page);
+  assert.equal(partial.complete, false);
+  assert.ok(partial.storedBytes >= 3 * CHUNK, `kept ${partial.storedBytes} bytes`);
+
+  // A tab closed while its worker downloads: what it stored stays usable.
+  const tab = await page.reopen();
+  await tab.evaluate((url) => {
+    window.ferrolm.load(url, { onProgress: (p) => { window.lastProgress = p; } }).catch(() => {});
+  }, SMOLLM2);
+  await tab.waitForFunction((n) => window.lastProgress && window.lastProgress.fromNetwork >= n, 2 * CHUNK, { timeout: 60_000 });
+  await tab.close();
+  await new Promise((r) => setTimeout(r, 500)); // the worker's OPFS handles are released
+  const [kept] = await list(page);
+  assert.ok(kept.storedBytes >= partial.storedBytes + 2 * CHUNK, `after the closed tab: ${kept.storedBytes} bytes`);
+
+  await server.clearLog();
+  const resumed = await load(await page.reopen());
+  assertFixture(resumed);
+  assert.equal(resumed.last.fromCache, kept.storedBytes);
+  assert.equal(resumed.last.fromNetwork, SMOLLM2_BYTES - kept.storedBytes);
+  assert.equal((await modelGets()).reduce((s, e) => s + e.bytes, 0), SMOLLM2_BYTES - kept.storedBytes);
+  await page.context().close();
+});
+
+test("persist: true asks the browser to keep the storage", async () => {
+  const page = await freshPage();
+  const r = await page.evaluate(async () => {
+    let asked = 0;
+    navigator.storage.persist = async () => { asked++; return true; };
+    await window.ferrolm.load("/models/none.gguf", { persist: true, worker: false }).catch(() => {});
+    await window.ferrolm.load("/models/none.gguf", { worker: false }).catch(() => {});
+    return asked;
+  });
+  assert.equal(r, 1);
+  await page.context().close();
+});
+
 test("with the server stopped, offline: true and a plain load both work from a complete cache; offline never requests", async () => {
   const page = await freshPage();
   assertFixture(await load(page, { worker: false }));
