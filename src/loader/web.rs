@@ -220,8 +220,6 @@ pub struct UrlSource {
     abort: Abort,
     /// Requests made so far (for tests and diagnostics).
     requests: std::cell::Cell<u32>,
-    /// Bytes read so far.
-    bytes_read: u64,
 }
 
 impl UrlSource {
@@ -241,7 +239,7 @@ impl UrlSource {
             parts.push(Part { url: url.clone(), start, len, mode, etag, last_modified });
             start += len;
         }
-        Ok(UrlSource { parts, len: start, abort, requests, bytes_read: 0 })
+        Ok(UrlSource { parts, len: start, abort, requests })
     }
 
     /// What the server said about each part: URL, size, ETag, Last-Modified.
@@ -252,10 +250,6 @@ impl UrlSource {
             .collect()
     }
 
-    /// Bytes read so far (the probes not counted).
-    pub fn bytes_read(&self) -> u64 {
-        self.bytes_read
-    }
 
     /// HTTP requests made so far.
     pub fn requests(&self) -> u32 {
@@ -377,7 +371,6 @@ impl ByteSource for UrlSource {
                 self.read_part(i, a - p_start, slice).await?;
             }
         }
-        self.bytes_read += len;
         Ok(out)
     }
 }
