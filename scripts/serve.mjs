@@ -25,6 +25,7 @@
 //   cut=N          after N body bytes in total, cut the connection; later requests are cut at once
 //   status=S       answer S (e.g. 503, 404) with a text body ...
 //   html=1         ... or answer 200 with an HTML page (a login or error page) ...
+//   badrange=1     ... or answer 206 with a Content-Range whose total disagrees with the file ...
 //   count=K        ... for the next K requests (default 1)
 //   etag=X         append X to every ETag (the file "changed" on the server)
 //   down=1         cut every model request, probes included (the model server is down)
@@ -123,7 +124,10 @@ async function handle(req, res) {
   if (testHooks && url.pathname === "/__fault" && req.method === "POST") {
     const p = url.searchParams;
     const num = (k) => (p.has(k) ? Number(p.get(k)) : undefined);
-    faults = { cut: num("cut"), status: num("status"), html: p.has("html"), count: num("count") ?? 1, etag: p.get("etag") || "", down: p.has("down") };
+    faults = {
+      cut: num("cut"), status: num("status"), html: p.has("html"), badrange: p.has("badrange"), count: num("count") ?? 1,
+      etag: p.get("etag") || "", down: p.has("down"),
+    };
     res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
     res.end(JSON.stringify(faults));
     return;
@@ -161,6 +165,8 @@ async function handle(req, res) {
     res.destroy();
     return;
   }
+  const badRange = faulty && !probe && faults.badrange && faults.count > 0;
+  if (badRange) faults.count -= 1;
   if (faulty && !probe && (faults.status || faults.html) && faults.count > 0) {
     faults.count -= 1;
     entry.status = faults.html ? 200 : faults.status;
@@ -212,7 +218,8 @@ async function handle(req, res) {
   if (range) {
     [start, end] = range;
     status = 206;
-    headers["Content-Range"] = `bytes ${start}-${end - 1}/${size}`;
+    headers["Content-Range"] = `bytes ${start}-${end - 1}/${badRange ? size + 4096 : size}`;
+    if (badRange) entry.fault = "badrange";
   }
   headers["Content-Length"] = String(end - start);
   entry.status = status;

@@ -290,7 +290,7 @@ test("a corrupted or truncated cache entry is detected and fetched again (Cache 
   await page2.context().close();
 });
 
-test("503s are retried; a 404 or an HTML page for a range is an error and is never cached", async () => {
+test("503s are retried; a 404, an HTML page or a wrong Content-Range for a range is an error and is never cached", async () => {
   const page = await freshPage();
   await server.fault("status=503&count=2");
   await server.clearLog();
@@ -302,7 +302,7 @@ test("503s are retried; a 404 or an HTML page for a range is an error and is nev
   assert.equal(gets.filter((e) => e.status === 206).reduce((s, e) => s + e.bytes, 0), SMOLLM2_BYTES, "then every byte");
   assert.equal((await list(page))[0].complete, true);
 
-  for (const [fault, what] of [["status=404", /HTTP 404/], ["html=1", /HTML page/]]) {
+  for (const [fault, what] of [["status=404", /HTTP 404/], ["html=1", /HTML page/], ["badrange=1", /disagrees with the file's size/]]) {
     const p = await freshPage();
     await server.fault(fault);
     const r = await load(p, { worker: false });
