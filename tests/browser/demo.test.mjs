@@ -29,7 +29,8 @@ async function setOptions(p, { prompt, maxTokens, temperature, chatml }) {
 }
 
 test("the demo loads the default model with a progress bar and streams a greedy completion", async () => {
-  page = await browser.newPage();
+  // A context of its own: a second tab in the same profile (the same storage) opens in it later.
+  page = await (await browser.newContext()).newPage();
   const progress = [];
   await page.exposeFunction("recordProgress", (v) => progress.push(v));
   await page.goto(server.url + "/");
