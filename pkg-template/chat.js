@@ -4,10 +4,21 @@
 
 import { InvalidRequestError } from "./errors.js";
 
+/**
+ * @typedef {import("./index.js").ChatCompletionRequest} ChatCompletionRequest
+ * @typedef {import("./index.js").GenerateOptions} GenerateOptions
+ * @typedef {import("./index.js").GenerateStats} GenerateStats
+ * @typedef {import("./index.js").FinishReason} FinishReason
+ * @typedef {Pick<import("./index.js").Engine, "applyChatTemplate" | "generate" | "stats" | "info">} ChatEngine
+ */
+
 let sequence = 0;
 
-/** Maps an OpenAI-style request onto `generate` options (extensions: top_k, min_p, ...). */
+/** Maps an OpenAI-style request onto `generate` options (extensions: top_k, min_p, ...).
+ * @param {ChatCompletionRequest} request
+ * @returns {GenerateOptions} */
 function generateOptions(request) {
+  /** @type {Record<string, unknown>} */
   const options = {};
   const map = {
     max_tokens: "maxTokens",
@@ -25,13 +36,15 @@ function generateOptions(request) {
     signal: "signal",
   };
   for (const [from, to] of Object.entries(map)) {
-    if (request[from] !== undefined && request[from] !== null) options[to] = request[from];
+    const value = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (request))[from];
+    if (value !== undefined && value !== null) options[to] = value;
   }
   // OpenAI's default temperature is 1.
   if (options.temperature === undefined) options.temperature = 1;
-  return options;
+  return /** @type {GenerateOptions} */ (options);
 }
 
+/** @param {ChatCompletionRequest} request */
 function validate(request) {
   if (!request || !Array.isArray(request.messages) || request.messages.length === 0) {
     throw new InvalidRequestError("chat.completions.create needs a non-empty `messages` array");
@@ -46,6 +59,7 @@ function validate(request) {
   }
 }
 
+/** @param {GenerateStats | null} stats */
 function usage(stats) {
   const prompt = stats ? stats.promptTokens : 0;
   const completion = stats ? stats.generatedTokens : 0;
@@ -58,6 +72,7 @@ function usage(stats) {
   };
 }
 
+/** @param {ChatEngine} engine @param {ChatCompletionRequest} request */
 async function create(engine, request) {
   validate(request);
   const messages = request.messages.map((m) => ({ role: m.role, content: m.content }));
@@ -65,7 +80,8 @@ async function create(engine, request) {
   const options = generateOptions(request);
   const id = `chatcmpl-${Date.now().toString(36)}${(sequence++).toString(36)}`;
   const created = Math.floor(Date.now() / 1000);
-  const model = request.model || (engine.info && engine.info.name) || "ferrolm";
+  const model = request.model || "ferrolm";
+  /** @param {{ role?: "assistant", content?: string }} delta @param {FinishReason | null} finishReason */
   const chunk = (delta, finishReason) => ({
     id, object: "chat.completion.chunk", created, model,
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
@@ -90,7 +106,10 @@ async function create(engine, request) {
   };
 }
 
-/** The `chat` namespace of an engine. */
+/** The `chat` namespace of an engine.
+ * @param {ChatEngine} engine
+ * @returns {import("./index.js").Engine["chat"]} */
 export function chatNamespace(engine) {
-  return { completions: { create: (request) => create(engine, request) } };
+  // One implementation behind both overloads (stream: true / false) of the declared type.
+  return { completions: { create: /** @type {any} */ ((/** @type {ChatCompletionRequest} */ request) => create(engine, request)) } };
 }

@@ -18,10 +18,13 @@ export class AbortError extends FerrolmError {}
 export class InvalidRequestError extends FerrolmError {}
 /** The GPU device failed while running (lost device, out of memory). */
 export class GPUDeviceError extends FerrolmError {}
+/** The model's bytes are not the file that was asked for (sha256 mismatch): it was not cached
+ * and never ran. */
+export class IntegrityError extends FerrolmError {}
 
 const CLASSES = {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError,
-  DeviceLimitError, NetworkError, AbortError, InvalidRequestError, GPUDeviceError,
+  DeviceLimitError, NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError,
 };
 
 // Names survive minification: set them explicitly rather than from the class name.
@@ -30,19 +33,29 @@ for (const [name, cls] of Object.entries(CLASSES)) {
 }
 
 /** Turns anything thrown (a wasm error carrying a typed name, a DOMException, a message sent
- * from the worker) into a FerrolmError subclass. */
+ * from the worker) into a FerrolmError subclass.
+ * @param {any} e
+ * @returns {FerrolmError} */
 export function toTypedError(e) {
   if (e instanceof FerrolmError) return e;
   const name = e && typeof e === "object" ? e.name : undefined;
   const message = e && typeof e === "object" && "message" in e ? String(e.message) : String(e);
-  const Cls = (name && Object.prototype.hasOwnProperty.call(CLASSES, name)) ? CLASSES[name] : FerrolmError;
+  const Cls = (name && Object.prototype.hasOwnProperty.call(CLASSES, name)) ? CLASSES[/** @type {keyof typeof CLASSES} */ (name)] : FerrolmError;
   if (Cls === FerrolmError && name === "AbortError") return new AbortError(message);
   const err = new Cls(message);
   if (Cls === FerrolmError && name && name !== "Error") err.message = `${name}: ${message}`;
   return err;
 }
 
-/** A structured-clone-safe form of an error, for posting from the worker. */
+/** The one error for a browser without WebGPU (`navigator.gpu` missing). */
+export function webgpuMissingError() {
+  return new WebGPUUnavailableError(
+    "this browser exposes no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
+      "or Firefox/Safari with WebGPU enabled, over https or on localhost");
+}
+
+/** A structured-clone-safe form of an error, for posting from the worker.
+ * @param {unknown} e */
 export function serializeError(e) {
   const t = toTypedError(e);
   return { name: t.name, message: t.message };

@@ -13,6 +13,13 @@ export interface LoadProgress {
   done: number;
   /** Bytes in the phase (weights: all tensor bytes; ready: the file size). */
   total: number;
+  /** File bytes read from the model cache so far. */
+  fromCache: number;
+  /** File bytes fetched from the network so far. */
+  fromNetwork: number;
+  /** What the model cache does: "writing" (downloading into it), "hit" (reading from it), or
+   * "skipped: <why>" (disabled, a File/Blob, no storage, out of space, a storage error). */
+  cache: "writing" | "hit" | `skipped: ${string}` | "";
 }
 
 export interface LoadOptions {
@@ -35,6 +42,21 @@ export interface LoadOptions {
   matmulRowThreads?: number;
   /** Where to fetch the .wasm from (default: next to the package's wasm/ferrolm.js). */
   wasmUrl?: string | URL;
+  /** Keep the model in the origin's storage and load it from there next time (default true).
+   * URL sources only: a File/Blob is local already. */
+  cache?: boolean;
+  /** Load only from the cache and make no request: rejects with NetworkError when the model is
+   * not completely cached (default false). */
+  offline?: boolean;
+  /** The expected sha256 of the whole model file (64 hex digits): a mismatch rejects with
+   * IntegrityError, removes the cache entry and never runs the model. */
+  sha256?: string;
+  /** Range requests in flight while downloading (default 4). */
+  parallel?: number;
+  /** Retries of a request that failed with a network error, 5xx or 429, with backoff (default 3). */
+  retries?: number;
+  /** Ask the browser to keep the cache under storage pressure (`navigator.storage.persist()`). */
+  persist?: boolean;
 }
 
 export interface GenerateOptions {
@@ -144,13 +166,14 @@ export interface GenerateStats {
 }
 
 export interface DeviceLimits {
-  max_storage_binding: number;
-  max_buffer_size: number;
-  max_workgroups_per_dim: number;
-  uniform_align: number;
-  max_invocations_per_workgroup: number;
-  max_workgroup_storage: number;
-  shader_f16: boolean;
+  /** Largest range of one storage-buffer binding in bytes. */
+  maxStorageBinding: number;
+  maxBufferSize: number;
+  maxWorkgroupsPerDim: number;
+  uniformAlign: number;
+  maxInvocationsPerWorkgroup: number;
+  maxWorkgroupStorage: number;
+  shaderF16: boolean;
   subgroups: boolean;
 }
 
@@ -222,6 +245,7 @@ export interface Engine {
   /** Forgets the KV cache (generations reuse the longest common prompt prefix otherwise). */
   reset(): Promise<void>;
   readonly info: EngineInfo;
+  /** Memory figures; answered at once, also while a generation runs (never queued behind it). */
   memory(): Promise<MemoryInfo>;
   /** Frees the GPU memory (and the worker). Later calls reject with InvalidRequestError. */
   dispose(): Promise<void>;
@@ -240,3 +264,38 @@ export class NetworkError extends FerrolmError {}
 export class AbortError extends FerrolmError {}
 export class InvalidRequestError extends FerrolmError {}
 export class GPUDeviceError extends FerrolmError {}
+/** The model's bytes are not the file asked for (the `sha256` option): not cached, never run. */
+export class IntegrityError extends FerrolmError {}
+
+/** A model in the cache. */
+export interface CachedModel {
+  /** The URL it was loaded from (an array for a model split over several URLs). */
+  url: string | string[];
+  /** File size. */
+  bytes: number;
+  /** Bytes stored so far (less than `bytes` while incomplete: the next load resumes). */
+  storedBytes: number;
+  /** Every byte stored and the whole file hashed. */
+  complete: boolean;
+  /** The whole file matched the `sha256` given to `load`. */
+  verified: boolean;
+  /** sha256 (hex) of the whole file, once known. */
+  sha256: string | null;
+  /** Last load that used it (milliseconds since the Unix epoch). */
+  lastUsed: number;
+  /** "opfs" (written from the engine's worker) or "cache-api" (written on the page's thread). */
+  storage: "opfs" | "cache-api";
+}
+
+/** The models this origin has cached. */
+export const cache: {
+  /** True only when the model is completely cached (and verified, when `load` was given a hash). */
+  has(url: string | URL | Array<string | URL>): Promise<boolean>;
+  list(): Promise<CachedModel[]>;
+  /** Removes a model: true when it was cached. */
+  delete(url: string | URL | Array<string | URL>): Promise<boolean>;
+  /** Removes every cached model. */
+  clear(): Promise<void>;
+  /** Bytes the cached models take, and the origin's storage quota. */
+  usage(): Promise<{ bytes: number; quota: number }>;
+};

@@ -9,67 +9,70 @@
 
 import { chatNamespace } from "./chat.js";
 import { loadLocal } from "./engine.js";
-import { pieceQueue } from "./stream.js";
-import {
-  AbortError, FerrolmError, InvalidRequestError, WebGPUUnavailableError, toTypedError,
-} from "./errors.js";
+import { normalizeSource } from "./source.js";
+import { pieceQueue, promptInput } from "./stream.js";
+import { AbortError, FerrolmError, InvalidRequestError, toTypedError, webgpuMissingError } from "./errors.js";
 
 export {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError, DeviceLimitError,
-  NetworkError, AbortError, InvalidRequestError, GPUDeviceError,
+  NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError,
 } from "./errors.js";
+export { cache } from "./cache.js";
 
-/** URLs are resolved against the page here, because a worker would resolve them against itself. */
-function normalizeSource(source) {
-  const base = globalThis.location ? globalThis.location.href : undefined;
-  const resolve = (u) => {
-    if (typeof u !== "string" && !(u instanceof URL)) {
-      throw new InvalidRequestError("every element of a model URL array must be a string");
-    }
-    try {
-      return new URL(String(u), base).href;
-    } catch {
-      throw new InvalidRequestError(`'${u}' is not a valid URL`);
-    }
-  };
-  if (typeof source === "string" || source instanceof URL) return resolve(source);
-  if (Array.isArray(source)) {
-    if (source.length === 0) throw new InvalidRequestError("the model URL array is empty");
-    return source.map(resolve);
-  }
-  if (typeof Blob !== "undefined" && source instanceof Blob) return source;
-  throw new InvalidRequestError("the model source must be a URL string, an array of URL strings, a File or a Blob");
-}
+/**
+ * @typedef {import("./index.js").Engine} Engine
+ * @typedef {import("./index.js").EngineInfo} EngineInfo
+ * @typedef {import("./index.js").GenerateOptions} GenerateOptions
+ * @typedef {import("./index.js").GenerateStats} GenerateStats
+ * @typedef {import("./index.js").LoadOptions} LoadOptions
+ * @typedef {import("./index.js").LoadProgress} LoadProgress
+ * @typedef {import("./index.js").MemoryInfo} MemoryInfo
+ * @typedef {import("./index.js").ChatMessage} ChatMessage
+ * @typedef {import("./index.js").ModelSource} ModelSource
+ * @typedef {import("./index.js").Piece} Piece
+ * @typedef {{ resolve(v: any): void, reject(e: unknown): void, onProgress?: (p: LoadProgress) => void,
+ *   onPiece?: (p: Piece) => void }} Pending
+ */
 
 /**
  * Loads a GGUF model and returns an engine. See index.d.ts for the options.
+ * @param {ModelSource} source
+ * @param {LoadOptions} options
  * @returns {Promise<Engine>}
  */
 export async function load(source, options = {}) {
-  const { worker = true, onProgress, signal, ...rest } = options;
+  const { worker = true, onProgress, signal, persist, ...rest } = options;
   const normalized = normalizeSource(source);
-  if (signal && signal.aborted) throw new AbortError("loading was aborted");
-  if (!globalThis.navigator || !globalThis.navigator.gpu) {
-    throw new WebGPUUnavailableError(
-      "this browser exposes no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
-        "or Firefox/Safari with WebGPU enabled, over https or on localhost");
+  if (persist && globalThis.navigator?.storage) {
+    // Asks the browser not to evict the cache under storage pressure (it may say no).
+    await navigator.storage.persist().catch(() => false);
   }
+  if (signal && signal.aborted) throw new AbortError("loading was aborted");
+  if (!globalThis.navigator || !globalThis.navigator.gpu) throw webgpuMissingError();
   if (!worker || typeof Worker === "undefined") {
     return loadLocal(normalized, { ...rest, onProgress, signal });
   }
   return WorkerEngine.create(normalized, rest, onProgress, signal);
 }
 
-/** The same API as the in-thread engine, forwarded to a dedicated worker. */
+/** The same API as the in-thread engine, forwarded to a dedicated worker.
+ * @implements {Engine} */
 class WorkerEngine {
+  /** @type {Worker} */
   #worker;
   #next = 1;
+  /** @type {Map<number, Pending>} */
   #pending = new Map();
+  /** @type {Error | null} */
   #dead = null;
 
+  /** @param {Worker} worker */
   constructor(worker) {
     this.#worker = worker;
-    this.info = null;
+    /** What was loaded and where it runs (set once loaded).
+     * @type {EngineInfo} */
+    this.info = /** @type {any} */ (null);
+    /** @type {GenerateStats | null} */
     this.stats = null;
     this.chat = chatNamespace(this);
     worker.onmessage = (event) => {
@@ -85,16 +88,24 @@ class WorkerEngine {
         else p.reject(toTypedError(m.error));
       }
     };
-    const fail = (what) => (event) => {
-      const detail = event && event.message ? event.message : "the worker could not start or crashed";
+    /** @param {string} what */
+    const fail = (what) => (/** @type {Event} */ event) => {
+      const detail = event instanceof ErrorEvent && event.message ? event.message : "the worker could not start or crashed";
       this.#dead = new FerrolmError(`ferrolm worker ${what}: ${detail}`);
-      for (const p of this.#pending.values()) p.reject(this.#dead);
+      const dead = this.#dead;
+      for (const p of this.#pending.values()) p.reject(dead);
       this.#pending.clear();
     };
     worker.onerror = fail("error");
     worker.onmessageerror = fail("message error");
   }
 
+  /**
+   * @param {string | string[] | Blob} source
+   * @param {Omit<LoadOptions, "onProgress" | "signal">} options
+   * @param {((p: LoadProgress) => void) | undefined} onProgress
+   * @param {AbortSignal | undefined} signal
+   */
   static async create(source, options, onProgress, signal) {
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "ferrolm" });
     const engine = new WorkerEngine(worker);
@@ -108,13 +119,17 @@ class WorkerEngine {
     }
   }
 
-  /** Sends a request; `signal` forwards an abort to the worker. */
+  /** Sends a request; `signal` forwards an abort to the worker.
+   * @param {Record<string, unknown>} message
+   * @param {{ onProgress?: Pending["onProgress"], onPiece?: Pending["onPiece"], signal?: AbortSignal }} [handlers]
+   * @returns {Promise<any>} */
   #call(message, { onProgress, onPiece, signal } = {}) {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#next++;
     return new Promise((resolve, reject) => {
       const onAbort = () => this.#worker.postMessage({ op: "abort", target: id });
-      const done = (f) => (v) => {
+      /** @param {(v: any) => void} f */
+      const done = (f) => (/** @type {any} */ v) => {
         if (signal) signal.removeEventListener("abort", onAbort);
         f(v);
       };
@@ -125,16 +140,23 @@ class WorkerEngine {
     });
   }
 
+  /**
+   * @param {string | number[] | Uint32Array} prompt
+   * @param {GenerateOptions} options
+   * @returns {AsyncGenerator<Piece, void, undefined>}
+   */
   async *generate(prompt, options = {}) {
     const { signal, ...rest } = options;
+    const input = promptInput(prompt);
     if (signal && signal.aborted) throw new AbortError("generation was aborted");
+    /** @type {ReturnType<typeof pieceQueue<Piece>>} */
     const queue = pieceQueue();
     // Our own controller: aborted by the caller's signal, or when the loop is left early.
     const controller = new AbortController();
     const forward = () => controller.abort();
     if (signal) signal.addEventListener("abort", forward, { once: true });
     const run = this.#call(
-      { op: "generate", prompt: typeof prompt === "string" ? prompt : Array.from(prompt), options: rest },
+      { op: "generate", prompt: input, options: rest },
       { onPiece: (piece) => queue.push(piece), signal: controller.signal },
     );
     run.then(() => queue.end(), (e) => queue.end(e));
@@ -147,14 +169,17 @@ class WorkerEngine {
     }
   }
 
+  /** @param {ChatMessage[]} messages @returns {Promise<{ text: string, ids: number[] }>} */
   async applyChatTemplate(messages) {
     return (await this.#call({ op: "applyChatTemplate", messages })).rendered;
   }
 
+  /** @param {string} text @returns {Promise<number[]>} */
   async tokenize(text) {
     return (await this.#call({ op: "tokenize", text: String(text) })).ids;
   }
 
+  /** @param {number[] | Uint32Array} ids @returns {Promise<string>} */
   async detokenize(ids) {
     return (await this.#call({ op: "detokenize", ids: Array.from(ids) })).text;
   }
@@ -163,6 +188,8 @@ class WorkerEngine {
     await this.#call({ op: "reset" });
   }
 
+  /** Answered by the worker at once, also while a generation runs (as on the page's thread).
+   * @returns {Promise<MemoryInfo>} */
   async memory() {
     return (await this.#call({ op: "memory" })).memory;
   }

@@ -4,19 +4,29 @@
 import { loadLocal } from "./engine.js";
 import { InvalidRequestError, serializeError } from "./errors.js";
 
+/** @type {import("./engine.js").LocalEngine | null} */
 let engine = null;
+/** @type {Map<number, AbortController>} */
 const controllers = new Map();
 
+/** @param {Record<string, unknown>} message */
 function post(message) {
-  self.postMessage(message);
+  // A dedicated worker's postMessage (the DOM lib types `self` as a window).
+  /** @type {{ postMessage(m: unknown): void }} */ (/** @type {unknown} */ (self)).postMessage(message);
 }
 
+/** The signal of request `id`. @param {number} id */
+function signalOf(id) {
+  return /** @type {AbortController} */ (controllers.get(id)).signal;
+}
+
+/** @param {any} data a request from index.js */
 async function handle(data) {
   const { id, op } = data;
   switch (op) {
     case "load": {
       if (engine) throw new InvalidRequestError("this worker already holds an engine");
-      const signal = controllers.get(id).signal;
+      const signal = signalOf(id);
       engine = await loadLocal(data.source, {
         ...data.options,
         signal,
@@ -25,7 +35,7 @@ async function handle(data) {
       return { info: engine.info };
     }
     case "generate": {
-      const signal = controllers.get(id).signal;
+      const signal = signalOf(id);
       const e = need();
       const before = e.stats;
       try {

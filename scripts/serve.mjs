@@ -14,8 +14,21 @@
 //   ?slow=MS       wait MS milliseconds before answering
 //   ?patch=OFF:HEX replace the bytes at offset OFF (of the served resource) by HEX
 //   ?noexpose      no Access-Control-Expose-Headers (cross-origin pages cannot see Content-Range)
-// and GET /__log (JSON list of the requests served: path, range, status, bytes), POST /__log
-// (clears it), and --mount /PREFIX/=DIR (serve DIR under /PREFIX/, e.g. files a test wrote).
+// and GET /__log (JSON list of the requests served: path, range, status, bytes, t0 and t1 in ms),
+// POST /__log (clears it), and --mount /PREFIX/=DIR (serve DIR under /PREFIX/, e.g. files a
+// test wrote). Every answer then carries `Cache-Control: no-store` (Chromium's HTTP cache keeps
+// Range responses: the tests of the model cache must not be passed by the browser's cache).
+//
+// POST /__fault?... sets server-wide faults on model files (under /models/ and the mounts; they
+// replace the previous ones; POST /__fault alone clears them). A fault never hits a 1-byte
+// probe (`Range: bytes=0-0`) unless said otherwise:
+//   cut=N          after N body bytes in total, cut the connection; later requests are cut at once
+//   status=S       answer S (e.g. 503, 404) with a text body ...
+//   html=1         ... or answer 200 with an HTML page (a login or error page) ...
+//   badrange=1     ... or answer 206 with a Content-Range whose total disagrees with the file ...
+//   count=K        ... for the next K requests (default 1)
+//   etag=X         append X to every ETag (the file "changed" on the server)
+//   down=1         cut every model request, probes included (the model server is down)
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
@@ -49,6 +62,13 @@ const TYPES = {
 };
 
 const log = [];
+/** The faults POST /__fault set (see the header). */
+let faults = {};
+
+/** Whether `urlPath` is a model file (where faults apply). */
+function isModelPath(urlPath) {
+  return urlPath.startsWith("/models/") || mounts.some(([prefix]) => urlPath.startsWith(prefix));
+}
 
 /** The file under `root` that `urlPath` names, or null (outside the served folders). */
 function resolveFile(urlPath) {
@@ -101,6 +121,17 @@ async function handle(req, res) {
     res.end(JSON.stringify(log));
     return;
   }
+  if (testHooks && url.pathname === "/__fault" && req.method === "POST") {
+    const p = url.searchParams;
+    const num = (k) => (p.has(k) ? Number(p.get(k)) : undefined);
+    faults = {
+      cut: num("cut"), status: num("status"), html: p.has("html"), badrange: p.has("badrange"), count: num("count") ?? 1,
+      etag: p.get("etag") || "", down: p.has("down"),
+    };
+    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+    res.end(JSON.stringify(faults));
+    return;
+  }
   if (url.pathname === "/" || url.pathname === "/www") {
     res.writeHead(302, { Location: "/www/" + url.search });
     res.end();
@@ -124,8 +155,27 @@ async function handle(req, res) {
       stat = null;
     }
   }
-  const entry = { method: req.method, path: url.pathname + url.search, range: req.headers.range || null };
+  const entry = { method: req.method, path: url.pathname + url.search, range: req.headers.range || null, t0: Date.now() };
   if (testHooks) log.push(entry);
+  res.on("close", () => { entry.t1 = Date.now(); });
+  const faulty = testHooks && isModelPath(url.pathname) && stat && stat.isFile();
+  const probe = req.headers.range === "bytes=0-0";
+  if (faulty && (faults.down || (!probe && faults.cut !== undefined && faults.cut <= 0))) {
+    entry.status = "cut";
+    res.destroy();
+    return;
+  }
+  const badRange = faulty && !probe && faults.badrange && faults.count > 0;
+  if (badRange) faults.count -= 1;
+  if (faulty && !probe && (faults.status || faults.html) && faults.count > 0) {
+    faults.count -= 1;
+    entry.status = faults.html ? 200 : faults.status;
+    entry.fault = faults.html ? "html" : `status ${faults.status}`;
+    const html = "<!doctype html><title>Sign in</title><p>Please sign in to continue.</p>\n";
+    res.writeHead(entry.status, { "Content-Type": faults.html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", "Cache-Control": "no-store", "Access-Control-Allow-Origin": "*" });
+    res.end(faults.html ? html : `fault: HTTP ${faults.status}\n`);
+    return;
+  }
   if (!stat || !stat.isFile()) {
     entry.status = 404;
     res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
@@ -148,10 +198,12 @@ async function handle(req, res) {
 
   const headers = {
     "Content-Type": TYPES[path.extname(file)] || "application/octet-stream",
-    "Cache-Control": "no-cache",
+    "Cache-Control": testHooks ? "no-store" : "no-cache",
     "Access-Control-Allow-Origin": "*",
+    ETag: `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}${faulty ? faults.etag : ""}"`,
+    "Last-Modified": stat.mtime.toUTCString(),
   };
-  if (!q.has("noexpose")) headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, Accept-Ranges";
+  if (!q.has("noexpose")) headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, Accept-Ranges, ETag, Last-Modified";
   if (ranges) headers["Accept-Ranges"] = "bytes";
   let start = 0;
   let end = size;
@@ -166,7 +218,8 @@ async function handle(req, res) {
   if (range) {
     [start, end] = range;
     status = 206;
-    headers["Content-Range"] = `bytes ${start}-${end - 1}/${size}`;
+    headers["Content-Range"] = `bytes ${start}-${end - 1}/${badRange ? size + 4096 : size}`;
+    if (badRange) entry.fault = "badrange";
   }
   headers["Content-Length"] = String(end - start);
   entry.status = status;
@@ -176,7 +229,13 @@ async function handle(req, res) {
     res.end();
     return;
   }
-  const last = Math.min(end, cut);
+  let last = Math.min(end, cut);
+  if (faulty && !probe && faults.cut !== undefined) {
+    // The fault's byte budget: this answer ends where it runs out.
+    last = Math.min(last, start + faults.cut);
+    faults.cut -= last - start;
+    if (last < end) entry.fault = "cut";
+  }
   if (last <= start) {
     res.destroy();
     return;

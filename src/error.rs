@@ -20,6 +20,9 @@ pub enum Error {
     /// The GPU said no.
     #[error("{0}")]
     Gpu(#[from] GpuError),
+    /// The model's bytes are not the file that was asked for (a sha256 mismatch).
+    #[error("{0}")]
+    Integrity(String),
 }
 
 impl Error {
@@ -28,7 +31,7 @@ impl Error {
         match self {
             Error::Format(_) | Error::Unsupported(_) | Error::BadRequest(_) => true,
             Error::Gpu(GpuError::UnsupportedType { .. } | GpuError::Shape(_) | GpuError::Limit(_)) => true,
-            Error::Io(_) | Error::Gpu(_) => false,
+            Error::Io(_) | Error::Gpu(_) | Error::Integrity(_) => false,
         }
     }
 }

@@ -1,5 +1,5 @@
 // The demo page: load a GGUF model (URL, ?model=, file picker or drop), stream a completion.
-import { load, AbortError } from "../pkg/index.js";
+import { load, cache, AbortError } from "../pkg/index.js";
 
 const DEFAULT_MODEL = "../models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const $ = (id) => document.getElementById(id);
@@ -9,7 +9,7 @@ const ui = {
   cancelLoad: $("cancel-load"), status: $("status"), info: $("info"),
   prompt: $("prompt"), chatml: $("chatml"), maxTokens: $("max-tokens"), temperature: $("temperature"),
   topK: $("top-k"), generate: $("generate"), stop: $("stop"), output: $("output"), stats: $("stats"),
-  memory: $("memory"),
+  memory: $("memory"), source: $("source"), cacheList: $("cache-list"), cacheUsage: $("cache-usage"),
 };
 
 let engine = null;
@@ -42,7 +42,53 @@ function webgpuMissing(detail) {
 
 const PHASES = { header: "Reading the model header", weights: "Streaming weights to the GPU", shaders: "Compiling GPU shaders", ready: "Ready" };
 
+/** The last progress report of the load in progress (where the bytes came from). */
+let lastProgress = null;
+
+/** Where the model's bytes came from, from the last progress report. */
+function describeSource(p) {
+  if (!p) return "";
+  if (p.cache === "hit") return `From the cache: ${MB(p.fromCache)} MB, no download.`;
+  const net = `${MB(p.fromNetwork)} MB from the network`;
+  const cached = p.fromCache > 0 ? ` and ${MB(p.fromCache)} MB from the cache (resumed)` : "";
+  if (p.cache === "writing") return `Downloaded: ${net}${cached}, now in the cache.`;
+  return `Downloaded: ${net}${cached}; not cached (${p.cache.replace(/^skipped: /, "")}).`;
+}
+
+/** Lists the cached models, each with a delete button. */
+async function showCache() {
+  try {
+    const [models, usage] = await Promise.all([cache.list(), cache.usage()]);
+    ui.cacheList.replaceChildren(...models.map((m) => {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "name";
+      const urls = Array.isArray(m.url) ? m.url : [m.url];
+      name.textContent = `${urls[0].split("/").pop()}${urls.length > 1 ? ` (+${urls.length - 1} parts)` : ""}`;
+      name.title = urls.join("\n");
+      const size = document.createElement("span");
+      size.className = "muted size";
+      size.textContent = m.complete ? `${MB(m.bytes)} MB` : `${MB(m.storedBytes)} of ${MB(m.bytes)} MB (partial)`;
+      const del = document.createElement("button");
+      del.type = "button";
+      del.className = "delete";
+      del.textContent = "Delete";
+      del.addEventListener("click", async () => {
+        await cache.delete(m.url);
+        showCache();
+      });
+      li.append(name, size, del);
+      return li;
+    }));
+    if (!models.length) ui.cacheList.innerHTML = '<li class="muted">None yet.</li>';
+    ui.cacheUsage.textContent = `${MB(usage.bytes)} MB used of ${MB(usage.quota)} MB`;
+  } catch (e) {
+    ui.cacheUsage.textContent = `cache unavailable (${e.message})`;
+  }
+}
+
 function onProgress(p) {
+  lastProgress = p;
   if (p.phase === "weights" && p.total > 0) {
     ui.progress.value = p.done / p.total;
     ui.progressText.textContent = `${PHASES.weights}: ${MB(p.done)} / ${MB(p.total)} MB`;
@@ -66,6 +112,8 @@ async function loadModel(source, label) {
   ui.output.textContent = "";
   ui.stats.textContent = "";
   ui.info.textContent = "";
+  ui.source.textContent = "";
+  lastProgress = null;
   setState("loading");
   setStatus(`Loading ${label} …`);
   const t0 = performance.now();
@@ -82,8 +130,10 @@ async function loadModel(source, label) {
     ui.info.textContent = `${i.architecture}, ${i.layers} layers, d=${i.embeddingLength}, vocab ${i.vocabSize}, context ${i.contextLength}; ` +
       `${quant}; ${MB(i.fileBytes)} MB file, ${MB(i.gpuBytes)} MB on the GPU; adapter: ${i.adapter.name}`;
     setStatus(`Ready: ${label} loaded in ${seconds.toFixed(1)} s.`);
+    ui.source.textContent = describeSource(lastProgress);
     setState("ready");
     showMemory();
+    showCache();
   } catch (e) {
     if (loading !== controller) return;
     engine = null;
@@ -91,6 +141,7 @@ async function loadModel(source, label) {
     if (e instanceof AbortError) setStatus("Loading cancelled.");
     else if (e.name === "WebGPUUnavailableError") webgpuMissing(e.message);
     else setStatus(`${e.name}: ${e.message}`, true);
+    showCache();
   } finally {
     if (loading === controller) loading = null;
   }
@@ -185,6 +236,7 @@ ui.prompt.addEventListener("keydown", (e) => {
 // Start: the model from ?model= (or the default) is loaded right away.
 const params = new URLSearchParams(location.search);
 ui.url.value = params.get("model") || DEFAULT_MODEL;
+showCache();
 if (!navigator.gpu) {
   webgpuMissing();
 } else {

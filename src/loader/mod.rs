@@ -9,6 +9,9 @@ mod native;
 pub use native::FileSource;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+#[cfg(target_arch = "wasm32")]
+pub mod web_cache;
+pub mod cache;
 
 use crate::error::{Error, Result};
 use crate::gguf::{parse_header, GgufFile, Parsed};
@@ -32,6 +35,11 @@ pub trait ByteSource {
     /// Matters only for llama.cpp `gguf-split` shards (see [`read_model_header`]).
     fn part_lens(&self) -> Vec<u64> {
         vec![self.len()]
+    }
+    /// Called once the weights are in: a source that checks the whole file (the model cache's
+    /// sha256) reads what is left and fails when the bytes are not the expected file.
+    async fn finish(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -160,6 +168,7 @@ pub async fn stream_weights<S: ByteSource>(source: &mut S, model: &mut Model, pr
             progress(Progress { phase: Phase::Weights, done, total });
         }
     }
+    source.finish().await?;
     model.finish_load()
 }
 

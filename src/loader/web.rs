@@ -56,7 +56,9 @@ pub fn js_message(value: &JsValue) -> String {
     value.as_string().unwrap_or_else(|| format!("{value:?}"))
 }
 
-async fn fetch(url: &str, method: &str, range: Option<(u64, u64)>, abort: &Abort) -> Result<Response> {
+/// Sends a request (a Range request when `range` is given, `end` exclusive) and returns the
+/// answer whatever its status.
+pub(super) async fn send(url: &str, method: &str, range: Option<(u64, u64)>, abort: &Abort) -> Result<Response> {
     abort.check()?;
     let init = RequestInit::new();
     init.set_method(method);
@@ -81,7 +83,12 @@ async fn fetch(url: &str, method: &str, range: Option<(u64, u64)>, abort: &Abort
             ))
         }
     })?;
-    let response: Response = response.unchecked_into();
+    Ok(response.unchecked_into())
+}
+
+/// [`send`], with any status but 2xx and 416 turned into an error.
+async fn fetch(url: &str, method: &str, range: Option<(u64, u64)>, abort: &Abort) -> Result<Response> {
+    let response = send(url, method, range, abort).await?;
     let status = response.status();
     if !(200..300).contains(&status) && status != 416 {
         let _ = cancel_body(&response);
@@ -90,24 +97,24 @@ async fn fetch(url: &str, method: &str, range: Option<(u64, u64)>, abort: &Abort
     Ok(response)
 }
 
-fn cancel_body(response: &Response) -> Option<()> {
+pub(super) fn cancel_body(response: &Response) -> Option<()> {
     let body = response.body()?;
     let _ = body.cancel();
     Some(())
 }
 
-fn header_u64(response: &Response, name: &str) -> Option<u64> {
+pub(super) fn header_u64(response: &Response, name: &str) -> Option<u64> {
     response.headers().get(name).ok().flatten().and_then(|v| v.trim().parse().ok())
 }
 
 /// Total length from `Content-Range: bytes 0-0/12345`.
-fn content_range_total(response: &Response) -> Option<u64> {
+pub(super) fn content_range_total(response: &Response) -> Option<u64> {
     let value = response.headers().get("Content-Range").ok().flatten()?;
     value.rsplit('/').next()?.trim().parse().ok()
 }
 
 /// Start offset from `Content-Range: bytes 100-199/12345`.
-fn content_range_start(response: &Response) -> Option<u64> {
+pub(super) fn content_range_start(response: &Response) -> Option<u64> {
     let value = response.headers().get("Content-Range").ok().flatten()?;
     let range = value.trim().strip_prefix("bytes")?.trim();
     range.split('-').next()?.trim().parse().ok()
@@ -201,6 +208,9 @@ struct Part {
     start: u64,
     len: u64,
     mode: Mode,
+    /// `ETag` and `Last-Modified` of the probe's answer (when the server sends them).
+    etag: Option<String>,
+    last_modified: Option<String>,
 }
 
 /// One model file behind one or more URLs (raw byte chunks in order).
@@ -222,13 +232,24 @@ impl UrlSource {
         let mut start = 0u64;
         let requests = std::cell::Cell::new(0);
         for url in urls {
-            let (len, mode, n) = probe(url, &abort).await?;
+            let (len, mode, n, response) = probe(url, &abort).await?;
             requests.set(requests.get() + n);
-            parts.push(Part { url: url.clone(), start, len, mode });
+            let header = |name: &str| response.headers().get(name).ok().flatten();
+            let (etag, last_modified) = (header("ETag"), header("Last-Modified"));
+            parts.push(Part { url: url.clone(), start, len, mode, etag, last_modified });
             start += len;
         }
         Ok(UrlSource { parts, len: start, abort, requests })
     }
+
+    /// What the server said about each part: URL, size, ETag, Last-Modified.
+    pub fn part_infos(&self) -> Vec<super::cache::PartInfo> {
+        self.parts
+            .iter()
+            .map(|p| super::cache::PartInfo { url: p.url.clone(), bytes: p.len, etag: p.etag.clone(), last_modified: p.last_modified.clone() })
+            .collect()
+    }
+
 
     /// HTTP requests made so far.
     pub fn requests(&self) -> u32 {
@@ -283,27 +304,42 @@ impl UrlSource {
     }
 }
 
-/// Length, read mode and request count of one URL.
-async fn probe(url: &str, abort: &Abort) -> Result<(u64, Mode, u32)> {
+impl Drop for UrlSource {
+    /// Stops the bodies still being read sequentially (a server without Range support would
+    /// otherwise go on sending the whole file after a probe or a failed load).
+    fn drop(&mut self) {
+        for part in &self.parts {
+            if let Mode::Sequential(Some(stream)) = &part.mode {
+                stream.cancel();
+            }
+        }
+    }
+}
+
+/// Length, read mode, request count and the answer (for its headers) of one URL.
+async fn probe(url: &str, abort: &Abort) -> Result<(u64, Mode, u32, Response)> {
     let response = fetch(url, "GET", Some((0, 1)), abort).await?;
     match response.status() {
         206 => {
             let _ = cancel_body(&response);
             if let Some(total) = content_range_total(&response) {
-                return Ok((total, Mode::Ranged, 1));
+                return Ok((total, Mode::Ranged, 1, response));
             }
             // Content-Range hidden (cross-origin without Access-Control-Expose-Headers): ask HEAD.
             let head = fetch(url, "HEAD", None, abort).await?;
             match header_u64(&head, "Content-Length") {
-                Some(len) => Ok((len, Mode::Ranged, 2)),
+                Some(len) => Ok((len, Mode::Ranged, 2, head)),
                 None => Err(Error::Io(format!("'{url}' does not say how long it is (no Content-Range or Content-Length visible)"))),
             }
         }
         // Range not satisfiable: an empty file.
-        416 => Ok((0, Mode::Ranged, 1)),
+        416 => Ok((0, Mode::Ranged, 1, response)),
         _ => match header_u64(&response, "Content-Length") {
             // No Range support: keep this body as the sequential stream.
-            Some(len) => Ok((len, Mode::Sequential(Some(BodyStream::new(&response, url, 0)?)), 1)),
+            Some(len) => {
+                let stream = BodyStream::new(&response, url, 0)?;
+                Ok((len, Mode::Sequential(Some(stream)), 1, response))
+            }
             None => {
                 let _ = cancel_body(&response);
                 Err(Error::Io(format!(

@@ -25,6 +25,7 @@ use crate::engine::{Clock, Engine, FinishReason, GenerateOptions, Piece};
 use crate::error::Error;
 use crate::gpu::{Context, GpuError};
 use crate::loader::web::{Abort, BlobSource, UrlSource};
+use crate::loader::web_cache::{CacheOptions, CacheReport, CachedSource, ChunkStore, SharedReport};
 use crate::loader::{ByteSource, Phase, Progress};
 use crate::model::{KvType, LoadOptions};
 use crate::sampler::SamplerOptions;
@@ -42,6 +43,7 @@ fn error_name(e: &Error, aborted: bool) -> &'static str {
         Error::Gpu(GpuError::Device(_)) => "GPUDeviceError",
         Error::Io(_) => "NetworkError",
         Error::BadRequest(_) => "InvalidRequestError",
+        Error::Integrity(_) => "IntegrityError",
     }
 }
 
@@ -79,8 +81,9 @@ fn wasm_memory_bytes() -> f64 {
     wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
 }
 
-/// Options of `load` (camelCase in JS; unknown keys are ignored).
-#[derive(Deserialize, Default)]
+/// Options of `load` (camelCase in JS; unknown keys are ignored). The JS wrapper opens the
+/// cache's storage (`cache` option) and hands it over separately.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct JsLoadOptions {
     context_length: Option<u32>,
@@ -89,6 +92,54 @@ struct JsLoadOptions {
     kv_type: Option<KvType>,
     /// Tuning aid (like the CLI's --row-threads): threads per matrix row in the matrix kernels.
     matmul_row_threads: Option<u32>,
+    /// Load only from the cache, with no request.
+    offline: bool,
+    /// Expected sha256 of the whole file (hex).
+    sha256: Option<String>,
+    /// Range requests in flight while downloading into the cache.
+    parallel: u32,
+    /// Retries of a failed request (network error, 5xx, 429).
+    retries: u32,
+}
+
+impl Default for JsLoadOptions {
+    fn default() -> Self {
+        JsLoadOptions { context_length: None, max_batch: None, kv_type: None, matmul_row_threads: None, offline: false, sha256: None, parallel: 4, retries: 3 }
+    }
+}
+
+/// A load progress report: the loader's [`Progress`] and what the cache did.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadReport<'a> {
+    phase: Phase,
+    done: u64,
+    total: u64,
+    /// File bytes read from the cache / fetched from the network so far.
+    from_cache: u64,
+    from_network: u64,
+    /// "writing" | "hit" | "skipped: <why>".
+    cache: &'a str,
+}
+
+/// A source that counts the bytes it reads as network bytes (a URL source without the cache).
+struct Counted<S> {
+    inner: S,
+    report: SharedReport,
+}
+
+impl<S: ByteSource> ByteSource for Counted<S> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn part_lens(&self) -> Vec<u64> {
+        self.inner.part_lens()
+    }
+    async fn read(&mut self, offset: u64, len: u64) -> crate::error::Result<Vec<u8>> {
+        let bytes = self.inner.read(offset, len).await?;
+        self.report.borrow_mut().from_network += len;
+        Ok(bytes)
+    }
 }
 
 /// Options of `generate` (camelCase in JS); see [`SamplerOptions`] for their meaning.
@@ -193,8 +244,37 @@ struct Info {
 struct AdapterInfo {
     name: String,
     backend: String,
-    limits: crate::gpu::DeviceLimits,
+    limits: JsDeviceLimits,
     matmul_row_threads: u32,
+}
+
+/// The adapter's [`crate::gpu::DeviceLimits`] with camelCase keys, like the rest of the JS API.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsDeviceLimits {
+    max_storage_binding: u64,
+    max_buffer_size: u64,
+    max_workgroups_per_dim: u32,
+    uniform_align: u32,
+    max_invocations_per_workgroup: u32,
+    max_workgroup_storage: u32,
+    shader_f16: bool,
+    subgroups: bool,
+}
+
+impl From<&crate::gpu::DeviceLimits> for JsDeviceLimits {
+    fn from(l: &crate::gpu::DeviceLimits) -> Self {
+        JsDeviceLimits {
+            max_storage_binding: l.max_storage_binding,
+            max_buffer_size: l.max_buffer_size,
+            max_workgroups_per_dim: l.max_workgroups_per_dim,
+            uniform_align: l.uniform_align,
+            max_invocations_per_workgroup: l.max_invocations_per_workgroup,
+            max_workgroup_storage: l.max_workgroup_storage,
+            shader_f16: l.shader_f16,
+            subgroups: l.subgroups,
+        }
+    }
 }
 
 /// `engine.stats`.
@@ -216,12 +296,23 @@ struct Stats {
 pub struct WasmEngine {
     engine: Rc<RefCell<Option<Engine>>>,
     info: JsValue,
+    /// GPU bytes the engine holds: fixed at load (everything is allocated then), 0 once disposed;
+    /// kept here so that `gpuBytes` answers while a generation holds the engine.
+    gpu_bytes: std::cell::Cell<f64>,
 }
 
 /// Opens the byte source `source` names: a URL string, an array of URL strings (raw byte chunks
-/// of one file, in order), or a `Blob`/`File`.
-async fn open_source(source: &JsValue, abort: &Abort) -> Result<(Box<dyn AnySource>, usize), Error> {
+/// of one file, in order), or a `Blob`/`File`. URLs go through the model cache when `store` is
+/// given (or `offline` is set).
+async fn open_source(
+    source: &JsValue,
+    store: Option<ChunkStore>,
+    options: &JsLoadOptions,
+    abort: &Abort,
+    report: &SharedReport,
+) -> Result<(Box<dyn AnySource>, usize), Error> {
     if let Some(blob) = source.dyn_ref::<Blob>() {
+        report.borrow_mut().status = "skipped: a File or Blob is local already".into();
         return Ok((Box::new(BlobSource::new(blob.clone(), abort.clone())), 1));
     }
     let urls: Vec<String> = if let Some(url) = source.as_string() {
@@ -236,7 +327,13 @@ async fn open_source(source: &JsValue, abort: &Abort) -> Result<(Box<dyn AnySour
         return Err(Error::BadRequest("the model source must be a URL string, an array of URL strings, a File or a Blob".into()));
     };
     let n = urls.len();
-    Ok((Box::new(UrlSource::open(&urls, abort.clone()).await?), n))
+    if store.is_none() && !options.offline {
+        report.borrow_mut().status = "skipped: disabled (cache: false)".into();
+        let inner = UrlSource::open(&urls, abort.clone()).await?;
+        return Ok((Box::new(Counted { inner, report: report.clone() }), n));
+    }
+    let cache_options = CacheOptions { offline: options.offline, sha256: options.sha256.clone(), parallel: options.parallel, retries: options.retries };
+    Ok((Box::new(CachedSource::open(&urls, store, cache_options, abort.clone(), report.clone()).await?), n))
 }
 
 /// The URL and Blob sources behind one type.
@@ -267,32 +364,43 @@ impl<S: ByteSource + 'static> AnySource for S {
 #[wasm_bindgen]
 impl WasmEngine {
     /// Loads a model: `source` is a URL, an array of URLs or a Blob; `options` is
-    /// `{ contextLength?, maxBatch? }`; `on_progress({ phase, done, total })` is called with the
-    /// phases header, weights, shaders, ready; `signal` aborts loading between chunks.
-    pub async fn load(source: JsValue, options: JsValue, on_progress: Option<Function>, signal: Option<AbortSignal>) -> Result<WasmEngine, JsValue> {
+    /// `{ contextLength?, maxBatch?, offline?, sha256?, parallel?, retries? }`;
+    /// `on_progress({ phase, done, total, fromCache, fromNetwork, cache })` is called with the
+    /// phases header, weights, shaders, ready; `signal` aborts loading between chunks; `store`
+    /// (pkg-template/cache.js) is the model's cache entry, absent when not caching.
+    pub async fn load(
+        source: JsValue,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: Option<AbortSignal>,
+        store: Option<ChunkStore>,
+    ) -> Result<WasmEngine, JsValue> {
         let abort = Abort(signal);
-        let result = Self::load_inner(&source, options, on_progress, &abort).await;
+        let result = Self::load_inner(&source, options, on_progress, &abort, store).await;
         result.map_err(|e| to_js_error(&e, abort.aborted()))
     }
 
-    async fn load_inner(source: &JsValue, options: JsValue, on_progress: Option<Function>, abort: &Abort) -> Result<WasmEngine, Error> {
+    async fn load_inner(source: &JsValue, options: JsValue, on_progress: Option<Function>, abort: &Abort, store: Option<ChunkStore>) -> Result<WasmEngine, Error> {
         let clock = Clock::start();
         let options: JsLoadOptions = if options.is_undefined() || options.is_null() {
             JsLoadOptions::default()
         } else {
             serde_wasm_bindgen::from_value(options).map_err(|e| Error::BadRequest(format!("bad load options: {e}")))?
         };
+        let cache_report: SharedReport = Rc::new(RefCell::new(CacheReport::default()));
         let mut load_options = LoadOptions { context_length: options.context_length, kv_type: options.kv_type.unwrap_or_default(), ..Default::default() };
         if let Some(b) = options.max_batch {
             load_options.max_batch = b.max(1);
         }
         let report = |p: Progress| {
             if let Some(f) = &on_progress {
-                let _ = f.call1(&JsValue::NULL, &to_js(&p));
+                let c = cache_report.borrow();
+                let r = LoadReport { phase: p.phase, done: p.done, total: p.total, from_cache: c.from_cache, from_network: c.from_network, cache: &c.status };
+                let _ = f.call1(&JsValue::NULL, &to_js(&r));
             }
         };
         report(Progress { phase: Phase::Header, done: 0, total: 0 });
-        let (mut source, parts) = open_source(source, abort).await?;
+        let (mut source, parts) = open_source(source, store, &options, abort, &cache_report).await?;
         abort.check()?;
         let mut ctx = Context::new().await?;
         if let Some(n) = options.matmul_row_threads {
@@ -343,11 +451,12 @@ impl WasmEngine {
             adapter: AdapterInfo {
                 name: ctx.adapter_name.clone(),
                 backend: ctx.backend.clone(),
-                limits: ctx.limits.clone(),
+                limits: (&ctx.limits).into(),
                 matmul_row_threads: ctx.tuning.matmul_row_threads,
             },
         };
-        Ok(WasmEngine { engine: Rc::new(RefCell::new(Some(engine))), info: to_js(&info) })
+        let gpu_bytes = std::cell::Cell::new(engine.model().gpu_bytes() as f64);
+        Ok(WasmEngine { engine: Rc::new(RefCell::new(Some(engine))), info: to_js(&info), gpu_bytes })
     }
 
     /// `{ architecture, contextLength, quantTypes, adapter: { name, limits, ... }, ... }`.
@@ -456,16 +565,17 @@ impl WasmEngine {
         Ok(())
     }
 
-    /// GPU bytes this engine holds (0 after dispose).
+    /// GPU bytes this engine holds (0 after dispose), also while a generation runs.
     #[wasm_bindgen(js_name = gpuBytes)]
     pub fn gpu_bytes(&self) -> f64 {
-        self.engine.try_borrow().ok().and_then(|g| g.as_ref().map(|e| e.model().gpu_bytes() as f64)).unwrap_or(0.0)
+        self.gpu_bytes.get()
     }
 
     /// Frees the GPU buffers. Fails while a generation runs.
     pub fn dispose(&self) -> Result<(), JsValue> {
         let mut guard = self.engine.try_borrow_mut().map_err(|_| bad_request("cannot dispose while a generation runs: abort it first".into()))?;
         if let Some(engine) = guard.take() {
+            self.gpu_bytes.set(0.0);
             let ctx = engine.model().context().clone();
             drop(engine);
             ctx.device.destroy();
@@ -487,4 +597,11 @@ pub fn wasm_memory() -> JsValue {
     set("allocatedBytes", alloc::live_bytes() as f64);
     set("peakAllocatedBytes", alloc::peak_bytes() as f64);
     o.into()
+}
+
+/// The sha256 (lower-case hex) of `bytes`, with the hash the model cache uses (a utility, and
+/// how the tests measure its cost).
+#[wasm_bindgen(js_name = sha256Hex)]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::loader::cache::sha256_hex(bytes)
 }

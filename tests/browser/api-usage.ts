@@ -1,8 +1,8 @@
 // Type-checked by package.test.mjs (tsc --noEmit --strict) against pkg/index.d.ts: the README's
 // usage compiles, and misuse does not.
 import {
-  load, AbortError, ModelFormatError, NetworkError, WebGPUUnavailableError,
-  type Engine, type GenerateStats, type LoadProgress, type MemoryInfo,
+  load, cache, AbortError, ModelFormatError, NetworkError, WebGPUUnavailableError, IntegrityError,
+  type CachedModel, type Engine, type GenerateStats, type LoadProgress, type MemoryInfo,
 } from "../../pkg/index.js";
 
 export async function example(file: File): Promise<string> {
@@ -58,4 +58,30 @@ export async function example(file: File): Promise<string> {
   // @ts-expect-error: a number is not a model source
   await load(42);
   return `${text} ${rate} ${ids.length} ${memory.peakWasmHeapBytes} ${arch} ${adapter} ${rendered.text}`;
+}
+
+/** The model cache's contract (issue 11): load options, progress fields, the `cache` namespace. */
+export async function cached(url: string): Promise<string> {
+  let source = "";
+  const engine = await load(url, {
+    cache: true, offline: false, parallel: 4, retries: 3, persist: true,
+    sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    onProgress: ({ phase, done, total, fromCache, fromNetwork, cache: state }: LoadProgress) => {
+      source = `${phase} ${done}/${total}: ${fromCache} cached, ${fromNetwork} fetched (${state})`;
+    },
+  }).catch((e: unknown) => {
+    if (e instanceof IntegrityError) throw e;
+    return load(url, { offline: true });
+  });
+  const limit: number = engine.info.adapter.limits.maxStorageBinding;
+  const here: boolean = await cache.has(url);
+  const models: CachedModel[] = await cache.list();
+  const { bytes, quota } = await cache.usage();
+  const removed: boolean = await cache.delete([url, url + ".part1"]);
+  await cache.clear();
+  // @ts-expect-error: the progress' cache state is one of three forms
+  const bad: LoadProgress["cache"] = "maybe";
+  // @ts-expect-error: DeviceLimits keys are camelCase
+  void engine.info.adapter.limits.max_storage_binding;
+  return `${source} ${limit} ${here} ${models.map((m) => `${m.url} ${m.bytes} ${m.complete} ${m.verified} ${m.lastUsed}`)} ${bytes / quota} ${removed} ${bad}`;
 }

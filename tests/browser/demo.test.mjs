@@ -1,6 +1,7 @@
 // The demo page (www/) as a person uses it, served by scripts/serve.mjs without test hooks
 // (exactly what scripts/demo.sh serves): it loads the default model, streams text, shows
-// tokens/s, stops on Stop, loads a file from the picker or dropped on the page, and says so when there is no WebGPU.
+// tokens/s, stops on Stop, starts a second visit from the model cache and lists the cached models,
+// loads a file from the picker or dropped on the page, and says so when there is no WebGPU.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -28,7 +29,8 @@ async function setOptions(p, { prompt, maxTokens, temperature, chatml }) {
 }
 
 test("the demo loads the default model with a progress bar and streams a greedy completion", async () => {
-  page = await browser.newPage();
+  // A context of its own: a second tab in the same profile (the same storage) opens in it later.
+  page = await (await browser.newContext()).newPage();
   const progress = [];
   await page.exposeFunction("recordProgress", (v) => progress.push(v));
   await page.goto(server.url + "/");
@@ -83,6 +85,23 @@ test("Stop ends a generation and the page can generate again", async () => {
   await waitState(page, "ready");
   const out = await page.textContent("#output");
   assert.ok(out.length > 0 && fixture.generate[1].text.startsWith(out), JSON.stringify(out));
+});
+
+test("a second visit starts from the cache; the cached models are listed, each with a delete button", async () => {
+  assert.match(await page.textContent("#source"), /^Downloaded: 98\.\d MB from the network, now in the cache\.$/);
+  await page.waitForFunction(() => document.querySelectorAll("#cache-list li .delete").length === 1);
+  // Another tab of the same profile: the model comes from the cache, not the network.
+  const second = await page.context().newPage();
+  await second.goto(server.url + "/");
+  await waitState(second, "ready");
+  assert.match(await second.textContent("#source"), /^From the cache: 98\.\d MB, no download\.$/);
+  await second.waitForFunction(() => document.querySelectorAll("#cache-list li .delete").length === 1);
+  assert.match(await second.textContent("#cache-list li"), /SmolLM2-135M-Instruct\.Q4_1\.gguf\s*98\.\d MB\s*Delete/);
+  assert.match(await second.textContent("#cache-usage"), /^98\.\d MB used of [\d.]+ MB$/);
+  await second.click("#cache-list li .delete");
+  await second.waitForFunction(() => document.getElementById("cache-list").textContent === "None yet.");
+  assert.deepEqual(await second.evaluate(async () => (await import("/pkg/index.js")).cache.list()), []);
+  await second.close();
 });
 
 test("a model from the file picker, and one dropped on the page", async () => {

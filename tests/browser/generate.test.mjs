@@ -54,7 +54,7 @@ test("the engine runs in a worker: the page itself never fetched the wasm", asyn
   assert.equal(r.info.contextLength, 4096);
   assert.equal(r.info.adapter.backend, "BrowserWebGpu");
   assert.ok(r.info.adapter.name.length > 0);
-  assert.ok(r.info.adapter.limits.max_storage_binding >= 128 * MiB);
+  assert.ok(r.info.adapter.limits.maxStorageBinding >= 128 * MiB);
 });
 
 test("tokenize reproduces the fixture's ids", async () => {

@@ -23,9 +23,9 @@ const ARGS = [
   "--disable-dev-shm-usage",
 ];
 
-/** Starts scripts/serve.mjs on a free port; resolves to { url, log(), clearLog(), close() }. */
-export async function startServer(extraArgs = ["--test-hooks"]) {
-  const child = spawn(process.execPath, [path.join(root, "scripts/serve.mjs"), "--port", "0", ...extraArgs], {
+/** Runs scripts/serve.mjs on `port` (0: a free one); resolves to [child, url]. */
+async function spawnServer(port, extraArgs) {
+  const child = spawn(process.execPath, [path.join(root, "scripts/serve.mjs"), "--port", String(port), ...extraArgs], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise((resolve, reject) => {
@@ -37,10 +37,28 @@ export async function startServer(extraArgs = ["--test-hooks"]) {
     });
     child.on("exit", (code) => reject(new Error(`server exited with ${code}`)));
   });
+  return [child, url];
+}
+
+/** Starts scripts/serve.mjs on a free port; resolves to { url, log(), clearLog(), fault(params),
+ * stop(), start(), close() }: `fault("cut=40000000")` sets the server's faults (see serve.mjs),
+ * `stop()` ends the server process and `start()` starts it again on the same port. */
+export async function startServer(extraArgs = ["--test-hooks"]) {
+  let [child, url] = await spawnServer(0, extraArgs);
+  const port = Number(new URL(url).port);
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill();
+    await exited;
+  };
   return {
     url,
     async log() { return (await fetch(url + "/__log")).json(); },
     async clearLog() { await fetch(url + "/__log", { method: "POST" }); },
+    async fault(params = "") { return (await fetch(`${url}/__fault?${params}`, { method: "POST" })).json(); },
+    stop,
+    async start() { [child] = await spawnServer(port, extraArgs); },
     close() { child.kill(); },
   };
 }

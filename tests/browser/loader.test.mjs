@@ -1,7 +1,8 @@
 // The streaming loader in real Chromium: Range requests in bounded chunks, progress, a model
 // split over several URLs, a server without Range support, File/Blob sources, abort, the wasm
 // heap bound, and the typed errors of bad sources. Engines run on the page's thread here
-// ({ worker: false }); generate.test.mjs covers the worker.
+// ({ worker: false }); generate.test.mjs covers the worker. These tests are of the streaming
+// loader itself, so they load with { cache: false }; cache.test.mjs covers the model cache.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -40,6 +41,7 @@ async function loadAndGenerate(sourceExpr, extra = {}) {
     try {
       const engine = await load(await source, {
         worker: false,
+        cache: false,
         ...extra,
         onProgress: (p) => {
           if (!phases.length || phases.at(-1) !== p.phase) phases.push(p.phase);
@@ -110,7 +112,7 @@ test("the Gemma 3 270M parts (four raw chunks of one file) load as one model and
   await server.clearLog();
   const r = await page.evaluate(async ({ urls, prompt }) => {
     try {
-      const engine = await window.ferrolm.load(urls, { worker: false, contextLength: 256 });
+      const engine = await window.ferrolm.load(urls, { worker: false, cache: false, contextLength: 256 });
       const tokens = [];
       for await (const piece of engine.generate(prompt, { maxTokens: 3, ignoreEos: true })) tokens.push(piece.token);
       const out = { ok: true, tokens, info: engine.info, memory: await engine.memory() };
@@ -214,6 +216,7 @@ for (const worker of [false, true]) test(`aborting a load rejects with AbortErro
     try {
       await load(url, {
         worker,
+        cache: false,
         signal: controller.signal,
         onProgress: (p) => { if (p.phase === "weights" && ++weightReports === 3) controller.abort(); },
       });
@@ -239,7 +242,7 @@ async function loadError(url, extra = {}) {
   return page.evaluate(async ({ url, extra }) => {
     const f = window.ferrolm;
     try {
-      const engine = await f.load(url, { worker: false, ...extra });
+      const engine = await f.load(url, { worker: false, cache: false, ...extra });
       await engine.dispose();
       return { ok: true };
     } catch (e) {

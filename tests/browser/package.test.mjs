@@ -21,7 +21,7 @@ test("npm pack produces a complete package", () => {
     assert.equal(info.version, cargoVersion);
     const files = info.files.map((f) => f.path).sort();
     assert.deepEqual(files, [
-      "README.md", "chat.js", "engine.js", "errors.js", "index.d.ts", "index.js", "package.json", "stream.js",
+      "README.md", "cache.js", "chat.js", "engine.js", "errors.js", "index.d.ts", "index.js", "package.json", "source.js", "stream.js",
       "wasm/ferrolm.d.ts", "wasm/ferrolm.js", "wasm/ferrolm_bg.wasm", "wasm/ferrolm_bg.wasm.d.ts", "worker.js",
     ]);
     const wasm = info.files.find((f) => f.path === "wasm/ferrolm_bg.wasm");
@@ -50,10 +50,26 @@ test("the TypeScript declarations type-check the documented usage", () => {
   assert.equal(output, "", output);
 });
 
+test("the package's JS sources type-check (JSDoc, checkJs, strict); both engines implement Engine", () => {
+  // tests/browser/tsconfig.pkg.json checks pkg/*.js against index.d.ts and the wasm bindings'
+  // declarations: LocalEngine (engine.js) and WorkerEngine (index.js) are `@implements {Engine}`.
+  const tsc = path.join(root, "node_modules/.bin/tsc");
+  let output = "";
+  try {
+    execFileSync(tsc, ["-p", path.join(root, "tests/browser/tsconfig.pkg.json")], { cwd: root, encoding: "utf8" });
+  } catch (e) {
+    output = `${e.stdout}${e.stderr}`;
+  }
+  assert.equal(output, "", output);
+  for (const [file, cls] of [["engine.js", "LocalEngine"], ["index.js", "WorkerEngine"]]) {
+    assert.match(fs.readFileSync(path.join(pkg, file), "utf8"), new RegExp(`@implements \\{Engine\\} \\*/\\n(export )?class ${cls}\\b`), `${cls} is declared to implement Engine`);
+  }
+});
+
 test("the wrapper modules parse as ES modules and export the documented names", async () => {
   // errors.js has no browser dependencies: import it here and check the class hierarchy.
   const errors = await import(path.join(pkg, "errors.js"));
-  for (const name of ["WebGPUUnavailableError", "ModelFormatError", "UnsupportedModelError", "DeviceLimitError", "NetworkError", "AbortError"]) {
+  for (const name of ["WebGPUUnavailableError", "ModelFormatError", "UnsupportedModelError", "DeviceLimitError", "NetworkError", "AbortError", "IntegrityError"]) {
     const e = new errors[name]("x");
     assert.ok(e instanceof errors.FerrolmError && e instanceof Error);
     assert.equal(e.name, name);
@@ -62,7 +78,7 @@ test("the wrapper modules parse as ES modules and export the documented names", 
   assert.ok(mapped instanceof errors.ModelFormatError);
   assert.equal(mapped.message, "bad magic");
   const index = fs.readFileSync(path.join(pkg, "index.js"), "utf8");
-  for (const name of ["load", "WebGPUUnavailableError", "ModelFormatError", "UnsupportedModelError", "DeviceLimitError", "NetworkError", "AbortError"]) {
+  for (const name of ["load", "cache", "WebGPUUnavailableError", "ModelFormatError", "UnsupportedModelError", "DeviceLimitError", "NetworkError", "AbortError", "IntegrityError"]) {
     assert.match(index, new RegExp(`\\b${name}\\b`));
   }
 });
