@@ -404,7 +404,7 @@ impl WasmEngine {
         abort.check()?;
         let mut ctx = Context::new().await?;
         if let Some(n) = options.matmul_row_threads {
-            ctx.set_row_threads(n).map_err(|e| bad_request(e.to_string()))?;
+            ctx.set_row_threads(n).map_err(|e| Error::BadRequest(e.to_string()))?;
         }
         // The engine shares the context through an Arc (natively across threads); in the
         // browser everything stays on one thread.
