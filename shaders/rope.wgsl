@@ -1,8 +1,9 @@
 // Rotary position embedding, in place on x: [n_tokens, n_heads, head_dim]; token t has position
 // pos0 + t. The first n_rot dims of each head are rotated in pairs: NORM mode pairs (2i, 2i+1)
-// (interleaved, Llama), NEOX mode pairs (i, i + n_rot/2) (half split, Qwen/Phi/Gemma).
-// theta_i = pos * freq_scale * freq_base^(-2i / n_rot) / factor_i, where factor_i comes from
-// `factors` [n_rot / 2] when has_factors (Llama 3 "rope_freqs") and is 1 otherwise.
+// (interleaved, Llama), NEOX mode pairs (i, i + n_rot/2) (half split, Qwen/Phi/Gemma); the dims
+// past n_rot pass through. theta_i = pos * freq_base^(-2i / n_rot) / divisors[i], where the
+// divisor table [n_rot / 2] holds every frequency scaling (linear, YaRN, LongRoPE, Llama 3
+// factors; see src/model/rope.rs); cos and sin are multiplied by mscale.
 
 struct Params {
     n_tokens: u32,
@@ -12,16 +13,12 @@ struct Params {
     pos0: u32,
     neox: u32,
     freq_base: f32,
-    freq_scale: f32,
-    has_factors: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    mscale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> factors: array<f32>;
+@group(0) @binding(2) var<storage, read> divisors: array<f32>;
 
 @compute @workgroup_size(64)
 fn rope(
@@ -40,12 +37,9 @@ fn rope(
     let t = row / p.n_heads;
     let base = row * p.head_dim;
     let pos = f32(p.pos0 + t);
-    var theta = pos * p.freq_scale * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot));
-    if (p.has_factors != 0u) {
-        theta /= factors[i];
-    }
-    let c = cos(theta);
-    let s = sin(theta);
+    let theta = pos * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot)) / divisors[i];
+    let c = cos(theta) * p.mscale;
+    let s = sin(theta) * p.mscale;
     var ia = base + 2u * i;
     var ib = ia + 1u;
     if (p.neox != 0u) {

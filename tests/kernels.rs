@@ -377,22 +377,25 @@ fn rms_norm_rows() {
 // rope
 // ---------------------------------------------------------------------------------------------
 
-fn rope_reference(x: &[f32], rope: &Rope, n_tokens: usize, n_heads: usize, head_dim: usize, pos0: u32) -> Vec<f64> {
+/// theta_i = pos · base^(-2i / n_rot) / divisors[i]; cos and sin scaled by mscale.
+#[allow(clippy::too_many_arguments)]
+fn rope_reference(x: &[f32], rope: &Rope, divisors: &[f32], n_tokens: usize, n_heads: usize, head_dim: usize, pos0: u32) -> Vec<f64> {
     let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let n_rot = rope.n_rot as usize;
+    let m = rope.mscale as f64;
     for t in 0..n_tokens {
         let pos = (pos0 as usize + t) as f64;
         for h in 0..n_heads {
             let base = (t * n_heads + h) * head_dim;
             for i in 0..n_rot / 2 {
-                let theta = pos * rope.freq_scale as f64 * (rope.freq_base as f64).powf(-2.0 * i as f64 / n_rot as f64);
+                let theta = pos * (rope.freq_base as f64).powf(-2.0 * i as f64 / n_rot as f64) / divisors[i] as f64;
                 let (ia, ib) = match rope.mode {
                     RopeMode::Interleaved => (base + 2 * i, base + 2 * i + 1),
                     RopeMode::HalfSplit => (base + i, base + i + n_rot / 2),
                 };
                 let (a, b) = (x[ia] as f64, x[ib] as f64);
-                out[ia] = a * theta.cos() - b * theta.sin();
-                out[ib] = a * theta.sin() + b * theta.cos();
+                out[ia] = (a * theta.cos() - b * theta.sin()) * m;
+                out[ib] = (a * theta.sin() + b * theta.cos()) * m;
             }
         }
     }
@@ -406,15 +409,17 @@ fn rope_modes_partial_and_full() {
     let mut seed = 0;
     for mode in [RopeMode::Interleaved, RopeMode::HalfSplit] {
         for (head_dim, n_rot) in [(64usize, 32u32), (64, 64), (80, 80), (128, 64)] {
-            for (pos0, freq_base, freq_scale) in [(0u32, 10000.0f32, 1.0f32), (21, 10000.0, 1.0), (45, 500000.0, 0.25)] {
+            for (pos0, freq_base, divisor, mscale) in [(0u32, 10000.0f32, 1.0f32, 1.0f32), (21, 10000.0, 1.0, 1.0), (45, 500000.0, 4.0, 1.17)] {
                 seed += 1;
-                let rope = Rope { mode, n_rot, freq_base, freq_scale };
+                let rope = Rope { mode, n_rot, freq_base, mscale };
+                let divisors = vec![divisor; n_rot as usize / 2];
                 let mut rng = Rng::new(seed);
                 let x = normals(&mut rng, n_tokens * n_heads * head_dim, 1.0);
                 let buf = upload(&ctx, "x", &x);
-                run(&ctx, |step| ops::rope(step, &buf, &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
+                let dbuf = upload(&ctx, "divisors", &divisors);
+                run(&ctx, |step| ops::rope(step, &buf, &dbuf, &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
                 let got = read(&ctx, &buf, x.len());
-                let want = rope_reference(&x, &rope, n_tokens, n_heads, head_dim, pos0);
+                let want = rope_reference(&x, &rope, &divisors, n_tokens, n_heads, head_dim, pos0);
                 // Dims past n_rot are not touched at all.
                 let tol: Vec<f64> = (0..x.len()).map(|i| if i % head_dim < n_rot as usize { 2e-5 * (pos0 as f64 + 4.0) } else { 0.0 }).collect();
                 assert_close(&format!("rope {rope:?} head_dim={head_dim} pos0={pos0}"), &got, &want, &tol);
@@ -769,14 +774,14 @@ fn matmul_rows_of_a_split_matrix() {
 fn rope_with_frequency_factors() {
     let ctx = common::gpu();
     let (n_tokens, n_heads, head_dim) = (2usize, 3usize, 64usize);
-    let rope = Rope { mode: RopeMode::Interleaved, n_rot: 64, freq_base: 500000.0, freq_scale: 1.0 };
+    let rope = Rope { mode: RopeMode::Interleaved, n_rot: 64, freq_base: 500000.0, mscale: 1.0 };
     let mut rng = Rng::new(5);
     let x = normals(&mut rng, n_tokens * n_heads * head_dim, 1.0);
     let factors: Vec<f32> = (0..32).map(|i| 1.0 + i as f32 * 0.25).collect();
     let buf = upload(&ctx, "x", &x);
     let fbuf = upload(&ctx, "factors", &factors);
     let pos0 = 17;
-    run(&ctx, |step| ops::rope_with_factors(step, &buf, Some(&fbuf), &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
+    run(&ctx, |step| ops::rope(step, &buf, &fbuf, &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
     let got = read(&ctx, &buf, x.len());
     // Dividing theta_i by factor_i equals a reference with per-pair scale 1/factor_i.
     let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();

@@ -15,6 +15,19 @@ fn check(name: &str) {
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// A model whose reference depends on the runtime context (Phi-4-mini's LongRoPE picks its short or
+/// long factors by the KV-cache length): `NAME.ctxN.json` holds `"context": N` and runs at N.
+fn check_at_context(name: &str, context: u32) {
+    let dir = repo_path("tests/fixtures/zoo");
+    let label = format!("{name}.ctx{context}");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{label}.json"))).unwrap()).unwrap();
+    assert_eq!(fixture["context"].as_u64(), Some(context as u64), "{label}: fixture context");
+    let mut model = load_model(&dir.join(format!("{name}.gguf")), context);
+    let failures = conformance_failures(&mut model, &fixture, &label);
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
 macro_rules! zoo {
     ($($test:ident => $name:literal,)*) => {
         $(#[test] fn $test() { check($name); })*
@@ -48,6 +61,29 @@ zoo! {
     gemma2_q8_0 => "tiny-gemma2-q8_0",
     gemma2_q4_k_m => "tiny-gemma2-q4_k_m",
     gemma2_q2_k => "tiny-gemma2-q2_k",
+}
+
+macro_rules! zoo_at_context {
+    ($($test:ident => $name:literal at $context:literal,)*) => {
+        $(#[test] fn $test() { check_at_context($name, $context); })*
+    };
+}
+
+zoo_at_context! {
+    phi4mini_q8_0_short_factors => "tiny-phi4mini-q8_0" at 256,
+    phi4mini_q8_0_long_factors => "tiny-phi4mini-q8_0" at 2048,
+    phi4mini_q4_k_m_short_factors => "tiny-phi4mini-q4_k_m" at 256,
+    phi4mini_q4_k_m_long_factors => "tiny-phi4mini-q4_k_m" at 2048,
+}
+
+/// The two factor sets really differ: the long-context reference fails at the short context.
+#[test]
+fn phi4mini_factors_follow_the_context() {
+    let dir = repo_path("tests/fixtures/zoo");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny-phi4mini-q8_0.ctx2048.json")).unwrap()).unwrap();
+    let mut model = load_model(&dir.join("tiny-phi4mini-q8_0.gguf"), 256);
+    assert!(!conformance_failures(&mut model, &fixture, "ctx2048 reference at context 256").is_empty());
 }
 
 #[test]

@@ -32,13 +32,16 @@ pub enum RopeMode {
     HalfSplit,
 }
 
-/// How positions rotate q and k.
+/// How positions rotate q and k. Frequency scaling of any kind (linear, YaRN, LongRoPE, Llama 3
+/// factors) comes as a per-pair divisor table computed at load time (`model::rope`).
 #[derive(Clone, Copy, Debug)]
 pub struct Rope {
     pub mode: RopeMode,
+    /// Rotated dims per head (pairs 0 .. n_rot/2); dims past it pass through.
     pub n_rot: u32,
     pub freq_base: f32,
-    pub freq_scale: f32,
+    /// Multiplies cos and sin (LongRoPE's attn_factor, YaRN's magnitude scaling; 1 otherwise).
+    pub mscale: f32,
 }
 
 #[repr(C)]
@@ -51,29 +54,23 @@ struct RopeParams {
     pos0: u32,
     neox: u32,
     freq_base: f32,
-    freq_scale: f32,
-    has_factors: u32,
-    _pad: [u32; 3],
+    mscale: f32,
 }
 
-/// Rotates x in place: x: [n_tokens, n_heads, head_dim], token t at position pos0 + t.
-pub fn rope(step: &mut Step, x: &wgpu::Buffer, rope: &Rope, n_tokens: u32, n_heads: u32, head_dim: u32, pos0: u32) -> Result<(), GpuError> {
-    rope_with_factors(step, x, None, rope, n_tokens, n_heads, head_dim, pos0)
-}
-
-/// [`rope`] with per-pair frequency divisors `factors`: [n_rot / 2] (Llama 3 `rope_freqs.weight`).
+/// Rotates x in place: x: [n_tokens, n_heads, head_dim], token t at position pos0 + t, pair i by
+/// theta_i = pos · freq_base^(-2i / n_rot) / divisors[i], cos and sin scaled by `rope.mscale`.
+/// divisors: [n_rot / 2] f32.
 #[allow(clippy::too_many_arguments)]
-pub fn rope_with_factors(
+pub fn rope(
     step: &mut Step,
     x: &wgpu::Buffer,
-    factors: Option<&wgpu::Buffer>,
+    divisors: &wgpu::Buffer,
     rope: &Rope,
     n_tokens: u32,
     n_heads: u32,
     head_dim: u32,
     pos0: u32,
 ) -> Result<(), GpuError> {
-    let placeholder = step.context().placeholder();
     let params = RopeParams {
         n_tokens,
         n_heads,
@@ -82,12 +79,10 @@ pub fn rope_with_factors(
         pos0,
         neox: (rope.mode == RopeMode::HalfSplit) as u32,
         freq_base: rope.freq_base,
-        freq_scale: rope.freq_scale,
-        has_factors: factors.is_some() as u32,
-        _pad: [0; 3],
+        mscale: rope.mscale,
     };
     let threads = n_tokens * n_heads * (rope.n_rot / 2);
-    step.dispatch(Kernel::Rope, "rope", no_defines(), &params, &[x, factors.unwrap_or(placeholder)], threads.div_ceil(64))
+    step.dispatch(Kernel::Rope, "rope", no_defines(), &params, &[x, divisors], threads.div_ceil(64))
 }
 
 /// Attention shape and options.

@@ -5,6 +5,7 @@
 //! the file's bytes into [`Model::weights_mut`] and calls [`Model::finish_load`].
 
 mod config;
+pub mod rope;
 mod transformer;
 mod weights;
 
@@ -100,7 +101,7 @@ impl Model {
             )));
         }
         let mut weights = WeightStore::default();
-        let layout = transformer::Layout::new(&ctx, file, &config, &mut weights)?;
+        let layout = transformer::Layout::new(&ctx, file, &config, context_length, &mut weights)?;
         let batch = opts.max_batch.clamp(1, context_length);
         let c = &config;
         let f = 4u64;

@@ -5,11 +5,12 @@
 //! Reads top to bottom like llama2.c's `forward`; every op is one GPU dispatch.
 
 use super::config::Activation;
+use super::rope::RopeScaling;
 use super::{Config, MatrixId, Model, VectorId, WeightStore};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::gpu::matmul::{embed, matmul, matmul_rows, MatmulArgs};
-use crate::gpu::ops::{attention, elementwise, rms_norm, rope_with_factors, AttentionArgs, Elementwise};
+use crate::gpu::ops::{attention, elementwise, rms_norm, rope, AttentionArgs, Elementwise, Rope};
 use crate::gpu::{Context, Step};
 
 /// Query, key and value projections: three matrices, or one fused [q_dim + 2 kv_dim, D] (Phi-3).
@@ -55,8 +56,10 @@ pub struct Block {
 pub struct Layout {
     /// W: [vocab, D]
     token_embd: MatrixId,
-    /// RoPE frequency divisors [n_rot / 2] (Llama 3 `rope_freqs.weight`).
-    rope_freqs: Option<VectorId>,
+    /// RoPE frequency divisors [n_rot / 2] of the global layers (see `model::rope`).
+    rope_divisors: VectorId,
+    /// The same for sliding-window layers when their RoPE differs (Gemma 3).
+    rope_local_divisors: Option<VectorId>,
     blocks: Vec<Block>,
     /// [D]
     output_norm: VectorId,
@@ -65,16 +68,14 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(ctx: &Context, file: &GgufFile, c: &Config, w: &mut WeightStore) -> Result<Layout> {
+    /// The tensors of the model in `file`, run with a KV cache of `context` tokens (which picks
+    /// LongRoPE's factors).
+    pub fn new(ctx: &Context, file: &GgufFile, c: &Config, context: u32, w: &mut WeightStore) -> Result<Layout> {
         let (d, q_dim, kv_dim, f) = (c.d_model, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.ffn_dim);
-        for unsupported in ["rope_factors_long.weight", "rope_factors_short.weight"] {
-            if file.tensor(unsupported).is_some() {
-                return Err(Error::Unsupported(format!("LongRoPE scaling ('{unsupported}') is not supported yet")));
-            }
-        }
         let token_embd = w.matrix(ctx, file, "token_embd.weight", d, c.vocab_size)?;
-        let rope_freqs = match file.tensor("rope_freqs.weight") {
-            Some(_) => Some(w.vector(ctx, file, "rope_freqs.weight", c.rope.n_rot / 2)?),
+        let rope_divisors = rope_table(ctx, file, w, &c.rope, &c.rope_scaling, context)?;
+        let rope_local_divisors = match &c.rope_local {
+            Some((rope, scaling)) => Some(rope_table(ctx, file, w, rope, scaling, context)?),
             None => None,
         };
         let mut blocks = Vec::with_capacity(c.n_layers as usize);
@@ -124,7 +125,20 @@ impl Layout {
         }
         let output_norm = w.vector(ctx, file, "output_norm.weight", d)?;
         let output = w.optional_matrix(ctx, file, "output.weight", d, c.vocab_size)?.unwrap_or(token_embd);
-        Ok(Layout { token_embd, rope_freqs, blocks, output_norm, output })
+        Ok(Layout { token_embd, rope_divisors, rope_local_divisors, blocks, output_norm, output })
+    }
+}
+
+/// The divisor table [n_rot / 2] of `rope`: computed now, or from the frequency-factor tensor
+/// the scaling uses at runtime context `context` once its bytes have arrived.
+fn rope_table(ctx: &Context, file: &GgufFile, w: &mut WeightStore, rope: &Rope, scaling: &RopeScaling, context: u32) -> Result<VectorId> {
+    let (n_rot, base) = (rope.n_rot, rope.freq_base);
+    match scaling.factor_tensor(context) {
+        Some(tensor) => {
+            let scaling = scaling.clone();
+            w.derived_vector(ctx, file, tensor, n_rot / 2, Box::new(move |factors| scaling.divisors(n_rot, base, Some(factors))))
+        }
+        None => w.constant_vector(ctx, "rope divisors", &scaling.divisors(n_rot, base, None)),
     }
 }
 
@@ -137,7 +151,6 @@ pub fn record(m: &Model, step: &mut Step, n: u32, pos0: u32, logits_from: Option
     // [n, rows] in and out of a projection whose rows are `rows` long.
     let dense = |id: MatrixId| MatmulArgs::dense(w.m(id), n);
     let slice = |rows: u32| MatmulArgs { n_tokens: n, x_offset: 0, x_stride: d, y_stride: rows, accumulate: false };
-    let rope_freqs = lay.rope_freqs.map(|id| w.v(id));
 
     embed(step, w.m(lay.token_embd), &s.ids, &s.x, n, c.embed_scale)?;
     for (l, b) in lay.blocks.iter().enumerate() {
@@ -176,9 +189,13 @@ pub fn record(m: &Model, step: &mut Step, n: u32, pos0: u32, logits_from: Option
             }
             None => &s.k,
         };
-        let rope = c.rope_for(l as u32);
-        rope_with_factors(step, q, rope_freqs, rope, n, c.n_heads, hd, pos0)?;
-        rope_with_factors(step, k, rope_freqs, rope, n, c.n_kv_heads, hd, pos0)?;
+        let (rope_l, _) = c.rope_for(l as u32);
+        let divisors = match lay.rope_local_divisors {
+            Some(local) if c.is_local(l as u32) => w.v(local),
+            _ => w.v(lay.rope_divisors),
+        };
+        rope(step, q, divisors, rope_l, n, c.n_heads, hd, pos0)?;
+        rope(step, k, divisors, rope_l, n, c.n_kv_heads, hd, pos0)?;
         elementwise(step, Elementwise::Copy, k, &m.kv.k[l], n * kv_dim, 0, pos0 * kv_dim)?;
         elementwise(step, Elementwise::Copy, &s.v, &m.kv.v[l], n * kv_dim, 0, pos0 * kv_dim)?;
         let args = AttentionArgs {

@@ -16,10 +16,14 @@ pub struct MatrixId(usize);
 #[derive(Clone, Copy, Debug)]
 pub struct VectorId(usize);
 
+/// Computes an uploaded vector from a tensor's f32 values once they have all arrived.
+pub type Derive = Box<dyn FnOnce(&[f32]) -> Vec<f32> + Send + Sync>;
+
 enum Target {
     Matrix(usize),
-    /// Bytes are gathered, then dequantized to f32 and uploaded to `vectors[index]`.
-    Vector { index: usize, n: usize, bytes: Vec<u8> },
+    /// Bytes are gathered, then dequantized to f32 (and passed through `derive` when given) and
+    /// uploaded to `vectors[index]`.
+    Vector { index: usize, n: usize, bytes: Vec<u8>, derive: Option<Derive> },
 }
 
 struct Pending {
@@ -69,6 +73,22 @@ impl WeightStore {
 
     /// Registers the 1-D tensor `name` of `n` elements (uploaded as f32).
     pub fn vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32) -> Result<VectorId> {
+        self.register_vector(ctx, file, name, n, None)
+    }
+
+    /// Registers an f32 vector computed by `derive` from the 1-D tensor `name` of `n` elements
+    /// when loading ends; `derive` must return `n` values.
+    pub fn derived_vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32, derive: Derive) -> Result<VectorId> {
+        self.register_vector(ctx, file, name, n, Some(derive))
+    }
+
+    /// Uploads `values`, which need no file data, as a vector.
+    pub fn constant_vector(&mut self, ctx: &Context, name: &str, values: &[f32]) -> Result<VectorId> {
+        self.vectors.push(ctx.upload_f32(name, values)?);
+        Ok(VectorId(self.vectors.len() - 1))
+    }
+
+    fn register_vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32, derive: Option<Derive>) -> Result<VectorId> {
         let info = find(file, name, &[n as u64])?;
         if !info.ty.has_cpu_dequant() {
             return Err(Error::Unsupported(format!("tensor '{name}' has type {}, which cannot be read yet", info.ty.name())));
@@ -76,7 +96,8 @@ impl WeightStore {
         self.vectors.push(ctx.storage_buffer(name, n as u64 * 4)?);
         let index = self.vectors.len() - 1;
         let bytes = Vec::with_capacity(info.n_bytes as usize);
-        self.pending.push(Pending { name: name.into(), info, received: 0, target: Target::Vector { index, n: n as usize, bytes } });
+        let target = Target::Vector { index, n: n as usize, bytes, derive };
+        self.pending.push(Pending { name: name.into(), info, received: 0, target });
         Ok(VectorId(index))
     }
 
@@ -158,10 +179,13 @@ impl WeightStore {
                     p.name, p.received, p.info.n_bytes
                 )));
             }
-            if let Target::Vector { index, n, bytes } = p.target {
+            if let Target::Vector { index, n, bytes, derive } = p.target {
                 let mut values = vec![0f32; n];
                 quant::dequantize(p.info.ty, &bytes, &mut values)
                     .map_err(|e| Error::Unsupported(format!("tensor '{}': {e}", p.name)))?;
+                if let Some(derive) = derive {
+                    values = derive(&values);
+                }
                 ctx.queue.write_buffer(&self.vectors[index], 0, bytemuck::cast_slice(&values));
             }
         }
