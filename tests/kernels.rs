@@ -799,6 +799,47 @@ fn rope_with_frequency_factors() {
     assert_close_rel("rope with factors", &got, &want, 1e-4, 1e-4);
 }
 
+/// YaRN on the GPU (table and mscale from `model::rope`) against ggml's `rope_yarn` written out in
+/// f64: theta = theta_extrap · (freq_scale · (1 − ramp) + ramp) between the correction dims of
+/// beta_fast 32 / beta_slow 1, cos/sin times 1 + 0.1 ln(factor); dims past n_rot untouched.
+#[test]
+fn rope_yarn_matches_ggml_formulas() {
+    use ferrolm::model::rope::{RopeScaling, ScalingType};
+    let ctx = common::gpu();
+    let (n_tokens, n_heads, head_dim, n_rot, base, factor, orig) = (3usize, 2usize, 64usize, 48u32, 10000f32, 4f32, 64u32);
+    let scaling = RopeScaling { kind: ScalingType::Yarn, freq_scale: 1.0 / factor, ..RopeScaling::none(orig) };
+    let rope = Rope { mode: RopeMode::HalfSplit, n_rot, freq_base: base, mscale: scaling.mscale() };
+    let divisors = scaling.divisors(n_rot, base, None);
+    let mut rng = Rng::new(11);
+    let x = normals(&mut rng, n_tokens * n_heads * head_dim, 1.0);
+    let (buf, dbuf) = (upload(&ctx, "x", &x), upload(&ctx, "divisors", &divisors));
+    let pos0 = 100;
+    run(&ctx, |step| ops::rope(step, &buf, &dbuf, &rope, n_tokens as u32, n_heads as u32, head_dim as u32, pos0));
+    let got = read(&ctx, &buf, x.len());
+
+    let n = n_rot as f64;
+    let corr = |beta: f64| n * (orig as f64 / (beta * 2.0 * std::f64::consts::PI)).ln() / (2.0 * (base as f64).ln());
+    let (lo, hi) = (corr(32.0).floor().max(0.0), corr(1.0).ceil().min(n - 1.0));
+    let m = 1.0 + 0.1 * (factor as f64).ln();
+    let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for t in 0..n_tokens {
+        for h in 0..n_heads {
+            let b = (t * n_heads + h) * head_dim;
+            for i in 0..n_rot as usize / 2 {
+                let ramp = 1.0 - ((i as f64 - lo) / (hi - lo).max(0.001)).clamp(0.0, 1.0);
+                let extrap = (pos0 as usize + t) as f64 * (base as f64).powf(-2.0 * i as f64 / n);
+                let theta = extrap * ((1.0 / factor as f64) * (1.0 - ramp) + ramp);
+                let (ia, ib) = (b + i, b + i + n_rot as usize / 2);
+                let (xa, xb) = (x[ia] as f64, x[ib] as f64);
+                want[ia] = (xa * theta.cos() - xb * theta.sin()) * m;
+                want[ib] = (xa * theta.sin() + xb * theta.cos()) * m;
+            }
+        }
+    }
+    let tol: Vec<f64> = (0..x.len()).map(|i| if i % head_dim < n_rot as usize { 1e-4 } else { 0.0 }).collect();
+    assert_close("rope yarn", &got, &want, &tol);
+}
+
 #[test]
 fn penalize_adjusts_listed_logits_only() {
     let ctx = common::gpu();

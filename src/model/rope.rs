@@ -352,4 +352,46 @@ mod tests {
         assert_eq!(linear.variant(1).name(), "linear");
         assert_eq!(yarn(2.0, 8).variant(1).name(), "yarn");
     }
+
+    fn header(kvs: &[(&str, crate::gguf::Value)]) -> GgufFile {
+        let mut w = crate::gguf::writer::Writer::new();
+        for (k, v) in kvs {
+            w = w.kv(k, v.clone());
+        }
+        let bytes = w.build();
+        match crate::gguf::parse_header(&bytes, bytes.len() as u64).unwrap() {
+            crate::gguf::Parsed::Complete(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_scaling_keys_and_refuses_unknown_types() {
+        use crate::gguf::Value::{String as S, F32, U32};
+        let f = header(&[
+            ("qwen3.rope.scaling.type", S("yarn".into())),
+            ("qwen3.rope.scaling.factor", F32(4.0)),
+            ("qwen3.rope.scaling.original_context_length", U32(32768)),
+            ("qwen3.rope.scaling.yarn_beta_fast", F32(16.0)),
+        ]);
+        let s = RopeScaling::from_gguf(&f, "qwen3", 131072).unwrap();
+        assert_eq!((s.kind, s.freq_scale, s.original_context, s.yarn.beta_fast, s.yarn.beta_slow), (ScalingType::Yarn, 0.25, 32768, 16.0, 1.0));
+        assert_eq!(s.variant(4096), RopeVariant::Yarn);
+        // A factor without a type is linear (llama.cpp's default); no keys at all is no scaling.
+        let s = RopeScaling::from_gguf(&header(&[("llama.rope.scaling.factor", F32(8.0))]), "llama", 8192).unwrap();
+        assert_eq!((s.kind, s.freq_scale, s.variant(10)), (ScalingType::Linear, 0.125, RopeVariant::Linear));
+        let s = RopeScaling::from_gguf(&header(&[]), "llama", 8192).unwrap();
+        assert_eq!((s.variant(10), s.mscale(), s.original_context), (RopeVariant::None, 1.0, 8192));
+        // `none` ignores the factor.
+        let f = header(&[("llama.rope.scaling.type", S("none".into())), ("llama.rope.scaling.factor", F32(8.0))]);
+        assert_eq!(RopeScaling::from_gguf(&f, "llama", 8192).unwrap().freq_scale, 1.0);
+        // Anything else is refused by name.
+        for bad in ["dynamic", "su", "llama3"] {
+            let f = header(&[("llama.rope.scaling.type", S(bad.into())), ("llama.rope.scaling.factor", F32(2.0))]);
+            let e = RopeScaling::from_gguf(&f, "llama", 8192).unwrap_err();
+            assert!(matches!(e, Error::Unsupported(_)) && e.to_string().contains(&format!("'{bad}'")), "{e}");
+        }
+        let f = header(&[("llama.rope.scaling.factor", F32(-1.0))]);
+        assert!(matches!(RopeScaling::from_gguf(&f, "llama", 8192), Err(Error::Unsupported(_))));
+    }
 }
