@@ -190,6 +190,11 @@ impl Config {
         })
     }
 
+    /// The KV-cache length used when none is asked: the training context, at most 4096.
+    pub fn default_context_length(&self) -> u32 {
+        self.ctx_train.min(4096)
+    }
+
     /// Does layer `l` attend only to the last `sliding_window` positions?
     pub fn is_local(&self, l: u32) -> bool {
         self.sliding_window > 0 && self.swa_pattern > 0 && l % self.swa_pattern < self.swa_pattern - 1

@@ -93,7 +93,7 @@ impl Model {
     /// Validates the header against what the engine can run and allocates all GPU memory.
     pub fn new(ctx: Arc<Context>, file: &GgufFile, opts: &LoadOptions) -> Result<Model> {
         let config = Config::from_gguf(file)?;
-        let context_length = opts.context_length.unwrap_or(config.ctx_train.min(4096));
+        let context_length = opts.context_length.unwrap_or(config.default_context_length());
         if context_length == 0 || context_length > config.ctx_train {
             return Err(Error::BadRequest(format!(
                 "context length {context_length} is not valid: the model supports 1 to {} tokens",
