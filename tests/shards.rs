@@ -86,7 +86,7 @@ fn split_models_open_natively() {
         assert!(err.contains(expect) && err.lines().count() == 1, "{args:?}: {err}");
     };
     bad(&["inspect", all[0], all[2], all[1]], "part 2 is not shard 2 of 3");
-    bad(&["inspect", all[0], all[1]], "give all 3 shard files");
+    bad(&["inspect", all[0], all[1]], "or all 3 shard files to the CLI");
     // Any shard's name brings the others along.
     assert_eq!(inspect(&[all[1]])["tensor_count"], plain["tensor_count"]);
     std::fs::remove_file(&shards[2]).unwrap();
