@@ -82,7 +82,6 @@ fn smollm_vocab_metadata() {
     let tok = smollm();
     assert_eq!(tok.vocab_size(), 49152);
     assert_eq!(tok.pre_tokenizer(), PreTokenizerKind::Smollm);
-    assert!(!tok.pre_is_fallback());
     assert_eq!(tok.bos_id(), Some(1));
     assert_eq!(tok.eos_id(), Some(2));
     assert!(!tok.add_bos());
@@ -534,25 +533,22 @@ fn synthetic_special_tokens() {
 
 #[test]
 fn synthetic_pre_tokenizers() {
-    let cases: &[(Option<&str>, PreTokenizerKind, bool)] = &[
-        (Some("smollm"), PreTokenizerKind::Smollm, false),
-        (Some("llama-bpe"), PreTokenizerKind::Llama3, false),
-        (Some("llama3"), PreTokenizerKind::Llama3, false),
-        (Some("qwen2"), PreTokenizerKind::Qwen2, false),
-        (Some("gpt2"), PreTokenizerKind::Gpt2, false),
-        (Some("gpt-2"), PreTokenizerKind::Gpt2, false),
-        (Some("default"), PreTokenizerKind::Default, false),
-        (None, PreTokenizerKind::Default, false),
-        (Some("tekken"), PreTokenizerKind::Tekken, false),
-        (Some("gpt-4o"), PreTokenizerKind::Gpt4o, false),
-        (Some("deepseek-v3"), PreTokenizerKind::Deepseek3, false),
-        (Some("no-such-pre"), PreTokenizerKind::Gpt2, true),
+    let cases: &[(Option<&str>, PreTokenizerKind)] = &[
+        (Some("smollm"), PreTokenizerKind::Smollm),
+        (Some("llama-bpe"), PreTokenizerKind::Llama3),
+        (Some("llama3"), PreTokenizerKind::Llama3),
+        (Some("qwen2"), PreTokenizerKind::Qwen2),
+        (Some("gpt-2"), PreTokenizerKind::Gpt2),
+        (Some("default"), PreTokenizerKind::Default),
+        (None, PreTokenizerKind::Default),
+        (Some("tekken"), PreTokenizerKind::Tekken),
+        (Some("gpt-4o"), PreTokenizerKind::Gpt4o),
+        (Some("deepseek-v3"), PreTokenizerKind::Deepseek3),
     ];
     let strings = random_strings(40, 40);
-    for &(pre, kind, fallback) in cases {
+    for &(pre, kind) in cases {
         let tok = Tokenizer::new(synthetic(&[], &[], pre)).unwrap();
         assert_eq!(tok.pre_tokenizer(), kind);
-        assert_eq!(tok.pre_is_fallback(), fallback);
         for s in &strings {
             // Without merges every byte is one token, whatever the split.
             let ids = tok.encode(s, false);
@@ -560,26 +556,26 @@ fn synthetic_pre_tokenizers() {
             assert_eq!(tok.decode(&ids), *s);
         }
     }
+    // A name llama.cpp does not know (it spells GPT-2 "gpt-2"), or one it runs without byte-level
+    // encoding, is refused by name instead of silently split some other way.
+    for (pre, why) in [("no-such-pre", "not a pre-tokenizer llama.cpp knows"), ("gpt2", "not a pre-tokenizer"), ("sarvam-moe", "not byte-level")] {
+        match Tokenizer::new(synthetic(&[], &[], Some(pre))) {
+            Err(ferrolm::tokenizer::TokenizerError::Unsupported(m)) => {
+                assert!(m.contains(&format!("{pre:?}")) && m.contains(why), "{m}")
+            }
+            other => panic!("{pre}: {:?}", other.map(|t| t.pre_tokenizer())),
+        }
+    }
 }
 
 #[test]
 fn degenerate_inputs_every_pre_tokenizer() {
+    // One name per family of llama.cpp's pre-tokenizers.
     let pres = [
-        "default",
-        "gpt-2",
-        "smollm",
-        "llama-bpe",
-        "qwen2",
-        "falcon",
-        "deepseek-coder",
-        "deepseek-v3",
-        "poro-chat",
-        "viking",
-        "tekken",
-        "chameleon",
-        "gpt-4o",
-        "seed-coder",
-        "bailingmoe",
+        "default", "gpt-2", "smollm", "llama-bpe", "jais-2", "qwen2", "qwen35", "falcon", "deepseek-llm",
+        "deepseek-coder", "deepseek-v3", "spark2_5", "youtu", "poro-chat", "viking", "tekken", "chameleon",
+        "gpt-4o", "granite-embed-multi-97m", "tiny_aya", "kimi-k2", "superbpe", "seed-coder", "bailingmoe",
+        "ufakzeka", "afmoe", "laguna", "exaone-moe", "minicpm5",
     ];
     let inputs = [
         " ".repeat(20_000),
@@ -595,7 +591,6 @@ fn degenerate_inputs_every_pre_tokenizer() {
     ];
     for pre in pres {
         let tok = Tokenizer::new(synthetic(&[], &[], Some(pre))).unwrap();
-        assert!(!tok.pre_is_fallback(), "{pre}");
         let t = Instant::now();
         for s in &inputs {
             let ids = tok.encode(s, true);

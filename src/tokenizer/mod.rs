@@ -25,12 +25,11 @@
 //! prefix of the first token for SPM vocabularies with `add_space_prefix`, as llama.cpp's
 //! detokenizer does.
 //!
-//! `pre` handling: every `tokenizer.ggml.pre` value llama.cpp knows maps to its regex set (see
-//! [`PreTokenizerKind::from_pre`]), except `deepseek-llm`, `superbpe`, `kimi-k2` and `afmoe`
-//! (custom code or huge literal classes in llama.cpp). A missing `pre` or `"default"` uses
-//! llama.cpp's DEFAULT set. Any other value (unknown, or one of those four) falls back to the
-//! GPT-2 regex and [`Tokenizer::pre_is_fallback`] reports it; note llama.cpp itself would use
-//! its DEFAULT set for unknown names.
+//! `pre` handling: every `tokenizer.ggml.pre` value llama.cpp's `llama-vocab.cpp` knows maps to
+//! its split rules and flags (see [`PreTokenizerKind::from_pre`]). A missing `pre` or `"default"`
+//! uses llama.cpp's DEFAULT set. Any other value is [`TokenizerError::Unsupported`] naming it, as
+//! llama.cpp refuses it too; so are the names llama.cpp runs without byte-level encoding
+//! (`gemma4`, `granite-embed-multi-311m`, `sarvam-moe`, `whitespace`).
 //!
 //! Known differences from llama.cpp: no `lstrip`/`rstrip` handling of special tokens (GGUF
 //! does not carry those flags; llama.cpp hard-codes them for a few models), no
@@ -140,7 +139,6 @@ enum Algo {
 
 pub struct Tokenizer {
     pre_name: Option<String>,
-    pre_is_fallback: bool,
     algo: Algo,
     /// The vocabulary texts and the text -> id index.
     vocab: TextIndex,
@@ -178,8 +176,8 @@ enum Fragment {
 
 impl Tokenizer {
     /// Builds a tokenizer for `vocab.model` `"gpt2"` (byte-level BPE) or `"llama"`
-    /// (SentencePiece); other models are [`TokenizerError::Unsupported`]. For BPE, unknown
-    /// `pre` values fall back to the GPT-2 pre-tokenizer (see [`Tokenizer::pre_is_fallback`]);
+    /// (SentencePiece); other models are [`TokenizerError::Unsupported`]. For BPE, a `pre`
+    /// value llama.cpp does not run as byte-level BPE is [`TokenizerError::Unsupported`] too;
     /// SPM ignores `pre`.
     pub fn new(vocab: Vocab) -> Result<Tokenizer, TokenizerError> {
         let model = match vocab.model.as_str() {
@@ -242,13 +240,17 @@ impl Tokenizer {
         let mut bytes = Vec::new();
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0);
-        let (algo, pre_is_fallback) = match model {
+        let algo = match model {
             TokenizerModel::Bpe => {
-                let (kind, ignore_merges, pre_is_fallback) =
-                    match PreTokenizerKind::from_pre(vocab.pre.as_deref()) {
-                        Some((k, ig)) => (k, ig, false),
-                        None => (PreTokenizerKind::Gpt2, false, true),
+                let Some((kind, ignore_merges)) = PreTokenizerKind::from_pre(vocab.pre.as_deref()) else {
+                    let name = vocab.pre.as_deref().unwrap_or_default();
+                    let why = if pretokenize::NOT_BYTE_LEVEL.contains(&name) {
+                        "llama.cpp runs it as BPE over raw UTF-8, not byte-level, which is not implemented"
+                    } else {
+                        "it is not a pre-tokenizer llama.cpp knows"
                     };
+                    return Err(TokenizerError::Unsupported(format!("tokenizer.ggml.pre = {name:?}: {why}")));
+                };
                 let pre = PreTokenizer::new(kind)?;
                 let byte_chars = bytelevel::byte_to_char_table();
                 for (t, &ty) in texts.iter().zip(&types) {
@@ -271,7 +273,7 @@ impl Tokenizer {
                     bpe,
                     byte_chars: Box::new(byte_chars),
                 };
-                (algo, pre_is_fallback)
+                algo
             }
             TokenizerModel::Spm => {
                 // As llama.cpp's token_to_piece for SPM: normal tokens with `▁` as space,
@@ -299,7 +301,7 @@ impl Tokenizer {
                     vocab.unk_id,
                     vocab.add_space_prefix,
                 );
-                (Algo::Spm(spm), false)
+                Algo::Spm(spm)
             }
         };
 
@@ -324,7 +326,6 @@ impl Tokenizer {
 
         Ok(Tokenizer {
             pre_name: vocab.pre,
-            pre_is_fallback,
             algo,
             vocab: text_to_id,
             types,
@@ -563,11 +564,6 @@ impl Tokenizer {
             Algo::Bpe { pre, .. } => pre.kind,
             Algo::Spm(_) => PreTokenizerKind::Default,
         }
-    }
-
-    /// True when `pre` was not recognised and the GPT-2 pre-tokenizer is used instead.
-    pub fn pre_is_fallback(&self) -> bool {
-        self.pre_is_fallback
     }
 }
 
