@@ -267,6 +267,16 @@ impl PreTokenizerKind {
         Some(kind)
     }
 
+    /// Whether llama.cpp adds BOS for this `tokenizer.ggml.pre` value when the file has no
+    /// `tokenizer.ggml.add_bos_token` (its `add_bos = true` in `llama_vocab::impl::load`).
+    pub fn adds_bos_by_default(pre: &str) -> bool {
+        matches!(
+            pre,
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" | "jina-v5-nano"
+                | "tekken" | "chameleon"
+        )
+    }
+
     fn rules(self) -> Vec<Rule> {
         use PreTokenizerKind::*;
         match self {
@@ -513,6 +523,8 @@ mod tests {
         }
         assert_eq!(PreTokenizerKind::from_pre(Some("llama-bpe")), Some((PreTokenizerKind::Llama3, true)));
         assert_eq!(PreTokenizerKind::from_pre(Some("dbrx")), Some((PreTokenizerKind::Llama3, false)));
+        assert!(PreTokenizerKind::adds_bos_by_default("llama-bpe") && PreTokenizerKind::adds_bos_by_default("tekken"));
+        assert!(!PreTokenizerKind::adds_bos_by_default("qwen2") && !PreTokenizerKind::adds_bos_by_default("dbrx"));
     }
 
     #[test]
