@@ -56,8 +56,9 @@ fn main() {
     }
     let nw = buf(d);
     time(&ctx, "rms_norm T=1", 20, |s| rms_norm(s, &x, &nw, &y, d, 1, 1e-5).unwrap());
-    let r = Rope { mode: RopeMode::Interleaved, n_rot: 64, freq_base: 1e5, freq_scale: 1.0 };
-    time(&ctx, "rope T=1", 20, |s| rope(s, &x, &r, 1, 9, 64, 50).unwrap());
+    let r = Rope { mode: RopeMode::Interleaved, n_rot: 64, freq_base: 1e5, mscale: 1.0 };
+    let divisors = ctx.upload_f32("divisors", &[1.0; 32]).unwrap();
+    time(&ctx, "rope T=1", 20, |s| rope(s, &x, &divisors, &r, 1, 9, 64, 50).unwrap());
     let kc = buf(2048 * 192);
     let vc = buf(2048 * 192);
     let a = AttentionArgs { n_tokens: 1, n_heads: 9, n_kv_heads: 3, head_dim: 64, pos0: 100, scale: 0.125, softcap: 0.0, window: 0 };
