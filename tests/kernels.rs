@@ -387,8 +387,8 @@ fn rope_reference(x: &[f32], rope: &Rope, divisors: &[f32], n_tokens: usize, n_h
         let pos = (pos0 as usize + t) as f64;
         for h in 0..n_heads {
             let base = (t * n_heads + h) * head_dim;
-            for i in 0..n_rot / 2 {
-                let theta = pos * (rope.freq_base as f64).powf(-2.0 * i as f64 / n_rot as f64) / divisors[i] as f64;
+            for (i, &divisor) in divisors.iter().enumerate().take(n_rot / 2) {
+                let theta = pos * (rope.freq_base as f64).powf(-2.0 * i as f64 / n_rot as f64) / divisor as f64;
                 let (ia, ib) = match rope.mode {
                     RopeMode::Interleaved => (base + 2 * i, base + 2 * i + 1),
                     RopeMode::HalfSplit => (base + i, base + i + n_rot / 2),

@@ -267,13 +267,12 @@ impl Tokenizer {
                     offsets.push(bytes.len());
                 }
                 let bpe = BpeModel::new(n as u32, &text_to_id, &byte_chars, &vocab.merges);
-                let algo = Algo::Bpe {
+                Algo::Bpe {
                     pre,
                     ignore_merges,
                     bpe,
                     byte_chars: Box::new(byte_chars),
-                };
-                algo
+                }
             }
             TokenizerModel::Spm => {
                 // As llama.cpp's token_to_piece for SPM: normal tokens with `▁` as space,

@@ -409,7 +409,7 @@ fn runs(s: &str, pred: impl Fn(char) -> bool) -> Vec<(usize, usize)> {
 fn digit_groups(s: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
     let bounds: Vec<usize> = s[start..end].char_indices().map(|(i, _)| start + i).chain([end]).collect();
     let n = bounds.len() - 1;
-    let first = if n % 3 == 0 { 3 } else { n % 3 };
+    let first = if n.is_multiple_of(3) { 3 } else { n % 3 };
     let mut out = vec![(bounds[0], bounds[first.min(n)])];
     let mut k = first;
     while k < n {
