@@ -85,20 +85,18 @@ const GRANITE_EMB_MULTI: &str = concat!(
     r"?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 );
 
-/// Tiny Aya's main pattern as llama.cpp runs it: its `\p{Lu}…`/`\p{Ll}…` classes mean any letter.
+/// Tiny Aya's main pattern as llama.cpp runs it: its `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+`
+/// (and the mirrored alternative) mean `[\p{L}\p{M}]*[\p{L}\p{M}]+` there, which matches exactly
+/// what `[\p{L}\p{M}]+` matches.
 const TINY_AYA: &str = concat!(
-    r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]*[\p{L}\p{M}]+",
-    contractions!(),
-    r"?|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+[\p{L}\p{M}]*",
+    r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+",
     contractions!(),
     r"?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 );
 
 /// Youtu's main pattern, likewise (its digits are single).
 const YOUTU: &str = concat!(
-    r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]*[\p{L}\p{M}]+",
-    contractions!(),
-    r"?|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+[\p{L}\p{M}]*",
+    r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+",
     contractions!(),
     r"?|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 );
