@@ -133,8 +133,20 @@ enum Algo {
         ignore_merges: bool,
         bpe: BpeModel,
         byte_chars: Box<[char; 256]>,
+        /// Set for vocabularies of raw UTF-8 strings (no byte-level alphabet).
+        raw: Option<Box<RawUtf8>>,
     },
     Spm(SpmModel),
+}
+
+/// How llama.cpp's `byte_encode = false` pre-tokenizers run BPE (Gemma 4 style).
+struct RawUtf8 {
+    /// Spaces are written `▁` before splitting.
+    escape_spaces: bool,
+    /// A word made of line breaks only is taken whole when it is a token (Gemma 4).
+    newline_words: bool,
+    /// The `<0xXX>` token of each byte, for symbols that are not tokens.
+    byte_tokens: [Option<u32>; 256],
 }
 
 pub struct Tokenizer {
@@ -244,12 +256,9 @@ impl Tokenizer {
             TokenizerModel::Bpe => {
                 let Some((kind, ignore_merges)) = PreTokenizerKind::from_pre(vocab.pre.as_deref()) else {
                     let name = vocab.pre.as_deref().unwrap_or_default();
-                    let why = if pretokenize::NOT_BYTE_LEVEL.contains(&name) {
-                        "llama.cpp runs it as BPE over raw UTF-8, not byte-level, which is not implemented"
-                    } else {
-                        "it is not a pre-tokenizer llama.cpp knows"
-                    };
-                    return Err(TokenizerError::Unsupported(format!("tokenizer.ggml.pre = {name:?}: {why}")));
+                    return Err(TokenizerError::Unsupported(format!(
+                        "tokenizer.ggml.pre = {name:?}: it is not a pre-tokenizer llama.cpp knows"
+                    )));
                 };
                 let pre = PreTokenizer::new(kind)?;
                 let byte_chars = bytelevel::byte_to_char_table();
@@ -258,6 +267,8 @@ impl Tokenizer {
                         token_type::CONTROL | token_type::USER_DEFINED => {
                             bytes.extend_from_slice(t.as_bytes())
                         }
+                        // llama.cpp's token_to_piece for raw UTF-8 vocabularies that escape spaces.
+                        token_type::NORMAL if kind.escapes_spaces() => unescape_spaces(t, &mut bytes),
                         token_type::BYTE => match parse_byte_token(t) {
                             Some(b) => bytes.push(b),
                             None => bytelevel::decode_token_text(t, &mut bytes),
@@ -266,12 +277,21 @@ impl Tokenizer {
                     }
                     offsets.push(bytes.len());
                 }
-                let bpe = BpeModel::new(n as u32, &text_to_id, &byte_chars, &vocab.merges);
+                let raw = (!kind.byte_level()).then(|| {
+                    let mut byte_tokens = [None; 256];
+                    for (b, slot) in byte_tokens.iter_mut().enumerate() {
+                        *slot = text_to_id.get(&format!("<0x{b:02X}>"));
+                    }
+                    Box::new(RawUtf8 { escape_spaces: kind.escapes_spaces(), newline_words: kind == PreTokenizerKind::Gemma4, byte_tokens })
+                });
+                let alphabet = raw.is_none().then_some(&byte_chars);
+                let bpe = BpeModel::new(n as u32, &text_to_id, alphabet, &vocab.merges);
                 Algo::Bpe {
                     pre,
                     ignore_merges,
                     bpe,
                     byte_chars: Box::new(byte_chars),
+                    raw,
                 }
             }
             TokenizerModel::Spm => {
@@ -353,6 +373,7 @@ impl Tokenizer {
                 ignore_merges,
                 bpe,
                 byte_chars,
+                raw,
             } => {
                 let mut pieces = Vec::new();
                 let mut scratch_ranges = Vec::new();
@@ -361,6 +382,22 @@ impl Tokenizer {
                 for frag in fragments {
                     match frag {
                         Fragment::Token(id) => out.push(id),
+                        Fragment::Text(start, end) if raw.is_some() => {
+                            let raw = raw.as_deref().expect("checked");
+                            let frag_text = &text[start..end];
+                            let escaped = if raw.escape_spaces { frag_text.replace(' ', "\u{2581}") } else { frag_text.to_string() };
+                            pre.split(&escaped, &mut pieces, &mut scratch_ranges);
+                            for &(s, e) in &pieces {
+                                let word = &escaped[s..e];
+                                if raw.newline_words && word.bytes().all(|b| b == b'\n') {
+                                    if let Some(id) = self.vocab.get(word) {
+                                        out.push(id);
+                                        continue;
+                                    }
+                                }
+                                bpe.merge_raw_word(word, &self.vocab, &raw.byte_tokens, &mut scratch, &mut out);
+                            }
+                        }
                         Fragment::Text(start, end) => {
                             let frag_text = &text[start..end];
                             pre.split(frag_text, &mut pieces, &mut scratch_ranges);

@@ -21,10 +21,11 @@
 //!   equivalent expressions or by [`Rule`]s written out in code. The split-keeps-gaps rule makes
 //!   the GPT-2 pattern's missing trailing `|\s+` alternative irrelevant.
 //!
-//! Names llama.cpp knows but runs without GPT-2 byte-level encoding (`gemma4`,
-//! `granite-embed-multi-311m`, `sarvam-moe`, `whitespace`) are not supported, and a name llama.cpp
-//! does not know is refused, as llama.cpp refuses it: [`PreTokenizerKind::from_pre`] returns
-//! `None` and the tokenizer reports `Unsupported` naming it.
+//! Four names run BPE over raw UTF-8 instead of GPT-2's byte-level alphabet
+//! ([`PreTokenizerKind::byte_level`] is false: `gemma4`, `granite-embed-multi-311m`, `sarvam-moe`,
+//! `whitespace`), the first three with spaces written `▁` ([`PreTokenizerKind::escapes_spaces`]).
+//! A name llama.cpp does not know is refused, as llama.cpp refuses it:
+//! [`PreTokenizerKind::from_pre`] returns `None` and the tokenizer reports `Unsupported` naming it.
 
 use fancy_regex::Regex;
 
@@ -197,27 +198,40 @@ pub enum PreTokenizerKind {
     Laguna,
     ExaoneMoe,
     Minicpm5,
+    /// Gemma 4 style: lines only, raw UTF-8 with `▁` for spaces; a word of line breaks that is a
+    /// token is taken whole.
+    Gemma4,
+    /// Sarvam: as Gemma 4 without the line-break rule.
+    SarvamMoe,
+    /// Runs of non-space characters, raw UTF-8.
+    Whitespace,
 }
-
-/// `tokenizer.ggml.pre` values llama.cpp knows but runs as BPE over raw UTF-8 with
-/// SentencePiece-style spaces (not byte-level), which this tokenizer does not implement.
-pub const NOT_BYTE_LEVEL: &[&str] = &["gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace"];
 
 impl PreTokenizerKind {
     /// Every family, for tests.
-    pub const ALL: [PreTokenizerKind; 29] = {
+    pub const ALL: [PreTokenizerKind; 32] = {
         use PreTokenizerKind::*;
         [
             Default, Gpt2, Smollm, Llama3, Jais2, Qwen2, Qwen35, Falcon, DeepseekLlm, DeepseekCoder, Deepseek3, Spark25,
             Youtu, Poro, Viking, Tekken, Chameleon, Gpt4o, GraniteEmbMulti, TinyAya, KimiK2, SuperBpe, SeedCoder,
-            BailingMoe, Ufakzeka, Afmoe, Laguna, ExaoneMoe, Minicpm5,
+            BailingMoe, Ufakzeka, Afmoe, Laguna, ExaoneMoe, Minicpm5, Gemma4, SarvamMoe, Whitespace,
         ]
     };
 
+    /// False for the families llama.cpp runs over raw UTF-8 (`byte_encode = false`): the
+    /// vocabulary holds UTF-8 strings and `<0xXX>` byte tokens, not GPT-2's byte alphabet.
+    pub fn byte_level(self) -> bool {
+        !matches!(self, PreTokenizerKind::Gemma4 | PreTokenizerKind::SarvamMoe | PreTokenizerKind::Whitespace)
+    }
+
+    /// True when spaces are written `▁` before splitting (llama.cpp's `escape_whitespaces`).
+    pub fn escapes_spaces(self) -> bool {
+        matches!(self, PreTokenizerKind::Gemma4 | PreTokenizerKind::SarvamMoe)
+    }
+
     /// Maps a `tokenizer.ggml.pre` value to its family as llama.cpp's `llama_vocab::impl::load`
     /// does, plus a flag saying whether BPE merges are skipped for words that are whole
-    /// vocabulary entries (llama.cpp's `ignore_merges`). `None` when llama.cpp would not run it
-    /// as a byte-level BPE pre-tokenizer (unknown names, [`NOT_BYTE_LEVEL`]).
+    /// vocabulary entries (llama.cpp's `ignore_merges`). `None` for names llama.cpp does not know.
     pub fn from_pre(pre: Option<&str>) -> Option<(PreTokenizerKind, bool)> {
         use PreTokenizerKind::*;
         let Some(pre) = pre else {
@@ -260,6 +274,9 @@ impl PreTokenizerKind {
             "afmoe" => (Afmoe, false),
             "laguna" => (Laguna, false),
             "exaone-moe" => (ExaoneMoe, false),
+            "gemma4" | "granite-embed-multi-311m" => (Gemma4, false),
+            "sarvam-moe" => (SarvamMoe, false),
+            "whitespace" => (Whitespace, false),
             _ => return None,
         };
         Some(kind)
@@ -321,6 +338,8 @@ impl PreTokenizerKind {
             Laguna => vec![R(r"[^\n]+|[\n]+"), R(QWEN2)],
             ExaoneMoe => vec![R(EXAONE_MOE)],
             Minicpm5 => vec![R(r"\p{N}{1,3}"), R(MINICPM5)],
+            Gemma4 | SarvamMoe => vec![R(r"[^\n]+|[\n]+")],
+            Whitespace => vec![R(r"\S+")],
         }
     }
 }
@@ -509,14 +528,15 @@ mod tests {
              glm4 chatglm-bpe viking jais tekken smollm codeshell bloom gpt3-finnish exaone exaone4 exaone-moe \
              chameleon minerva-7b megrez gpt-4o llama4 kanana2 talkie granite-embed-multi-97m tiny_aya cohere2moe \
              superbpe trillion granite-docling bailingmoe bailingmoe2 llada-moe seed-coder hunyuan hunyuan-dense \
-             hy_v4 joyai-llm kimi-k2 ufakzeka grok-2 afmoe laguna minimax-m2 solar-open mellum2";
+             hy_v4 joyai-llm kimi-k2 ufakzeka grok-2 afmoe laguna minimax-m2 solar-open mellum2 gemma4 \
+             granite-embed-multi-311m sarvam-moe whitespace";
         let mut families = std::collections::HashSet::new();
         for name in names.split_whitespace() {
             let (kind, _) = PreTokenizerKind::from_pre(Some(name)).unwrap_or_else(|| panic!("{name} does not map"));
             families.insert(kind);
         }
         assert_eq!(families.len(), PreTokenizerKind::ALL.len(), "every family is reachable");
-        for name in ["gpt2", "qwen3", "Llama3", "no-such-pre", "gemma4", "whitespace", "sarvam-moe"] {
+        for name in ["gpt2", "qwen3", "Llama3", "no-such-pre", "gemma-4", "Whitespace"] {
             assert_eq!(PreTokenizerKind::from_pre(Some(name)), None, "{name}");
         }
         assert_eq!(PreTokenizerKind::from_pre(Some("llama-bpe")), Some((PreTokenizerKind::Llama3, true)));
