@@ -67,7 +67,7 @@ pub fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
     let paths: Vec<PathBuf> = (1..=count).map(|i| path.with_file_name(format!("{prefix}-{i:05}-of-{count:05}.gguf"))).collect();
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
         return Err(Error::BadRequest(format!(
-            "'{}' is shard of a {count}-part model, but '{}' does not exist",
+            "'{}' is a shard of a {count}-part model (by its name), but '{}' does not exist",
             path.display(),
             missing.display()
         )));
