@@ -194,6 +194,8 @@ export interface EngineInfo {
   /** URLs the model came from (1 for a single file or a Blob). */
   parts: number;
   gpuBytes: number;
+  /** RoPE frequency scaling in use: "none", "linear", "yarn", "longrope-short" or "longrope-long". */
+  ropeScaling: string;
   /** The KV cache's element type and size in bytes. */
   kvType: "f16" | "f32";
   kvBytes: number;

@@ -8,6 +8,31 @@ use crate::gpu::gpu_supports;
 /// Metadata arrays longer than this are elided (token lists, merges, scores).
 const MAX_ARRAY_SHOWN: usize = 64;
 
+/// [`describe`] plus `"rope"`: the RoPE in use at the runtime context `context` (default: the
+/// engine's default context), `null` when the file is not a model the engine can run.
+pub fn describe_with_context(file: &GgufFile, context: Option<u32>) -> serde_json::Value {
+    let mut out = describe(file);
+    out["rope"] = match crate::model::Config::from_gguf(file) {
+        Ok(c) => rope_json(&c, context.unwrap_or_else(|| c.default_context_length())),
+        Err(_) => serde_json::Value::Null,
+    };
+    out
+}
+
+/// `{"scaling": none|linear|yarn|longrope-short|longrope-long, "factors": tensor name or null,
+/// "context", "n_rot", "head_dim", "freq_base", "mscale"}`.
+pub fn rope_json(c: &crate::model::Config, context: u32) -> serde_json::Value {
+    serde_json::json!({
+        "scaling": c.rope_scaling.variant(context).name(),
+        "factors": c.rope_scaling.factor_tensor(context),
+        "context": context,
+        "n_rot": c.rope.n_rot,
+        "head_dim": c.head_dim,
+        "freq_base": c.rope.freq_base,
+        "mscale": c.rope.mscale,
+    })
+}
+
 /// `{"architecture", "tensor_count", "quant_types": {type: count}, "unsupported_types": [...],
 /// "metadata": {...}}` with long arrays elided.
 pub fn describe(file: &GgufFile) -> serde_json::Value {

@@ -82,7 +82,6 @@ fn smollm_vocab_metadata() {
     let tok = smollm();
     assert_eq!(tok.vocab_size(), 49152);
     assert_eq!(tok.pre_tokenizer(), PreTokenizerKind::Smollm);
-    assert!(!tok.pre_is_fallback());
     assert_eq!(tok.bos_id(), Some(1));
     assert_eq!(tok.eos_id(), Some(2));
     assert!(!tok.add_bos());
@@ -534,25 +533,22 @@ fn synthetic_special_tokens() {
 
 #[test]
 fn synthetic_pre_tokenizers() {
-    let cases: &[(Option<&str>, PreTokenizerKind, bool)] = &[
-        (Some("smollm"), PreTokenizerKind::Smollm, false),
-        (Some("llama-bpe"), PreTokenizerKind::Llama3, false),
-        (Some("llama3"), PreTokenizerKind::Llama3, false),
-        (Some("qwen2"), PreTokenizerKind::Qwen2, false),
-        (Some("gpt2"), PreTokenizerKind::Gpt2, false),
-        (Some("gpt-2"), PreTokenizerKind::Gpt2, false),
-        (Some("default"), PreTokenizerKind::Default, false),
-        (None, PreTokenizerKind::Default, false),
-        (Some("tekken"), PreTokenizerKind::Tekken, false),
-        (Some("gpt-4o"), PreTokenizerKind::Gpt4o, false),
-        (Some("deepseek-v3"), PreTokenizerKind::Deepseek3, false),
-        (Some("no-such-pre"), PreTokenizerKind::Gpt2, true),
+    let cases: &[(Option<&str>, PreTokenizerKind)] = &[
+        (Some("smollm"), PreTokenizerKind::Smollm),
+        (Some("llama-bpe"), PreTokenizerKind::Llama3),
+        (Some("llama3"), PreTokenizerKind::Llama3),
+        (Some("qwen2"), PreTokenizerKind::Qwen2),
+        (Some("gpt-2"), PreTokenizerKind::Gpt2),
+        (Some("default"), PreTokenizerKind::Default),
+        (None, PreTokenizerKind::Default),
+        (Some("tekken"), PreTokenizerKind::Tekken),
+        (Some("gpt-4o"), PreTokenizerKind::Gpt4o),
+        (Some("deepseek-v3"), PreTokenizerKind::Deepseek3),
     ];
     let strings = random_strings(40, 40);
-    for &(pre, kind, fallback) in cases {
+    for &(pre, kind) in cases {
         let tok = Tokenizer::new(synthetic(&[], &[], pre)).unwrap();
         assert_eq!(tok.pre_tokenizer(), kind);
-        assert_eq!(tok.pre_is_fallback(), fallback);
         for s in &strings {
             // Without merges every byte is one token, whatever the split.
             let ids = tok.encode(s, false);
@@ -560,26 +556,73 @@ fn synthetic_pre_tokenizers() {
             assert_eq!(tok.decode(&ids), *s);
         }
     }
+    // A name llama.cpp does not know (it spells GPT-2 "gpt-2"), or one it runs without byte-level
+    // encoding, is refused by name instead of silently split some other way.
+    for (pre, why) in [("no-such-pre", "not a pre-tokenizer llama.cpp knows"), ("gpt2", "not a pre-tokenizer")] {
+        match Tokenizer::new(synthetic(&[], &[], Some(pre))) {
+            Err(ferrolm::tokenizer::TokenizerError::Unsupported(m)) => {
+                assert!(m.contains(&format!("{pre:?}")) && m.contains(why), "{m}")
+            }
+            other => panic!("{pre}: {:?}", other.map(|t| t.pre_tokenizer())),
+        }
+    }
+}
+
+/// llama.cpp's `byte_encode = false` pre-tokenizers: a vocabulary of raw UTF-8 strings with `▁`
+/// for spaces and `<0xXX>` byte tokens (Gemma 4 style).
+fn raw_utf8_vocab(pre: &str) -> Vocab {
+    let mut tokens: Vec<String> = (0..256).map(|b| format!("<0x{b:02X}>")).collect();
+    let mut types = vec![token_type::BYTE; 256];
+    for t in ["\u{2581}", "h", "e", "l", "o", "he", "ll", "hell", "hello", "\u{2581}hello", "\n", "\n\n", "é", " ", "x"] {
+        tokens.push(t.to_string());
+        types.push(token_type::NORMAL);
+    }
+    Vocab {
+        model: "gpt2".into(),
+        pre: Some(pre.into()),
+        tokens,
+        token_types: types,
+        merges: ["h e", "l l", "he ll", "hell o", "\u{2581} hello", "\u{2581} x"].iter().map(|s| s.to_string()).collect(),
+        ..Vocab::default()
+    }
+}
+
+#[test]
+fn raw_utf8_pre_tokenizers() {
+    for pre in ["gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace"] {
+        let tok = Tokenizer::new(raw_utf8_vocab(pre)).unwrap();
+        let id = |s: &str| tok.token_id(s).unwrap();
+        let byte = |b: u8| b as u32;
+        if pre == "whitespace" {
+            // Runs of non-spaces; the space between is a piece of its own (a token here).
+            assert_eq!(tok.encode("hello hello", false), [id("hello"), id(" "), id("hello")]);
+            continue;
+        }
+        // Spaces become ▁ and merge with the following word; lines are split.
+        assert_eq!(tok.encode("hello hello", false), [id("hello"), id("\u{2581}hello")]);
+        assert_eq!(tok.decode(&tok.encode("hello hello", false)), "hello hello");
+        // Characters that are no token become their <0xXX> byte tokens ("€" is E2 82 AC); a
+        // symbol merged through "▁x" (in the merges, not the vocabulary) falls back to bytes too.
+        assert_eq!(tok.encode("€é", false), [byte(0xE2), byte(0x82), byte(0xAC), id("é")]);
+        assert_eq!(tok.encode(" x", false), [byte(0xE2), byte(0x96), byte(0x81), byte(b'x')]);
+        assert_eq!(tok.decode(&tok.encode("€é hello", false)), "€é hello");
+        // Gemma 4 takes a run of line breaks whole when it is a token; Sarvam merges it.
+        let newlines = tok.encode("hello\n\nhello", false);
+        match pre {
+            "sarvam-moe" => assert_eq!(newlines, [id("hello"), id("\n"), id("\n"), id("hello")]),
+            _ => assert_eq!(newlines, [id("hello"), id("\n\n"), id("hello")]),
+        }
+    }
 }
 
 #[test]
 fn degenerate_inputs_every_pre_tokenizer() {
+    // One name per family of llama.cpp's pre-tokenizers.
     let pres = [
-        "default",
-        "gpt-2",
-        "smollm",
-        "llama-bpe",
-        "qwen2",
-        "falcon",
-        "deepseek-coder",
-        "deepseek-v3",
-        "poro-chat",
-        "viking",
-        "tekken",
-        "chameleon",
-        "gpt-4o",
-        "seed-coder",
-        "bailingmoe",
+        "default", "gpt-2", "smollm", "llama-bpe", "jais-2", "qwen2", "qwen35", "falcon", "deepseek-llm",
+        "deepseek-coder", "deepseek-v3", "spark2_5", "youtu", "poro-chat", "viking", "tekken", "chameleon",
+        "gpt-4o", "granite-embed-multi-97m", "tiny_aya", "kimi-k2", "superbpe", "seed-coder", "bailingmoe",
+        "ufakzeka", "afmoe", "laguna", "exaone-moe", "minicpm5",
     ];
     let inputs = [
         " ".repeat(20_000),
@@ -595,7 +638,6 @@ fn degenerate_inputs_every_pre_tokenizer() {
     ];
     for pre in pres {
         let tok = Tokenizer::new(synthetic(&[], &[], Some(pre))).unwrap();
-        assert!(!tok.pre_is_fallback(), "{pre}");
         let t = Instant::now();
         for s in &inputs {
             let ids = tok.encode(s, true);

@@ -10,13 +10,13 @@ use ferrolm::chat::{ChatTemplate, Message};
 use ferrolm::engine::{Clock, Engine, GenerateOptions, Piece};
 use ferrolm::error::Error;
 use ferrolm::gpu::Context;
-use ferrolm::loader::{read_header, FileSource};
+use ferrolm::loader::{read_model_header, FileSource};
 use ferrolm::model::LoadOptions;
 use ferrolm::sampler::SamplerOptions;
 use ferrolm::tokenizer::Tokenizer;
 
 const USAGE: &str = "usage:
-  ferrolm inspect MODEL
+  ferrolm inspect MODEL [--context N]
   ferrolm tokenize MODEL TEXT
   ferrolm generate MODEL --prompt TEXT [--chat [--system TEXT]] [--max-tokens N] [--ignore-eos] [--json] [--no-pipeline] [LOAD] [SAMPLING]
   ferrolm render MODEL --messages FILE.json
@@ -25,7 +25,9 @@ const USAGE: &str = "usage:
   ferrolm bench MODEL [--prompt-tokens N] [--gen-tokens M] [--no-pipeline] [LOAD]
 LOAD:     [--context N] [--kv-type f16|f32] [--row-threads N]
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
-          [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...";
+          [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...
+MODEL: a GGUF file; for a model split with gguf-split, its first shard (NAME-00001-of-0000N.gguf,
+       the others are found beside it) or every shard path in order";
 
 /// Options every sampling command takes.
 const SAMPLING_FLAGS: &[&str] = &[
@@ -131,7 +133,7 @@ fn run(mut raw: Vec<String>) -> CliResult {
     }
     let command = raw.remove(0);
     match command.as_str() {
-        "inspect" => inspect(Args::parse(raw, &[])?),
+        "inspect" => inspect(Args::parse(raw, &["context"])?),
         "tokenize" => tokenize(Args::parse(raw, &[])?),
         "generate" => generate(Args::parse(raw, &with_load(&with_sampling(&["prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "no-pipeline"])))?),
         "render" => render(Args::parse(raw, &["messages"])?),
@@ -185,10 +187,20 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
     pollster::block_on(f)
 }
 
-fn open_header(args: &Args) -> CliResult<(FileSource, ferrolm::gguf::GgufFile)> {
-    let path = PathBuf::from(args.positional(0, "MODEL")?);
-    let mut source = FileSource::open(&path)?;
-    let header = block(read_header(&mut source))?;
+/// The model's files: the positionals before the command's `trailing` other positionals (several
+/// are the shards of a split model, in order).
+fn model_paths(args: &Args, trailing: usize) -> CliResult<Vec<PathBuf>> {
+    let n = args.positional.len().saturating_sub(trailing);
+    if n == 0 {
+        return Err(CliError::Usage("missing MODEL".into()));
+    }
+    Ok(args.positional[..n].iter().map(PathBuf::from).collect())
+}
+
+/// Opens the model (all its shards) and reads its header; no GPU is involved.
+fn open_header(args: &Args, trailing: usize) -> CliResult<(FileSource, ferrolm::gguf::GgufFile)> {
+    let mut source = FileSource::open_model(&model_paths(args, trailing)?)?;
+    let header = block(read_model_header(&mut source))?;
     Ok((source, header))
 }
 
@@ -197,22 +209,25 @@ fn print_json(value: &serde_json::Value) {
 }
 
 fn inspect(args: Args) -> CliResult {
-    let (_, header) = open_header(&args)?;
-    print_json(&ferrolm::inspect::describe(&header));
+    let (_, header) = open_header(&args, 0)?;
+    let context = args.string("context").map(|_| args.number("context", 0u32)).transpose()?;
+    print_json(&ferrolm::inspect::describe_with_context(&header, context));
     Ok(())
 }
 
 fn tokenize(args: Args) -> CliResult {
-    let (_, header) = open_header(&args)?;
-    let text = args.positional(1, "TEXT")?;
+    if args.positional.len() < 2 {
+        return Err(CliError::Usage(format!("missing {}", if args.positional.is_empty() { "MODEL" } else { "TEXT" })));
+    }
+    let (_, header) = open_header(&args, 1)?;
+    let text = args.positional(args.positional.len() - 1, "TEXT")?;
     let tokenizer = Tokenizer::from_gguf(&header)?;
     print_json(&serde_json::json!(tokenizer.encode(text, true)));
     Ok(())
 }
 
 fn load_engine(args: &Args) -> CliResult<Engine> {
-    let path = PathBuf::from(args.positional(0, "MODEL")?);
-    let mut source = FileSource::open(&path)?;
+    let mut source = FileSource::open_model(&model_paths(args, 0)?)?;
     let kv_type = match args.string("kv-type") {
         Some(t) => t.parse().map_err(|e: Error| CliError::Usage(e.to_string()))?,
         None => Default::default(),
@@ -283,7 +298,7 @@ fn read_messages(path: &str) -> CliResult<Vec<Message>> {
 
 fn render(args: Args) -> CliResult {
     let messages = read_messages(args.string("messages").ok_or_else(|| CliError::Usage("render needs --messages FILE".into()))?)?;
-    let (_, header) = open_header(&args)?;
+    let (_, header) = open_header(&args, 0)?;
     let tokenizer = Tokenizer::from_gguf(&header)?;
     let template = ChatTemplate::from_gguf(&header, &tokenizer)?;
     let _ = std::io::stdout().write_all(template.render(&messages, true)?.as_bytes());

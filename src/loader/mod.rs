@@ -6,7 +6,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::FileSource;
+pub use native::{shard_paths, FileSource};
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 #[cfg(target_arch = "wasm32")]
@@ -115,7 +115,7 @@ pub async fn read_model_header<S: ByteSource>(source: &mut S) -> Result<GgufFile
     if no != 0 || parts.len() as u64 != count {
         return Err(Error::Unsupported(format!(
             "this is shard {} of {count} of a model split with gguf-split, but {} part(s) were given: \
-             give all {count} shard URLs in order (or merge them with llama-gguf-split --merge)",
+             give all {count} shard URLs in order, or all {count} shard files to the CLI (or merge them with llama-gguf-split --merge)",
             no + 1,
             parts.len()
         )));
@@ -233,7 +233,7 @@ mod tests {
 
         // One shard alone, or shards out of order: a clear error.
         let e = block(read_model_header(&mut Parts(vec![parts[0].clone()]))).unwrap_err();
-        assert!(e.to_string().contains("shard 1 of 3") && e.to_string().contains("give all 3 shard URLs"), "{e}");
+        assert!(e.to_string().contains("shard 1 of 3") && e.to_string().contains("give all 3 shard URLs in order"), "{e}");
         let e = block(read_model_header(&mut Parts(vec![parts[0].clone(), parts[2].clone(), parts[1].clone()]))).unwrap_err();
         assert!(e.to_string().contains("part 2 is not shard 2 of 3"), "{e}");
         // A plain file is read as it is.

@@ -5,6 +5,8 @@
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 
+use super::rope::{FactorTensors, RopeScaling, ScalingType};
+
 /// The architecture families the forward pass implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
@@ -52,14 +54,17 @@ pub enum RopeMode {
     HalfSplit,
 }
 
-/// How positions rotate queries and keys: theta_i = pos · freq_scale · freq_base^(-2i / n_rot)
-/// for the first n_rot dims of each head (the rest pass through).
+/// How positions rotate queries and keys: theta_i = pos · freq_base^(-2i / n_rot) / divisor_i
+/// for the first n_rot dims of each head (the rest pass through); every kind of frequency scaling
+/// (linear, YaRN, LongRoPE, Llama 3 factors) is in the per-pair divisor table (`model::rope`).
 #[derive(Clone, Copy, Debug)]
 pub struct Rope {
     pub mode: RopeMode,
+    /// Rotated dims per head (pairs 0 .. n_rot/2).
     pub n_rot: u32,
     pub freq_base: f32,
-    pub freq_scale: f32,
+    /// Multiplies cos and sin (LongRoPE's attn_factor, YaRN's magnitude scaling; 1 otherwise).
+    pub mscale: f32,
 }
 
 /// The gated activation of the feed-forward block.
@@ -92,10 +97,13 @@ pub struct Config {
     /// Context length the model was trained for.
     pub ctx_train: u32,
     pub rms_eps: f32,
-    /// RoPE of global-attention layers.
+    /// RoPE of global-attention layers (its divisor table comes from `rope_scaling`).
     pub rope: Rope,
-    /// RoPE of sliding-window layers when it differs (Gemma 3: base 10000).
-    pub rope_local: Option<Rope>,
+    /// Frequency scaling of the global-attention layers.
+    pub rope_scaling: RopeScaling,
+    /// RoPE of sliding-window layers when it differs (Gemma 3: base 10000, no frequency scaling),
+    /// with its own scaling.
+    pub rope_local: Option<(Rope, RopeScaling)>,
     /// Query scale before the softmax (1/√head_dim unless the file says otherwise).
     pub attn_scale: f32,
     /// Sliding-window length of local layers (0: every layer is global).
@@ -163,18 +171,18 @@ impl Config {
         };
         // Llama keeps the original interleaved pairs; the converter leaves the others half-split.
         let mode = if arch == Arch::Llama { RopeMode::Interleaved } else { RopeMode::HalfSplit };
-        let freq_scale = match float("rope.scaling.factor")? {
-            Some(f) if f > 0.0 && file.get_str(&key("rope.scaling.type"))?.unwrap_or("linear") == "linear" => 1.0 / f,
-            _ => 1.0,
-        };
-        let rope = Rope { mode, n_rot, freq_base: float("rope.freq_base")?.unwrap_or(10000.0), freq_scale };
+        let ctx_train = optional("context_length")?.unwrap_or(2048);
+        let rope_scaling = RopeScaling::from_gguf(file, &arch_name, ctx_train)?;
+        let rope = Rope { mode, n_rot, freq_base: float("rope.freq_base")?.unwrap_or(10000.0), mscale: rope_scaling.mscale() };
         let sliding_window = optional("attention.sliding_window")?.unwrap_or(0);
         let (swa_pattern, rope_local) = match arch {
             Arch::Gemma2 => (2, None),
             Arch::Gemma3 => {
                 let base = float("rope.freq_base_swa")?.unwrap_or(10000.0);
                 let pattern = optional("attention.sliding_window_pattern")?.unwrap_or(6);
-                (pattern, Some(Rope { freq_base: base, freq_scale: 1.0, ..rope }))
+                // llama.cpp: local layers never scale their frequencies.
+                let scaling = RopeScaling { kind: ScalingType::None, freq_scale: 1.0, factors: FactorTensors::None, ..rope_scaling.clone() };
+                (pattern, Some((Rope { freq_base: base, mscale: scaling.mscale(), ..rope }, scaling)))
             }
             _ => (0, None),
         };
@@ -187,9 +195,10 @@ impl Config {
             head_dim,
             ffn_dim: required("feed_forward_length")?,
             vocab_size,
-            ctx_train: optional("context_length")?.unwrap_or(2048),
+            ctx_train,
             rms_eps: float("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
             rope,
+            rope_scaling,
             rope_local,
             attn_scale: float("attention.scale")?.unwrap_or(1.0 / (head_dim as f32).sqrt()),
             sliding_window: if swa_pattern > 0 { sliding_window } else { 0 },
@@ -202,16 +211,21 @@ impl Config {
         })
     }
 
+    /// The KV-cache length used when none is asked: the training context, at most 4096.
+    pub fn default_context_length(&self) -> u32 {
+        self.ctx_train.min(4096)
+    }
+
     /// Does layer `l` attend only to the last `sliding_window` positions?
     pub fn is_local(&self, l: u32) -> bool {
         self.sliding_window > 0 && self.swa_pattern > 0 && l % self.swa_pattern < self.swa_pattern - 1
     }
 
-    /// The RoPE of layer `l`.
-    pub fn rope_for(&self, l: u32) -> &Rope {
+    /// The RoPE of layer `l` and its frequency scaling.
+    pub fn rope_for(&self, l: u32) -> (&Rope, &RopeScaling) {
         match &self.rope_local {
-            Some(local) if self.is_local(l) => local,
-            _ => &self.rope,
+            Some((rope, scaling)) if self.is_local(l) => (rope, scaling),
+            _ => (&self.rope, &self.rope_scaling),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! the file's bytes into [`Model::weights_mut`] and calls [`Model::finish_load`].
 
 mod config;
+pub mod rope;
 mod transformer;
 mod weights;
 
@@ -138,7 +139,7 @@ impl Model {
     /// Validates the header against what the engine can run and allocates all GPU memory.
     pub fn new(ctx: Arc<Context>, file: &GgufFile, opts: &LoadOptions) -> Result<Model> {
         let config = Config::from_gguf(file)?;
-        let context_length = opts.context_length.unwrap_or(config.ctx_train.min(4096));
+        let context_length = opts.context_length.unwrap_or(config.default_context_length());
         if context_length == 0 || context_length > config.ctx_train {
             return Err(Error::BadRequest(format!(
                 "context length {context_length} is not valid: the model supports 1 to {} tokens",
@@ -146,7 +147,7 @@ impl Model {
             )));
         }
         let mut weights = WeightStore::default();
-        let layout = transformer::Layout::new(&ctx, file, &config, &mut weights)?;
+        let layout = transformer::Layout::new(&ctx, file, &config, context_length, &mut weights)?;
         weights.allocate_vectors(&ctx)?;
         let batch = opts.max_batch.clamp(1, context_length);
         let c = &config;

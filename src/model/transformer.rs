@@ -8,9 +8,10 @@
 //! the residual add, the feed-forward input (norm, gate, up, activation), the down projection
 //! with the residual add.
 
-use super::config::{Activation, RopeMode};
+use super::config::{Activation, Rope, RopeMode};
+use super::rope::RopeScaling;
 use super::{Config, MatrixId, Model, VectorId, WeightStore};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::gpu::matmul::{attn_in, embed, ffn_in, matvec, AttnInArgs, Glu, Input, Output, RopeArgs, Rows};
 use crate::gpu::ops::{attention, post_norm_add, AttentionArgs};
@@ -59,8 +60,10 @@ pub struct Block {
 pub struct Layout {
     /// W: [vocab, D]
     token_embd: MatrixId,
-    /// RoPE frequency divisors [n_rot / 2] (Llama 3 `rope_freqs.weight`).
-    rope_freqs: Option<VectorId>,
+    /// RoPE frequency divisors [n_rot / 2] of the global layers (see `model::rope`).
+    rope_divisors: VectorId,
+    /// The same for sliding-window layers when their RoPE differs (Gemma 3).
+    rope_local_divisors: Option<VectorId>,
     blocks: Vec<Block>,
     /// [D]
     output_norm: VectorId,
@@ -69,16 +72,14 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(ctx: &Context, file: &GgufFile, c: &Config, w: &mut WeightStore) -> Result<Layout> {
+    /// The tensors of the model in `file`, run with a KV cache of `context` tokens (which picks
+    /// LongRoPE's factors).
+    pub fn new(ctx: &Context, file: &GgufFile, c: &Config, context: u32, w: &mut WeightStore) -> Result<Layout> {
         let (d, q_dim, kv_dim, f) = (c.d_model, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.ffn_dim);
-        for unsupported in ["rope_factors_long.weight", "rope_factors_short.weight"] {
-            if file.tensor(unsupported).is_some() {
-                return Err(Error::Unsupported(format!("LongRoPE scaling ('{unsupported}') is not supported yet")));
-            }
-        }
         let token_embd = w.matrix(ctx, file, "token_embd.weight", d, c.vocab_size)?;
-        let rope_freqs = match file.tensor("rope_freqs.weight") {
-            Some(_) => Some(w.vector(ctx, file, "rope_freqs.weight", c.rope.n_rot / 2)?),
+        let rope_divisors = rope_table(ctx, file, w, &c.rope, &c.rope_scaling, context)?;
+        let rope_local_divisors = match &c.rope_local {
+            Some((rope, scaling)) => Some(rope_table(ctx, file, w, rope, scaling, context)?),
             None => None,
         };
         let mut blocks = Vec::with_capacity(c.n_layers as usize);
@@ -128,7 +129,20 @@ impl Layout {
         }
         let output_norm = w.vector(ctx, file, "output_norm.weight", d)?;
         let output = w.optional_matrix(ctx, file, "output.weight", d, c.vocab_size)?.unwrap_or(token_embd);
-        Ok(Layout { token_embd, rope_freqs, blocks, output_norm, output })
+        Ok(Layout { token_embd, rope_divisors, rope_local_divisors, blocks, output_norm, output })
+    }
+}
+
+/// The divisor table [n_rot / 2] of `rope`: computed now, or from the frequency-factor tensor
+/// the scaling uses at runtime context `context` once its bytes have arrived.
+fn rope_table(ctx: &Context, file: &GgufFile, w: &mut WeightStore, rope: &Rope, scaling: &RopeScaling, context: u32) -> Result<VectorId> {
+    let (n_rot, base) = (rope.n_rot, rope.freq_base);
+    match scaling.factor_tensor(context) {
+        Some(tensor) => {
+            let scaling = scaling.clone();
+            w.derived_vector(ctx, file, tensor, n_rot / 2, Box::new(move |factors| scaling.divisors(n_rot, base, Some(factors))))
+        }
+        None => w.constant_vector(ctx, "rope divisors", &scaling.divisors(n_rot, base, None)),
     }
 }
 
@@ -163,7 +177,11 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_spli
                 (Rows { w: m, first: 0 }, Rows { w: m, first: q_dim }, Rows { w: m, first: q_dim + kv_dim })
             }
         };
-        let rope = c.rope_for(l as u32);
+        let (rope, _) = c.rope_for(l as u32);
+        let divisors = match lay.rope_local_divisors {
+            Some(local) if c.is_local(l as u32) => w.v(local),
+            _ => w.v(lay.rope_divisors),
+        };
         let args = AttnInArgs {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -180,9 +198,9 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_spli
                 neox: rope.mode == RopeMode::HalfSplit,
                 n_rot: rope.n_rot,
                 freq_base: rope.freq_base,
-                freq_scale: rope.freq_scale,
-                factors: lay.rope_freqs.map(|v| w.v(v)),
-                mscale: 1.0,
+                freq_scale: 1.0,
+                factors: Some(divisors),
+                mscale: rope.mscale,
             },
         };
         let kv = &m.kv.layers[l];

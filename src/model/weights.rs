@@ -16,11 +16,14 @@ pub struct MatrixId(usize);
 #[derive(Clone, Copy, Debug)]
 pub struct VectorId(u32);
 
+/// Computes an uploaded vector from a tensor's f32 values once they have all arrived.
+pub type Derive = Box<dyn FnOnce(&[f32]) -> Vec<f32> + Send + Sync>;
+
 enum Target {
     Matrix(usize),
-    /// Bytes are gathered, then dequantized to f32 and written at element `offset` of the
-    /// vectors buffer.
-    Vector { offset: u32, n: usize, bytes: Vec<u8> },
+    /// Bytes are gathered, then dequantized to f32 (and passed through `derive` when given) and
+    /// written at element `offset` of the vectors buffer.
+    Vector { offset: u32, n: usize, bytes: Vec<u8>, derive: Option<Derive> },
 }
 
 struct Pending {
@@ -40,6 +43,8 @@ pub struct WeightStore {
     vectors: Option<wgpu::Buffer>,
     /// Elements the vectors buffer holds.
     vector_elems: u32,
+    /// Vectors computed at load (no file data), written by [`WeightStore::allocate_vectors`].
+    constants: Vec<(u32, Vec<f32>)>,
     pending: Vec<Pending>,
     /// Bytes held back so that every GPU write starts at a 4-byte aligned file offset.
     carry: Vec<u8>,
@@ -63,7 +68,11 @@ impl WeightStore {
 
     /// Allocates the buffer of every vector registered so far (16 bytes when there are none).
     pub fn allocate_vectors(&mut self, ctx: &Context) -> Result<()> {
-        self.vectors = Some(ctx.storage_buffer("vectors", self.vector_elems.max(4) as u64 * 4)?);
+        let vectors = ctx.storage_buffer("vectors", self.vector_elems.max(4) as u64 * 4)?;
+        for (offset, values) in self.constants.drain(..) {
+            ctx.queue.write_buffer(&vectors, offset as u64 * 4, bytemuck::cast_slice(&values));
+        }
+        self.vectors = Some(vectors);
         Ok(())
     }
 
@@ -87,17 +96,43 @@ impl WeightStore {
 
     /// Registers the 1-D tensor `name` of `n` elements (uploaded as f32).
     pub fn vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32) -> Result<VectorId> {
+        self.register_vector(ctx, file, name, n, None)
+    }
+
+    /// Registers an f32 vector computed by `derive` from the 1-D tensor `name` of `n` elements
+    /// when loading ends; `derive` must return `n` values.
+    pub fn derived_vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32, derive: Derive) -> Result<VectorId> {
+        self.register_vector(ctx, file, name, n, Some(derive))
+    }
+
+    /// Registers `values`, which need no file data, as a vector (written when the vectors
+    /// buffer is allocated).
+    pub fn constant_vector(&mut self, ctx: &Context, name: &str, values: &[f32]) -> Result<VectorId> {
+        let _ = ctx;
+        let offset = self.reserve_vector(name, values.len() as u32)?;
+        self.constants.push((offset, values.to_vec()));
+        Ok(VectorId(offset))
+    }
+
+    /// Reserves `n` elements (rounded up to 4) of the vectors buffer.
+    fn reserve_vector(&mut self, name: &str, n: u32) -> Result<u32> {
+        let offset = self.vector_elems;
+        self.vector_elems = offset
+            .checked_add(n.next_multiple_of(4))
+            .ok_or_else(|| Error::Unsupported(format!("tensor '{name}': too many vector elements")))?;
+        Ok(offset)
+    }
+
+    fn register_vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32, derive: Option<Derive>) -> Result<VectorId> {
         let info = find(file, name, &[n as u64])?;
         if !info.ty.has_cpu_dequant() {
             return Err(Error::Unsupported(format!("tensor '{name}' has type {}, which cannot be read yet", info.ty.name())));
         }
         let _ = ctx;
-        let offset = self.vector_elems;
-        self.vector_elems = offset
-            .checked_add(n.next_multiple_of(4))
-            .ok_or_else(|| Error::Unsupported(format!("tensor '{name}': too many vector elements")))?;
+        let offset = self.reserve_vector(name, n)?;
         let bytes = Vec::with_capacity(info.n_bytes as usize);
-        self.pending.push(Pending { name: name.into(), info, received: 0, target: Target::Vector { offset, n: n as usize, bytes } });
+        let target = Target::Vector { offset, n: n as usize, bytes, derive };
+        self.pending.push(Pending { name: name.into(), info, received: 0, target });
         Ok(VectorId(offset))
     }
 
@@ -175,10 +210,14 @@ impl WeightStore {
                     p.name, p.received, p.info.n_bytes
                 )));
             }
-            if let Target::Vector { offset, n, bytes } = p.target {
+            if let Target::Vector { offset, n, bytes, derive } = p.target {
                 let mut values = vec![0f32; n];
                 quant::dequantize(p.info.ty, &bytes, &mut values)
                     .map_err(|e| Error::Unsupported(format!("tensor '{}': {e}", p.name)))?;
+                if let Some(derive) = derive {
+                    values = derive(&values);
+                }
+                values.truncate(n);
                 ctx.queue.write_buffer(vectors, offset as u64 * 4, bytemuck::cast_slice(&values));
             }
         }

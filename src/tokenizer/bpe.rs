@@ -42,9 +42,14 @@ type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 const NONE: u32 = u32::MAX;
 
+/// A symbol not in the vocabulary nor in any merge rule (raw UTF-8 vocabularies only).
+const UNKNOWN: u32 = u32::MAX - 1;
+
 #[derive(Clone, Copy)]
 struct Sym {
     id: u32,
+    /// Bytes of the word it covers.
+    len: u32,
     prev: u32,
     next: u32,
     alive: bool,
@@ -69,15 +74,18 @@ pub(crate) struct BpeModel {
     merges: IntMap<u64, (u32, u32)>,
     /// For each virtual id (`n_vocab + i`): the tokens to emit if it survives merging.
     virtual_fallback: Vec<Vec<u32>>,
+    /// Raw UTF-8 vocabularies: the virtual ids of strings that are in merge rules only.
+    virtual_ids: HashMap<String, u32>,
 }
 
 impl BpeModel {
     /// `text_to_id` maps vocabulary strings (byte-level alphabet) to ids; `byte_chars` is the
-    /// byte-level alphabet; `merges` are "left right" rules in rank order.
+    /// byte-level alphabet, or `None` for vocabularies of raw UTF-8 strings (see
+    /// [`BpeModel::merge_raw_word`]); `merges` are "left right" rules in rank order.
     pub(crate) fn new(
         n_vocab: u32,
         text_to_id: &TextIndex,
-        byte_chars: &[char; 256],
+        byte_chars: Option<&[char; 256]>,
         merges: &[String],
     ) -> BpeModel {
         let mut virtual_ids: HashMap<String, u32> = HashMap::new();
@@ -102,9 +110,11 @@ impl BpeModel {
             id
         };
 
-        let mut byte_sym = [0u32; 256];
-        for (b, slot) in byte_sym.iter_mut().enumerate() {
-            *slot = intern(byte_chars[b].encode_utf8(&mut [0u8; 4]));
+        let mut byte_sym = [UNKNOWN; 256];
+        if let Some(byte_chars) = byte_chars {
+            for (b, slot) in byte_sym.iter_mut().enumerate() {
+                *slot = intern(byte_chars[b].encode_utf8(&mut [0u8; 4]));
+            }
         }
 
         let mut table: IntMap<u64, (u32, u32)> = IntMap::default();
@@ -134,6 +144,7 @@ impl BpeModel {
             byte_sym,
             merges: table,
             virtual_fallback,
+            virtual_ids: if byte_chars.is_none() { virtual_ids } else { HashMap::new() },
         }
     }
 
@@ -143,19 +154,58 @@ impl BpeModel {
             self.emit(self.byte_sym[usize::from(bytes[0])], out);
             return;
         }
+        self.merge(bytes.iter().map(|&b| (self.byte_sym[usize::from(b)], 1)), scratch);
+        let mut i = 0u32;
+        while i != NONE {
+            let s = scratch.syms[i as usize];
+            self.emit(s.id, out);
+            i = s.next;
+        }
+    }
+
+    /// BPE over the characters of `word` for vocabularies of raw UTF-8 strings (llama.cpp's
+    /// `byte_encode = false`): each character starts as its own symbol; a symbol left that is not
+    /// a token becomes the `<0xXX>` tokens of its bytes (`byte_tokens`; bytes without one are
+    /// dropped, as in llama.cpp).
+    pub(crate) fn merge_raw_word(
+        &self,
+        word: &str,
+        vocab: &TextIndex,
+        byte_tokens: &[Option<u32>; 256],
+        scratch: &mut BpeScratch,
+        out: &mut Vec<u32>,
+    ) {
+        if word.is_empty() {
+            return;
+        }
+        let symbol = |c: &str| vocab.get(c).or_else(|| self.virtual_ids.get(c).copied()).unwrap_or(UNKNOWN);
+        self.merge(word.char_indices().map(|(i, c)| (symbol(&word[i..i + c.len_utf8()]), c.len_utf8() as u32)), scratch);
+        let (mut i, mut start) = (0u32, 0usize);
+        while i != NONE {
+            let s = scratch.syms[i as usize];
+            let end = start + s.len as usize;
+            if s.id < self.n_vocab {
+                out.push(s.id);
+            } else {
+                out.extend(word.as_bytes()[start..end].iter().filter_map(|&b| byte_tokens[usize::from(b)]));
+            }
+            (i, start) = (s.next, end);
+        }
+    }
+
+    /// Merges the symbols `(id, byte length)` of one word (at least one) into `scratch.syms`,
+    /// a list linked from index 0.
+    fn merge(&self, symbols: impl Iterator<Item = (u32, u32)>, scratch: &mut BpeScratch) {
         let syms = &mut scratch.syms;
         let heap = &mut scratch.heap;
         syms.clear();
         heap.clear();
-        let n = bytes.len() as u32;
-        for (i, &b) in bytes.iter().enumerate() {
+        for (i, (id, len)) in symbols.enumerate() {
             let i = i as u32;
-            syms.push(Sym {
-                id: self.byte_sym[usize::from(b)],
-                prev: if i == 0 { NONE } else { i - 1 },
-                next: if i + 1 == n { NONE } else { i + 1 },
-                alive: true,
-            });
+            syms.push(Sym { id, len, prev: if i == 0 { NONE } else { i - 1 }, next: i + 1, alive: true });
+        }
+        if let Some(last) = syms.last_mut() {
+            last.next = NONE;
         }
         for i in 1..syms.len() {
             self.push_pair(syms, heap, (i - 1) as u32, i as u32);
@@ -175,6 +225,7 @@ impl BpeModel {
                 continue;
             };
             syms[l].id = merged;
+            syms[l].len += syms[r].len;
             syms[r].alive = false;
             let next = syms[r].next;
             syms[l].next = next;
@@ -188,13 +239,6 @@ impl BpeModel {
             if next != NONE {
                 self.push_pair(syms, heap, left, next);
             }
-        }
-
-        let mut i = 0u32;
-        while i != NONE {
-            let s = syms[i as usize];
-            self.emit(s.id, out);
-            i = s.next;
         }
     }
 

@@ -58,13 +58,16 @@ impl Tokenizer {
                 None => None,
             })
         };
+        let pre = file.get_str("tokenizer.ggml.pre")?.map(str::to_string);
+        // llama.cpp: SPM adds BOS by default, and so do some BPE pre-tokenizers (LLaMA 3, Tekken).
+        let bos_default = spm || (model == "gpt2" && pre.as_deref().is_some_and(super::PreTokenizerKind::adds_bos_by_default));
         let vocab = Vocab {
-            pre: file.get_str("tokenizer.ggml.pre")?.map(str::to_string),
+            pre,
             merges: strings("tokenizer.ggml.merges")?,
             bos_id: default_id("tokenizer.ggml.bos_token_id", 1)?,
             eos_id: default_id("tokenizer.ggml.eos_token_id", 2)?,
             unk_id: default_id("tokenizer.ggml.unknown_token_id", 0)?,
-            add_bos: file.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(spm),
+            add_bos: file.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(bos_default),
             add_space_prefix: file.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(spm),
             tokens,
             token_types,

@@ -25,12 +25,11 @@
 //! prefix of the first token for SPM vocabularies with `add_space_prefix`, as llama.cpp's
 //! detokenizer does.
 //!
-//! `pre` handling: every `tokenizer.ggml.pre` value llama.cpp knows maps to its regex set (see
-//! [`PreTokenizerKind::from_pre`]), except `deepseek-llm`, `superbpe`, `kimi-k2` and `afmoe`
-//! (custom code or huge literal classes in llama.cpp). A missing `pre` or `"default"` uses
-//! llama.cpp's DEFAULT set. Any other value (unknown, or one of those four) falls back to the
-//! GPT-2 regex and [`Tokenizer::pre_is_fallback`] reports it; note llama.cpp itself would use
-//! its DEFAULT set for unknown names.
+//! `pre` handling: every `tokenizer.ggml.pre` value llama.cpp's `llama-vocab.cpp` knows maps to
+//! its split rules and flags (see [`PreTokenizerKind::from_pre`]). A missing `pre` or `"default"`
+//! uses llama.cpp's DEFAULT set. Any other value is [`TokenizerError::Unsupported`] naming it, as
+//! llama.cpp refuses it too; so are the names llama.cpp runs without byte-level encoding
+//! (`gemma4`, `granite-embed-multi-311m`, `sarvam-moe`, `whitespace`).
 //!
 //! Known differences from llama.cpp: no `lstrip`/`rstrip` handling of special tokens (GGUF
 //! does not carry those flags; llama.cpp hard-codes them for a few models), no
@@ -134,13 +133,24 @@ enum Algo {
         ignore_merges: bool,
         bpe: BpeModel,
         byte_chars: Box<[char; 256]>,
+        /// Set for vocabularies of raw UTF-8 strings (no byte-level alphabet).
+        raw: Option<Box<RawUtf8>>,
     },
     Spm(SpmModel),
 }
 
+/// How llama.cpp's `byte_encode = false` pre-tokenizers run BPE (Gemma 4 style).
+struct RawUtf8 {
+    /// Spaces are written `▁` before splitting.
+    escape_spaces: bool,
+    /// A word made of line breaks only is taken whole when it is a token (Gemma 4).
+    newline_words: bool,
+    /// The `<0xXX>` token of each byte, for symbols that are not tokens.
+    byte_tokens: [Option<u32>; 256],
+}
+
 pub struct Tokenizer {
     pre_name: Option<String>,
-    pre_is_fallback: bool,
     algo: Algo,
     /// The vocabulary texts and the text -> id index.
     vocab: TextIndex,
@@ -178,8 +188,8 @@ enum Fragment {
 
 impl Tokenizer {
     /// Builds a tokenizer for `vocab.model` `"gpt2"` (byte-level BPE) or `"llama"`
-    /// (SentencePiece); other models are [`TokenizerError::Unsupported`]. For BPE, unknown
-    /// `pre` values fall back to the GPT-2 pre-tokenizer (see [`Tokenizer::pre_is_fallback`]);
+    /// (SentencePiece); other models are [`TokenizerError::Unsupported`]. For BPE, a `pre`
+    /// value llama.cpp does not run as byte-level BPE is [`TokenizerError::Unsupported`] too;
     /// SPM ignores `pre`.
     pub fn new(vocab: Vocab) -> Result<Tokenizer, TokenizerError> {
         let model = match vocab.model.as_str() {
@@ -242,13 +252,14 @@ impl Tokenizer {
         let mut bytes = Vec::new();
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0);
-        let (algo, pre_is_fallback) = match model {
+        let algo = match model {
             TokenizerModel::Bpe => {
-                let (kind, ignore_merges, pre_is_fallback) =
-                    match PreTokenizerKind::from_pre(vocab.pre.as_deref()) {
-                        Some((k, ig)) => (k, ig, false),
-                        None => (PreTokenizerKind::Gpt2, false, true),
-                    };
+                let Some((kind, ignore_merges)) = PreTokenizerKind::from_pre(vocab.pre.as_deref()) else {
+                    let name = vocab.pre.as_deref().unwrap_or_default();
+                    return Err(TokenizerError::Unsupported(format!(
+                        "tokenizer.ggml.pre = {name:?}: it is not a pre-tokenizer llama.cpp knows"
+                    )));
+                };
                 let pre = PreTokenizer::new(kind)?;
                 let byte_chars = bytelevel::byte_to_char_table();
                 for (t, &ty) in texts.iter().zip(&types) {
@@ -256,6 +267,8 @@ impl Tokenizer {
                         token_type::CONTROL | token_type::USER_DEFINED => {
                             bytes.extend_from_slice(t.as_bytes())
                         }
+                        // llama.cpp's token_to_piece for raw UTF-8 vocabularies that escape spaces.
+                        token_type::NORMAL if kind.escapes_spaces() => unescape_spaces(t, &mut bytes),
                         token_type::BYTE => match parse_byte_token(t) {
                             Some(b) => bytes.push(b),
                             None => bytelevel::decode_token_text(t, &mut bytes),
@@ -264,14 +277,22 @@ impl Tokenizer {
                     }
                     offsets.push(bytes.len());
                 }
-                let bpe = BpeModel::new(n as u32, &text_to_id, &byte_chars, &vocab.merges);
-                let algo = Algo::Bpe {
+                let raw = (!kind.byte_level()).then(|| {
+                    let mut byte_tokens = [None; 256];
+                    for (b, slot) in byte_tokens.iter_mut().enumerate() {
+                        *slot = text_to_id.get(&format!("<0x{b:02X}>"));
+                    }
+                    Box::new(RawUtf8 { escape_spaces: kind.escapes_spaces(), newline_words: kind == PreTokenizerKind::Gemma4, byte_tokens })
+                });
+                let alphabet = raw.is_none().then_some(&byte_chars);
+                let bpe = BpeModel::new(n as u32, &text_to_id, alphabet, &vocab.merges);
+                Algo::Bpe {
                     pre,
                     ignore_merges,
                     bpe,
                     byte_chars: Box::new(byte_chars),
-                };
-                (algo, pre_is_fallback)
+                    raw,
+                }
             }
             TokenizerModel::Spm => {
                 // As llama.cpp's token_to_piece for SPM: normal tokens with `▁` as space,
@@ -299,7 +320,7 @@ impl Tokenizer {
                     vocab.unk_id,
                     vocab.add_space_prefix,
                 );
-                (Algo::Spm(spm), false)
+                Algo::Spm(spm)
             }
         };
 
@@ -324,7 +345,6 @@ impl Tokenizer {
 
         Ok(Tokenizer {
             pre_name: vocab.pre,
-            pre_is_fallback,
             algo,
             vocab: text_to_id,
             types,
@@ -353,6 +373,7 @@ impl Tokenizer {
                 ignore_merges,
                 bpe,
                 byte_chars,
+                raw,
             } => {
                 let mut pieces = Vec::new();
                 let mut scratch_ranges = Vec::new();
@@ -361,6 +382,22 @@ impl Tokenizer {
                 for frag in fragments {
                     match frag {
                         Fragment::Token(id) => out.push(id),
+                        Fragment::Text(start, end) if raw.is_some() => {
+                            let raw = raw.as_deref().expect("checked");
+                            let frag_text = &text[start..end];
+                            let escaped = if raw.escape_spaces { frag_text.replace(' ', "\u{2581}") } else { frag_text.to_string() };
+                            pre.split(&escaped, &mut pieces, &mut scratch_ranges);
+                            for &(s, e) in &pieces {
+                                let word = &escaped[s..e];
+                                if raw.newline_words && word.bytes().all(|b| b == b'\n') {
+                                    if let Some(id) = self.vocab.get(word) {
+                                        out.push(id);
+                                        continue;
+                                    }
+                                }
+                                bpe.merge_raw_word(word, &self.vocab, &raw.byte_tokens, &mut scratch, &mut out);
+                            }
+                        }
                         Fragment::Text(start, end) => {
                             let frag_text = &text[start..end];
                             pre.split(frag_text, &mut pieces, &mut scratch_ranges);
@@ -563,11 +600,6 @@ impl Tokenizer {
             Algo::Bpe { pre, .. } => pre.kind,
             Algo::Spm(_) => PreTokenizerKind::Default,
         }
-    }
-
-    /// True when `pre` was not recognised and the GPT-2 pre-tokenizer is used instead.
-    pub fn pre_is_fallback(&self) -> bool {
-        self.pre_is_fallback
     }
 }
 

@@ -224,6 +224,8 @@ struct Info {
     architecture: String,
     context_length: u32,
     trained_context_length: u32,
+    /// RoPE frequency scaling in use: none, linear, yarn, longrope-short, longrope-long.
+    rope_scaling: &'static str,
     vocab_size: u32,
     layers: u32,
     embedding_length: u32,
@@ -436,6 +438,7 @@ impl WasmEngine {
             architecture: c.arch_name.clone(),
             context_length: engine.model().context_length,
             trained_context_length: c.ctx_train,
+            rope_scaling: c.rope_scaling.variant(engine.model.context_length).name(),
             vocab_size: c.vocab_size,
             layers: c.n_layers,
             embedding_length: c.d_model,
