@@ -438,7 +438,7 @@ impl WasmEngine {
             architecture: c.arch_name.clone(),
             context_length: engine.model().context_length,
             trained_context_length: c.ctx_train,
-            rope_scaling: c.rope_scaling.variant(engine.model.context_length).name(),
+            rope_scaling: c.rope_scaling.variant(engine.model().context_length).name(),
             vocab_size: c.vocab_size,
             layers: c.n_layers,
             embedding_length: c.d_model,
