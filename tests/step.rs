@@ -126,11 +126,11 @@ const GEMMA3: &str = "gemma-3-270m-q4_k_m.json";
 fn pipelined_greedy_matches_unpipelined_on_the_fixtures() {
     let options = LoadOptions { context_length: Some(256), ..Default::default() };
     let mut smollm2 = load_engine(&smollm2_path(), &options);
-    check_pipelined(&mut smollm2, SMOLLM2, 0, 16, F16_TOL, true);
-    check_pipelined(&mut smollm2, SMOLLM2, 2, 12, F16_TOL, false);
+    check_pipelined(&mut smollm2, SMOLLM2, 0, 12, F16_TOL, true);
+    check_pipelined(&mut smollm2, SMOLLM2, 2, 8, F16_TOL, false);
     drop(smollm2);
     let mut gemma3 = load_engine(&gemma3_path(), &options);
-    check_pipelined(&mut gemma3, GEMMA3, 0, 12, F16_TOL, true);
+    check_pipelined(&mut gemma3, GEMMA3, 0, 8, F16_TOL, false);
     drop(gemma3);
     for name in ["tiny-llama-q4_0", "tiny-qwen2-q8_0", "tiny-qwen3-q4_k_m", "tiny-phi3-q8_0", "tiny-gemma2-q4_k_m"] {
         let path = repo_path("tests/fixtures/zoo").join(format!("{name}.gguf"));
@@ -146,13 +146,12 @@ fn pipelined_greedy_matches_unpipelined_on_the_fixtures() {
 /// fixture case teacher-forced and greedy. Prints the worst logit error (README figure).
 #[test]
 fn f16_kv_cache_meets_the_fixtures() {
+    // (The f32 cache is held to 0.05 on the same fixtures by tests/cli.rs, through the CLI.)
     for (path, name) in [(smollm2_path(), SMOLLM2), (gemma3_path(), GEMMA3)] {
-        for (kv, tol) in [(KvType::F16, F16_TOL), (KvType::F32, F32_TOL)] {
-            let mut model = load_model_with(&path, 512, kv);
-            let (failures, worst) = conformance_report(&mut model, &fixture(name), name, tol);
-            println!("{name} kv {kv:?}: worst logit error {worst:.4}");
-            assert!(failures.is_empty(), "kv {kv:?}: {}", failures.join("\n"));
-        }
+        let mut model = load_model_with(&path, 512, KvType::F16);
+        let (failures, worst) = conformance_report(&mut model, &fixture(name), name, F16_TOL);
+        println!("{name} kv F16: worst logit error {worst:.4}");
+        assert!(failures.is_empty(), "kv F16: {}", failures.join("\n"));
     }
 }
 #[test]
