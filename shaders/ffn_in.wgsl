@@ -3,6 +3,7 @@
 // act = silu (SWIGLU) or gelu_tanh (GEGLU); s_t and n fold in the RMSNorm of the input as in
 // matvec.wgsl. wq_0 holds the gate rows, wq_1 the up rows (the same buffer twice for a fused
 // [2F, D] gate/up matrix, with up_first = F).      x: [n_tokens, k]    y: [n_tokens, rows]
+// A workgroup handles RPT · WG / G rows (RPT = ROWS_PER_THREAD passes).
 
 struct Params {
     k: u32,
@@ -41,25 +42,25 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let lane = lid % G;
-    let r = (wid.x + wid.y * nwg.x) * (WG / G) + lid / G;
-    let valid = r < p.rows;
-    let gate_byte = (p.gate_first + r) * p.gate_row_bytes;
-    let up_byte = (p.up_first + r) * p.up_row_bytes;
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
         prepare_input(lid, t0);
-        var gate = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
-        var up = gate;
-        if (valid) {
-            gate = row_dot_0(gate_byte, lane, t0);
-            up = row_dot_1(up_byte, lane, t0);
-        }
-        gate = reduce_rows(lid, gate);
-        up = reduce_rows(lid, up);
-        if (valid && lane == 0u) {
-            for (var i = 0u; i < TT; i++) {
-                if (t0 + i < p.n_tokens) {
-                    let s = scale_of(i);
-                    y[(t0 + i) * p.rows + r] = activation(acc_at(gate, i) * s) * (acc_at(up, i) * s);
+        for (var rp = 0u; rp < RPT; rp++) {
+            let r = ((wid.x + wid.y * nwg.x) * RPT + rp) * (WG / G) + lid / G;
+            let valid = r < p.rows;
+            var gate = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+            var up = gate;
+            if (valid) {
+                gate = row_dot_0((p.gate_first + r) * p.gate_row_bytes, lane, t0);
+                up = row_dot_1((p.up_first + r) * p.up_row_bytes, lane, t0);
+            }
+            gate = reduce_rows(lid, gate);
+            up = reduce_rows(lid, up);
+            if (valid && lane == 0u) {
+                for (var i = 0u; i < TT; i++) {
+                    if (t0 + i < p.n_tokens) {
+                        let s = scale_of(i);
+                        y[(t0 + i) * p.rows + r] = activation(acc_at(gate, i) * s) * (acc_at(up, i) * s);
+                    }
                 }
             }
         }

@@ -5,7 +5,8 @@
 // x:    f32 activations, token t's row at element x_offset + t * x_stride       x: [n_tokens, k]
 // y:    f32 outputs, token t's row at element t * y_stride                      y: [n_tokens, N]
 // With NORM the input is RMSNorm-ed on the fly: s_t = 1 / rms(x[t]) and n = vecs[norm ..];
-// otherwise s_t = n[k] = 1. A workgroup handles WG / G rows for every token, TT tokens per pass.
+// otherwise s_t = n[k] = 1. A workgroup handles RPT · WG / G rows (RPT = ROWS_PER_THREAD passes of
+// WG / G rows, sharing the input's preparation) for every token, TT tokens per pass.
 
 struct Params {
     k: u32,
@@ -53,19 +54,20 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let lane = lid % G;
-    let r = (wid.x + wid.y * nwg.x) * (WG / G) + lid / G;
-    let valid = r < p.rows;
-    let row_byte = (p.first_row + r) * p.row_bytes;
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
         prepare_input(lid, t0);
-        var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
-        if (valid) {
-            acc = row_dot_0(row_byte, lane, t0);
-        }
-        acc = reduce_rows(lid, acc);
-        if (valid && lane == 0u) {
-            for (var i = 0u; i < TT; i++) {
-                store(t0 + i, r, acc_at(acc, i) * scale_of(i));
+        for (var rp = 0u; rp < RPT; rp++) {
+            let r = ((wid.x + wid.y * nwg.x) * RPT + rp) * (WG / G) + lid / G;
+            let valid = r < p.rows;
+            var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+            if (valid) {
+                acc = row_dot_0((p.first_row + r) * p.row_bytes, lane, t0);
+            }
+            acc = reduce_rows(lid, acc);
+            if (valid && lane == 0u) {
+                for (var i = 0u; i < TT; i++) {
+                    store(t0 + i, r, acc_at(acc, i) * scale_of(i));
+                }
             }
         }
 #if NORM

@@ -10,6 +10,8 @@
 const WG: u32 = 64u;
 const G: u32 = {{ROW_THREADS}}u;
 const TT: u32 = {{TILE_T}}u;
+// Passes of WG / G rows one workgroup makes (matvec, ffn_in), sharing the input's preparation.
+const RPT: u32 = {{ROWS_PER_THREAD}}u;
 // "No such vector" in an offset parameter.
 const NONE: u32 = 0xffffffffu;
 

@@ -34,12 +34,15 @@ pub struct Tuning {
     /// Decode matrix kernels stage the (normalised) input row in workgroup memory once per
     /// workgroup instead of reading it, and the norm weight, from storage for every row.
     pub stage_input: bool,
+    /// Passes of rows one matvec / ffn_in workgroup makes (CPU drivers: several, so that each
+    /// workgroup's set-up — the input norm, the staged row — serves more rows).
+    pub rows_per_thread: u32,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 } }
     }
 }
 
@@ -108,7 +111,9 @@ impl Context {
         let slot = device_error.clone();
         device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
             if let Ok(mut s) = slot.lock() {
-                s.get_or_insert_with(|| e.to_string().lines().next().unwrap_or("unknown").to_string());
+                // One line (the first is only "Validation Error"; the cause follows), bounded.
+                let text: String = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                s.get_or_insert_with(|| text.chars().take(600).collect());
             }
         }));
         let features = adapter.features();

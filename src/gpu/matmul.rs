@@ -50,6 +50,12 @@ impl<'b> Input<'b> {
     }
 }
 
+/// Rows one matvec / ffn_in workgroup computes.
+fn rows_per_workgroup(step: &Step) -> u32 {
+    let t = &step.context().tuning;
+    MATRIX_WORKGROUP / t.matmul_row_threads * t.rows_per_thread
+}
+
 /// Workgroup memory the matrix kernels use besides a staged input row (attn_in's head values and
 /// the reductions, with room to spare).
 const MATRIX_KERNEL_SHARED_BYTES: u32 = 12 << 10;
@@ -63,7 +69,7 @@ fn matrix_defines(step: &Step, input: &Input, k: u32) -> Defines {
         _ => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
     };
     let g = step.context().tuning.matmul_row_threads;
-    d = d.constant("ROW_THREADS", g);
+    d = d.constant("ROW_THREADS", g).constant("ROWS_PER_THREAD", step.context().tuning.rows_per_thread);
     if g > 1 {
         d = d.flag("REDUCE");
     }
@@ -130,7 +136,7 @@ struct MatvecParams {
 pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer, out: Output) -> Result<(), GpuError> {
     input.check()?;
     let defines = matrix_defines(step, input, w.k).matrix_type(0, w.ty);
-    let rows_per_workgroup = MATRIX_WORKGROUP / step.context().tuning.matmul_row_threads;
+    let rows_per_workgroup = rows_per_workgroup(step);
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
     for part in &w.parts {
         let params = MatvecParams {
@@ -235,7 +241,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
         up_row_bytes: up.w.row_bytes as u32,
         _pad: 0,
     };
-    let rows_per_workgroup = MATRIX_WORKGROUP / step.context().tuning.matmul_row_threads;
+    let rows_per_workgroup = rows_per_workgroup(step);
     let buffers = [Bind::Read(input.x), Bind::Read(input.vecs), Bind::Read(gate_buf), Bind::Read(up_buf), Bind::Write(y)];
     step.dispatch(Kernel::FfnIn, "main", &defines, &params, &buffers, hidden.div_ceil(rows_per_workgroup))
 }
