@@ -34,3 +34,40 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Longest quoted value, in escaped characters, before it is cut.
+const QUOTE_CHARS: usize = 64;
+
+/// Quotes text that came from a file (or a command line) for a one-line message: in single
+/// quotes, escaped as Rust's `escape_debug` does (newlines, CR, ESC and other control characters
+/// become visible escapes, so a file can never write to the user's terminal), and cut to a short
+/// prefix plus the value's length when long: `'abc…' (70000 bytes)`.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(QUOTE_CHARS.min(text.len()) + 24);
+    out.push('\'');
+    let mut shown = 0;
+    for c in text.escape_debug() {
+        if shown == QUOTE_CHARS {
+            out.push_str(&format!("…' ({} bytes)", text.len()));
+            return out;
+        }
+        out.push(c);
+        shown += 1;
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quote_escapes_and_cuts() {
+        assert_eq!(quote("llama"), "'llama'");
+        assert_eq!(quote("a\nb\r\u{1b}[2J"), "'a\\nb\\r\\u{1b}[2J'");
+        let long = "x".repeat(70_000);
+        assert_eq!(quote(&long), format!("'{}…' (70000 bytes)", "x".repeat(64)));
+        assert!(quote(&"\n".repeat(1000)).len() < 100);
+    }
+}

@@ -7,6 +7,8 @@
 //! exports, wasm32 only).
 
 pub mod chat;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod gguf;

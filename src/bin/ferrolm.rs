@@ -2,11 +2,13 @@
 //! Exit status: 0 success, 2 bad input (one line on stderr naming the problem), 1 anything else.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use ferrolm::chat::{ChatTemplate, Message};
+use ferrolm::cli::{Args, UsageError};
+use ferrolm::error::quote;
 use ferrolm::engine::{Clock, Engine, GenerateOptions, Piece};
 use ferrolm::error::Error;
 use ferrolm::gpu::Context;
@@ -26,11 +28,6 @@ const USAGE: &str = "usage:
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
           [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...";
 
-/// Options every sampling command takes.
-const SAMPLING_FLAGS: &[&str] = &[
-    "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "presence-penalty", "frequency-penalty", "penalty-window", "seed", "stop",
-];
-
 /// A CLI failure: bad usage/input (exit 2) or an engine error.
 enum CliError {
     Usage(String),
@@ -43,14 +40,19 @@ impl From<Error> for CliError {
     }
 }
 
+impl From<UsageError> for CliError {
+    fn from(e: UsageError) -> Self {
+        CliError::Usage(e.0)
+    }
+}
+
 type CliResult<T = ()> = Result<T, CliError>;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("ferrolm: internal error: {info}");
     }));
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(args) {
+    match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(msg)) => {
             eprintln!("ferrolm: {msg} (run 'ferrolm help' for usage)");
@@ -63,87 +65,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parsed `--flag value` options (in order, repeatable) and positional arguments.
-struct Args {
-    positional: Vec<String>,
-    options: Vec<(String, Option<String>)>,
-}
-
-/// Flags that take no value.
-const SWITCHES: &[&str] = &["ignore-eos", "json", "chat"];
-
-impl Args {
-    fn parse(raw: Vec<String>, allowed: &[&str]) -> CliResult<Args> {
-        let mut positional = Vec::new();
-        let mut options = Vec::new();
-        let mut it = raw.into_iter();
-        while let Some(a) = it.next() {
-            if let Some(name) = a.strip_prefix("--") {
-                if !allowed.contains(&name) {
-                    return Err(CliError::Usage(format!("unknown option --{name}")));
-                }
-                let value = if SWITCHES.contains(&name) {
-                    None
-                } else {
-                    Some(it.next().ok_or_else(|| CliError::Usage(format!("--{name} needs a value")))?)
-                };
-                options.push((name.to_string(), value));
-            } else {
-                positional.push(a);
-            }
-        }
-        Ok(Args { positional, options })
-    }
-
-    fn positional(&self, i: usize, what: &str) -> CliResult<&str> {
-        self.positional.get(i).map(|s| s.as_str()).ok_or_else(|| CliError::Usage(format!("missing {what}")))
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.options.iter().any(|(n, _)| n == name)
-    }
-
-    /// The last value given for `--name`.
-    fn string(&self, name: &str) -> Option<&str> {
-        self.options.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
-    }
-
-    /// Every value given for a repeatable `--name`.
-    fn all(&self, name: &str) -> Vec<String> {
-        self.options.iter().filter(|(n, _)| n == name).filter_map(|(_, v)| v.clone()).collect()
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> CliResult<T> {
-        match self.string(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| CliError::Usage(format!("--{name}: '{v}' is not a valid number"))),
-        }
-    }
-}
-
-fn run(mut raw: Vec<String>) -> CliResult {
-    if raw.is_empty() {
-        return Err(CliError::Usage("missing command".into()));
-    }
-    let command = raw.remove(0);
-    match command.as_str() {
-        "inspect" => inspect(Args::parse(raw, &[])?),
-        "tokenize" => tokenize(Args::parse(raw, &[])?),
-        "generate" => generate(Args::parse(raw, &with_sampling(&["prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "context"]))?),
-        "render" => render(Args::parse(raw, &["messages"])?),
-        "chat" => chat(Args::parse(raw, &with_sampling(&["system", "max-tokens", "context"]))?),
-        "score" => score(Args::parse(raw, &["tokens", "top-k", "context"])?),
-        "bench" => bench(Args::parse(raw, &["prompt-tokens", "gen-tokens", "context"])?),
-        "help" | "--help" | "-h" => {
+fn run(raw: Vec<std::ffi::OsString>) -> CliResult {
+    let args = ferrolm::cli::parse(raw)?;
+    match args.command {
+        "inspect" => inspect(args),
+        "tokenize" => tokenize(args),
+        "generate" => generate(args),
+        "render" => render(args),
+        "chat" => chat(args),
+        "score" => score(args),
+        "bench" => bench(args),
+        _ => {
             println!("{USAGE}");
             Ok(())
         }
-        other => Err(CliError::Usage(format!("unknown command '{other}'"))),
     }
-}
-
-fn with_sampling(flags: &[&'static str]) -> Vec<&'static str> {
-    flags.iter().chain(SAMPLING_FLAGS).copied().collect()
 }
 
 fn sampler_options(args: &Args) -> CliResult<SamplerOptions> {
@@ -177,7 +113,7 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn open_header(args: &Args) -> CliResult<(FileSource, ferrolm::gguf::GgufFile)> {
-    let path = PathBuf::from(args.positional(0, "MODEL")?);
+    let path = args.path(0, "MODEL")?;
     let mut source = FileSource::open(&path)?;
     let header = block(read_header(&mut source))?;
     Ok((source, header))
@@ -195,14 +131,14 @@ fn inspect(args: Args) -> CliResult {
 
 fn tokenize(args: Args) -> CliResult {
     let (_, header) = open_header(&args)?;
-    let text = args.positional(1, "TEXT")?;
+    let text = args.text(1, "TEXT")?;
     let tokenizer = Tokenizer::from_gguf(&header)?;
     print_json(&serde_json::json!(tokenizer.encode(text, true)));
     Ok(())
 }
 
 fn load_engine(args: &Args) -> CliResult<Engine> {
-    let path = PathBuf::from(args.positional(0, "MODEL")?);
+    let path = args.path(0, "MODEL")?;
     let mut source = FileSource::open(&path)?;
     let options = LoadOptions { context_length: args.string("context").map(|_| args.number("context", 0u32)).transpose()?, ..Default::default() };
     let ctx = Arc::new(block(Context::new()).map_err(Error::from)?);
@@ -258,14 +194,15 @@ fn generate(args: Args) -> CliResult {
     Ok(())
 }
 
-fn read_messages(path: &str) -> CliResult<Vec<Message>> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("--messages {path}: {e}")))?;
+fn read_messages(path: &Path) -> CliResult<Vec<Message>> {
+    let name = quote(&path.to_string_lossy());
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("--messages {name}: {e}")))?;
     serde_json::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("--messages {path}: expected a JSON array of {{\"role\", \"content\"}}: {e}")))
+        .map_err(|e| CliError::Usage(format!("--messages {name}: expected a JSON array of {{\"role\", \"content\"}}: {e}")))
 }
 
 fn render(args: Args) -> CliResult {
-    let messages = read_messages(args.string("messages").ok_or_else(|| CliError::Usage("render needs --messages FILE".into()))?)?;
+    let messages = read_messages(&args.path_flag("messages").ok_or_else(|| CliError::Usage("render needs --messages FILE".into()))?)?;
     let (_, header) = open_header(&args)?;
     let tokenizer = Tokenizer::from_gguf(&header)?;
     let template = ChatTemplate::from_gguf(&header, &tokenizer)?;
@@ -322,7 +259,7 @@ fn chat(args: Args) -> CliResult {
 
 fn parse_ids(list: &str) -> CliResult<Vec<u32>> {
     list.split(',')
-        .map(|s| s.trim().parse::<u32>().map_err(|_| CliError::Usage(format!("--tokens: '{s}' is not a token id"))))
+        .map(|s| s.trim().parse::<u32>().map_err(|_| CliError::Usage(format!("--tokens: {} is not a token id", quote(s)))))
         .collect()
 }
 

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::ByteSource;
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 
 pub struct FileSource {
     file: File,
@@ -15,12 +15,12 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource> {
-        let name = path.display().to_string();
+        let name = quote(&path.to_string_lossy());
         let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::BadRequest(format!("model file '{name}' does not exist")),
-            _ => Error::Io(format!("cannot open '{name}': {e}")),
+            std::io::ErrorKind::NotFound => Error::BadRequest(format!("model file {name} does not exist")),
+            _ => Error::Io(format!("cannot open {name}: {e}")),
         })?;
-        let len = file.metadata().map_err(|e| Error::Io(format!("cannot read '{name}': {e}")))?.len();
+        let len = file.metadata().map_err(|e| Error::Io(format!("cannot read {name}: {e}")))?.len();
         Ok(FileSource { file, len, name })
     }
 }
@@ -33,13 +33,13 @@ impl ByteSource for FileSource {
     async fn read(&mut self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let end = offset.checked_add(len).filter(|&e| e <= self.len);
         if end.is_none() {
-            return Err(Error::Io(format!("read past the end of '{}'", self.name)));
+            return Err(Error::Io(format!("read past the end of {}", self.name)));
         }
         let mut buf = vec![0u8; len as usize];
         self.file
             .seek(SeekFrom::Start(offset))
             .and_then(|_| self.file.read_exact(&mut buf))
-            .map_err(|e| Error::Io(format!("reading '{}' at {offset}: {e}", self.name)))?;
+            .map_err(|e| Error::Io(format!("reading {} at {offset}: {e}", self.name)))?;
         Ok(buf)
     }
 }

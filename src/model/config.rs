@@ -2,7 +2,7 @@
 //! architecture there are only the conventions llama.cpp's converter bakes into the files (RoPE
 //! pairing, activation, which layers use a sliding window).
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::ops::{Rope, RopeMode};
 
@@ -100,12 +100,12 @@ impl Config {
             .ok_or_else(|| Error::Unsupported("the file has no general.architecture".into()))?
             .to_string();
         let arch = Arch::from_name(&arch_name).ok_or_else(|| {
-            Error::Unsupported(format!("architecture '{arch_name}' is not supported (supported: {SUPPORTED_ARCHITECTURES})"))
+            Error::Unsupported(format!("architecture {} is not supported (supported: {SUPPORTED_ARCHITECTURES})", quote(&arch_name)))
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let required = |k: &str| -> Result<u32> {
             let full = key(k);
-            let v = file.get_u64(&full)?.ok_or_else(|| Error::Unsupported(format!("missing metadata '{full}'")))?;
+            let v = file.get_u64(&full)?.ok_or_else(|| Error::Unsupported(format!("missing metadata {}", quote(&full))))?;
             positive_u32(&full, v)
         };
         let optional = |k: &str| -> Result<Option<u32>> {
@@ -200,7 +200,7 @@ impl Config {
 
 fn positive_u32(key: &str, v: u64) -> Result<u32> {
     if v == 0 || v > (1 << 24) {
-        return Err(Error::Unsupported(format!("metadata '{key}' = {v} is out of range")));
+        return Err(Error::Unsupported(format!("metadata {} = {v} is out of range", quote(key))));
     }
     Ok(v as u32)
 }
