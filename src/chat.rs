@@ -7,6 +7,13 @@
 //! Gemma turns for `gemma*`, Phi-3 tags for `phi3`, Llama 3 headers when the vocabulary has
 //! `<|start_header_id|>`, and ChatML (`<|im_start|>`, Qwen/SmolLM style) otherwise.
 
+mod limits;
+
+pub use limits::{MAX_NESTING, MAX_OUTPUT_BYTES, MAX_RECURSION, MAX_SOURCE_BYTES, MAX_TAG_TOKENS};
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
 use minijinja::{Environment, ErrorKind, Value};
 
 use crate::error::{Error, Result};
@@ -81,7 +88,7 @@ impl ChatTemplate {
         };
         let template = ChatTemplate { source, origin, bos_token: text(tokenizer.bos_id()), eos_token: text(tokenizer.eos_id()) };
         // Compile once now so a broken template is reported at load, not at the first message.
-        template.environment()?;
+        template.environment(Arc::default())?;
         Ok(template)
     }
 
@@ -93,7 +100,7 @@ impl ChatTemplate {
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
         };
-        template.environment()?;
+        template.environment(Arc::default())?;
         Ok(template)
     }
 
@@ -101,15 +108,29 @@ impl ChatTemplate {
         &self.source
     }
 
-    fn environment(&self) -> Result<Environment<'_>> {
+    /// A minijinja environment holding the template, with every limit of [`limits`] set; values
+    /// printed while rendering count against `printed`.
+    fn environment(&self, printed: Arc<AtomicUsize>) -> Result<Environment<'_>> {
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
             .build()
             .map_err(template_error)?;
+        limits::check_source(&self.source, syntax.clone()).map_err(|e| Error::BadRequest(format!("chat template: {e}")))?;
         env.set_syntax(syntax);
         env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(MAX_RECURSION);
+        env.set_formatter(move |out, state, value| {
+            use std::fmt::Write;
+            if write!(limits::Budget(&printed), "{value}").is_err() {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("the template prints more than {MAX_OUTPUT_BYTES} bytes"),
+                ));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
@@ -121,16 +142,21 @@ impl ChatTemplate {
 
     /// Renders `messages` (with the assistant prompt opened when `add_generation_prompt`).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let env = self.environment()?;
+        let env = self.environment(Arc::default())?;
         let template = env.get_template("chat").map_err(template_error)?;
+        let mut output = limits::CappedOutput(Vec::new());
         template
-            .render(minijinja::context! {
-                messages => Value::from(minijinja::value::Serde(messages)),
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            })
-            .map_err(template_error)
+            .render_captured_to(
+                minijinja::context! {
+                    messages => Value::from(minijinja::value::Serde(messages)),
+                    add_generation_prompt => add_generation_prompt,
+                    bos_token => &self.bos_token,
+                    eos_token => &self.eos_token,
+                },
+                &mut output,
+            )
+            .map_err(template_error)?;
+        String::from_utf8(output.0).map_err(|_| Error::BadRequest("chat template: the output is not valid UTF-8".into()))
     }
 
     /// Control tokens of the vocabulary that close a turn in this template (e.g. `<|im_end|>`):
@@ -161,7 +187,9 @@ fn template_error(e: minijinja::Error) -> Error {
     if let Some(line) = e.line() {
         message = format!("{message} (template line {line})");
     }
-    Error::BadRequest(format!("chat template: {}", message.lines().next().unwrap_or("error")))
+    let first_line = message.lines().next().unwrap_or("error");
+    // minijinja quotes the template's own text in its messages: escape it like any file content.
+    Error::BadRequest(format!("chat template: {}", crate::error::printable(first_line, 200)))
 }
 
 /// `strftime_now(format)` for templates that print today's date: supports %d %m %Y %y %b %B %H %M.

@@ -94,7 +94,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// The configuration of `file`, validated (see [`super::validate`]): finite floats in range,
+    /// consistent counts and tensor shapes, each bad value named by its key.
     pub fn from_gguf(file: &GgufFile) -> Result<Config> {
+        if let Some(arch) = file.architecture().filter(|a| Arch::from_name(a).is_some()) {
+            super::validate::metadata(file, arch)?;
+        }
+        let config = Self::read(file)?;
+        super::validate::config(file, &config)?;
+        Ok(config)
+    }
+
+    fn read(file: &GgufFile) -> Result<Config> {
         let arch_name = file
             .architecture()
             .ok_or_else(|| Error::Unsupported("the file has no general.architecture".into()))?

@@ -5,7 +5,9 @@
 //! the file's bytes into [`Model::weights_mut`] and calls [`Model::finish_load`].
 
 mod config;
+pub mod memory;
 mod transformer;
+pub mod validate;
 mod weights;
 
 pub use config::{Activation, Arch, Config, SUPPORTED_ARCHITECTURES};
@@ -99,6 +101,9 @@ impl Model {
                 config.ctx_train
             )));
         }
+        // Everything the model will need must fit the device before anything is allocated.
+        let plan = memory::plan(file, &config, context_length, opts.max_batch);
+        memory::check(file, &config, &plan, &ctx.limits, None)?;
         let mut weights = WeightStore::default();
         let layout = transformer::Layout::new(&ctx, file, &config, &mut weights)?;
         let batch = opts.max_batch.clamp(1, context_length);
