@@ -144,19 +144,21 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let env = self.environment(Arc::default())?;
         let template = env.get_template("chat").map_err(template_error)?;
-        let mut output = limits::CappedOutput(Vec::new());
-        template
-            .render_captured_to(
-                minijinja::context! {
-                    messages => Value::from(minijinja::value::Serde(messages)),
-                    add_generation_prompt => add_generation_prompt,
-                    bos_token => &self.bos_token,
-                    eos_token => &self.eos_token,
-                },
-                &mut output,
-            )
-            .map_err(template_error)?;
-        String::from_utf8(output.0).map_err(|_| Error::BadRequest("chat template: the output is not valid UTF-8".into()))
+        let mut output = limits::CappedOutput::default();
+        let rendered = template.render_captured_to(
+            minijinja::context! {
+                messages => Value::from(minijinja::value::Serde(messages)),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            },
+            &mut output,
+        );
+        if output.full {
+            return Err(Error::BadRequest(format!("chat template: the rendered prompt exceeds {MAX_OUTPUT_BYTES} bytes")));
+        }
+        rendered.map_err(template_error)?;
+        String::from_utf8(output.bytes).map_err(|_| Error::BadRequest("chat template: the output is not valid UTF-8".into()))
     }
 
     /// Control tokens of the vocabulary that close a turn in this template (e.g. `<|im_end|>`):
@@ -187,9 +189,9 @@ fn template_error(e: minijinja::Error) -> Error {
     if let Some(line) = e.line() {
         message = format!("{message} (template line {line})");
     }
-    let first_line = message.lines().next().unwrap_or("error");
-    // minijinja quotes the template's own text in its messages: escape it like any file content.
-    Error::BadRequest(format!("chat template: {}", crate::error::printable(first_line, 200)))
+    // minijinja quotes the template's own text (and raise_exception's message) in its messages:
+    // escape it like any file content.
+    Error::BadRequest(format!("chat template: {}", crate::error::printable(&message, 200)))
 }
 
 /// `strftime_now(format)` for templates that print today's date: supports %d %m %Y %y %b %B %H %M.

@@ -9,7 +9,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use crate::error::quote;
+use crate::error::{printable, quote};
 
 /// What an argument holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub fn parse(raw: Vec<OsString>) -> Result<Args, UsageError> {
             Some(_) => {
                 let name = &utf8(n, &arg)?[2..];
                 let Some(&(flag, kind)) = FLAGS.iter().find(|(f, _)| *f == name).filter(|(f, _)| spec.flags.contains(f)) else {
-                    return usage(format!("unknown option --{}", quote(name)));
+                    return usage(format!("unknown option --{}", printable(name, 64)));
                 };
                 let value = match kind {
                     Kind::Switch => None,

@@ -11,6 +11,9 @@ pub mod chat;
 pub mod cli;
 pub mod engine;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gguf;
 pub mod gpu;
 pub mod inspect;

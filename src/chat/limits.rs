@@ -138,15 +138,20 @@ fn check_growth(sets: &[Vec<Token>]) -> Result<(), String> {
     Ok(())
 }
 
-/// An `io::Write` that fails past [`MAX_OUTPUT_BYTES`].
-pub struct CappedOutput(pub Vec<u8>);
+/// An `io::Write` that fails past [`MAX_OUTPUT_BYTES`] (and remembers that it did).
+#[derive(Default)]
+pub struct CappedOutput {
+    pub bytes: Vec<u8>,
+    pub full: bool,
+}
 
 impl std::io::Write for CappedOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + buf.len() > MAX_OUTPUT_BYTES {
-            return Err(std::io::Error::other(format!("the rendered prompt exceeds {MAX_OUTPUT_BYTES} bytes")));
+        if self.bytes.len() + buf.len() > MAX_OUTPUT_BYTES {
+            self.full = true;
+            return Err(std::io::Error::other("output limit"));
         }
-        self.0.extend_from_slice(buf);
+        self.bytes.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -139,7 +139,8 @@ impl Config {
             }
         }
         if n_heads % n_kv_heads != 0 {
-            return Err(Error::Unsupported(format!("{n_heads} query heads cannot share {n_kv_heads} KV heads evenly")));
+            let key = quote(&key("attention.head_count_kv"));
+            return Err(Error::Unsupported(format!("metadata {key}: {n_heads} query heads cannot share {n_kv_heads} KV heads evenly")));
         }
         let n_rot = optional("rope.dimension_count")?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 {
