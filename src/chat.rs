@@ -276,6 +276,73 @@ mod tests {
         );
     }
 
+    fn render(source: &str) -> Result<String> {
+        ChatTemplate::from_source(source, "", "")?.render(&[Message::new("user", "hi")], true)
+    }
+
+    /// Runs `f` on a thread with wasm's ~1 MiB stack: every limit must hold there too.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(1 << 20).spawn(f).unwrap().join().expect("no stack overflow")
+    }
+
+    #[test]
+    fn parse_limits_hold_on_a_one_mib_stack() {
+        on_small_stack(|| {
+            let sum = |n: usize| format!("{{{{ {} }}}}", vec!["1"; n].join(" + "));
+            assert_eq!(render(&sum(MAX_TAG_TOKENS / 2)).unwrap(), (MAX_TAG_TOKENS / 2).to_string());
+            for n in [MAX_TAG_TOKENS, 25_000, 200_000] {
+                let e = render(&sum(n)).unwrap_err().to_string();
+                assert!(e.contains("tokens") || e.contains("bytes"), "{n} terms: {e}");
+            }
+            let parens = |n: usize| format!("{{{{ {}1{} }}}}", "(".repeat(n), ")".repeat(n));
+            assert_eq!(render(&parens(MAX_NESTING)).unwrap(), "1");
+            assert!(render(&parens(MAX_NESTING + 1)).unwrap_err().to_string().contains("nest"));
+            let ifs = |n: usize| format!("{}x{}", "{% if true %}".repeat(n), "{% endif %}".repeat(n));
+            assert_eq!(render(&ifs(MAX_NESTING)).unwrap(), "x");
+            assert!(render(&ifs(MAX_NESTING + 1)).unwrap_err().to_string().contains("nest"));
+            let nots = format!("{{{{ {}true }}}}", "not ".repeat(MAX_TAG_TOKENS - 1));
+            assert_eq!(render(&nots).unwrap(), "False");
+            let filters = format!("{{{{ ' a '{} }}}}", "|trim".repeat(MAX_TAG_TOKENS / 2 - 1));
+            assert_eq!(render(&filters).unwrap(), "a");
+            // Macro recursion stops at the limit instead of exhausting the stack.
+            let e = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").unwrap_err().to_string();
+            assert!(e.contains("recursion"), "{e}");
+            assert!(render(&"x".repeat(MAX_SOURCE_BYTES + 1)).unwrap_err().to_string().contains("limit"));
+        });
+    }
+
+    #[test]
+    fn growth_is_bounded() {
+        on_small_stack(|| {
+            let looped = |body: &str| format!("{{% set ns = namespace(a='ab', b='cd') %}}{{% for i in range(40) %}}{body}{{% endfor %}}{{{{ ns.a|length }}}}");
+            for body in ["{% set ns.a = ns.a ~ ns.a %}", "{% set ns.a = ns.a + ns.a %}", "{% set ns.a = ns.a ~ ns.b %}{% set ns.b = ns.b ~ ns.a %}"] {
+                let e = render(&looped(body)).unwrap_err().to_string();
+                assert!(e.contains("concatenates"), "{body}: {e}");
+            }
+            // Growth through printing (a macro that prints its argument twice) is bounded by the
+            // budget of printed bytes.
+            let e = render(
+                "{% macro d(s) %}{{ s }}{{ s }}{% endmacro %}{% set ns = namespace(a='ab') %}\
+                 {% for i in range(40) %}{% set t = d(ns.a) %}{% set ns.a = t %}{% endfor %}{{ ns.a|length }}",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("prints more than"), "{e}");
+            let e = render("{{ 'x' * 50000000 }}").unwrap_err().to_string();
+            assert!(e.contains("prints more than"), "{e}");
+            // A list that holds itself twice per level prints 2^40 items: refused without building it.
+            let e = render("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set t = [ns.l] %}{% set ns.l = t * 2 %}{% endfor %}{{ ns.l }}")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("prints more than"), "{e}");
+            let e = render("{% for i in range(100000) %}{% for j in range(100) %}0123456789{% endfor %}{% endfor %}").unwrap_err().to_string();
+            assert!(e.contains("exceeds"), "{e}");
+            // Linear accumulation, as real templates do, is fine.
+            let ok = "{% set ns = namespace(text='') %}{% for m in messages %}{% set ns.text = ns.text + m.content + '\\n' %}{% endfor %}{{ ns.text }}";
+            assert_eq!(render(ok).unwrap(), "hi\n");
+        });
+    }
+
     #[test]
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));

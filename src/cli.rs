@@ -108,12 +108,9 @@ pub fn parse(raw: Vec<OsString>) -> Result<Args, UsageError> {
     let mut it = raw.into_iter().enumerate().map(|(i, a)| (i + 1, a));
     let Some((n, command)) = it.next() else { return usage("missing command".into()) };
     let command = utf8(n, &command)?;
-    let spec = match command {
-        "--help" | "-h" => &COMMANDS[COMMANDS.len() - 1],
-        _ => match COMMANDS.iter().find(|c| c.name == command) {
-            Some(spec) => spec,
-            None => return usage(format!("unknown command {}", quote(command))),
-        },
+    let name = if matches!(command, "--help" | "-h") { "help" } else { command };
+    let Some(spec) = COMMANDS.iter().find(|c| c.name == name) else {
+        return usage(format!("unknown command {}", quote(command)));
     };
     let mut args = Args { command: spec.name, positional: Vec::new(), options: Vec::new() };
     while let Some((n, arg)) = it.next() {

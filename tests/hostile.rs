@@ -446,3 +446,67 @@ fn replay(path: &Path) {
         .to_string();
     ferrolm::fuzzing::run(&target, &data);
 }
+
+/// The chat templates of the models (and of llama.cpp's vocabulary fixtures when
+/// `FERROLM_VOCAB_DIR`, default `../shared/fixtures/vocab`, has them) pass the template limits
+/// and render; the fixture's byte-exact renders are checked in tests/chat.rs.
+#[test]
+fn real_templates_pass_the_limits() {
+    use ferrolm::chat::{ChatTemplate, Message};
+    let vocab_dir = std::env::var_os("FERROLM_VOCAB_DIR").map(PathBuf::from).unwrap_or_else(|| common::repo_path("../shared/fixtures/vocab"));
+    let mut paths = vec![common::smollm2_path(), common::gemma3_path()];
+    if let Ok(entries) = std::fs::read_dir(vocab_dir) {
+        paths.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "gguf")));
+    }
+    let messages = [Message::new("system", "Be brief."), Message::new("user", "hi"), Message::new("assistant", "hello"), Message::new("user", "bye")];
+    let mut rendered = 0;
+    for path in paths {
+        let header = common::read_gguf_header(&path);
+        let Some(source) = header.get_str("tokenizer.chat_template").unwrap() else { continue };
+        let template = ChatTemplate::from_source(source, "<s>", "</s>").unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = template.render(&messages, true).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(text.contains("bye"), "{}: {text}", path.display());
+        rendered += 1;
+    }
+    assert!(rendered >= 1);
+}
+
+/// Writes the GGUF seeds of the fuzz corpus (`fuzz/corpus/gguf`): the metadata of every zoo
+/// architecture with one small tensor of each of its types, and a two-shard gguf-split file.
+#[test]
+#[ignore = "writes fuzz seeds"]
+fn write_gguf_fuzz_seeds() {
+    use ferrolm::quant::GgmlType;
+    let dir = common::repo_path("fuzz/corpus/gguf");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["tiny-llama-q4_k_m", "tiny-qwen2-q8_0", "tiny-qwen3-q5_k_m", "tiny-phi3-q3_k_m", "tiny-gemma2-q2_k"] {
+        let bytes = std::fs::read(common::zoo_path(&format!("{name}.gguf"))).unwrap();
+        let Ok(Parsed::Complete(h)) = parse_header(&bytes, bytes.len() as u64) else { panic!("{name}") };
+        let mut w = Writer::new();
+        for (k, v) in &h.metadata {
+            // Keep the seed small: the first 64 entries of the vocabulary arrays.
+            let v = match v {
+                Value::Array(items) if items.len() > 64 => Value::Array(items[..64].to_vec()),
+                v => v.clone(),
+            };
+            w = w.kv(k, v);
+        }
+        let mut types: Vec<GgmlType> = h.tensors.iter().map(|t| t.ty).collect();
+        types.dedup();
+        for (i, ty) in types.iter().enumerate() {
+            let n = ty.block_elems();
+            w = w.tensor(&format!("blk.{i}.t.weight"), &[n], *ty, vec![0; ty.row_bytes(n).unwrap() as usize]);
+        }
+        std::fs::write(dir.join(name), w.build()).unwrap();
+    }
+    let shard = |no: u16| {
+        Writer::new()
+            .kv("general.architecture", Value::String("llama".into()))
+            .kv("split.no", Value::U16(no))
+            .kv("split.count", Value::U16(2))
+            .kv("split.tensors.count", Value::I32(2))
+            .tensor(&format!("t{no}"), &[8], GgmlType::F32, vec![0; 32])
+            .build()
+    };
+    std::fs::write(dir.join("split-2"), [vec![1u8], shard(0), shard(1)].concat()).unwrap();
+}

@@ -50,7 +50,8 @@ type CliResult<T = ()> = Result<T, CliError>;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("ferrolm: internal error: {info}");
+        // One printable line, whatever the panic message holds.
+        eprintln!("ferrolm: internal error: {}", ferrolm::error::printable(&info.to_string(), 250));
     }));
     match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
