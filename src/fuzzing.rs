@@ -235,6 +235,13 @@ fn tokenizers() -> &'static [Tokenizer] {
     })
 }
 
+/// Loads what a target needs once, before fuzzing starts (so that it is not timed as an input).
+pub fn prepare(name: &str) {
+    if name == "tokenizer" {
+        tokenizers();
+    }
+}
+
 /// Both tokenizers: the first byte picks a vocabulary and encode or decode; encode takes the
 /// rest as text (lossy UTF-8, special tokens parsed or not), decode as little-endian u16/u32 ids
 /// (out-of-range ids included).

@@ -231,7 +231,8 @@ fn raw_file_bytes_never_reach_the_terminal() {
 #[test]
 fn non_finite_and_inconsistent_hyperparameters_name_their_key() {
     let scratch = Scratch::new("hparams");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<(String, Value)>)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Vec<(String, Value)>)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "NaN epsilon",
             Box::new(|m| {

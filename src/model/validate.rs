@@ -96,7 +96,7 @@ pub fn config(file: &GgufFile, c: &Config) -> Result<()> {
     if c.n_heads as u64 * c.head_dim as u64 > MAX_DIM as u64 {
         return Err(bad(&key("attention.head_count"), &format!("× key_length = {} × {} is larger than {MAX_DIM}", c.n_heads, c.head_dim)));
     }
-    if c.head_dim % 2 != 0 {
+    if !c.head_dim.is_multiple_of(2) {
         return Err(bad(&key("attention.key_length"), &format!("= {} is odd (RoPE rotates pairs)", c.head_dim)));
     }
     let last = c.n_layers - 1;
