@@ -5,8 +5,10 @@
 #   scripts/fuzz.sh [--seconds N] [--jobs J] [--keep] [TARGET...]
 #
 # --seconds N  time per target (default 60); --jobs J  parallel libFuzzer jobs per target
-# (default 1); --keep  merge the new interesting inputs into fuzz/corpus/TARGET (then minimise it
-# with `cargo fuzz cmin TARGET`). Without --keep the committed corpus is only read.
+# (default 1); --keep  merge the new interesting inputs into fuzz/corpus/TARGET (then minimise
+# it with `cargo fuzz cmin TARGET`). Without --keep the committed corpus is only read.
+# FERROLM_FUZZ_TIMEOUT: seconds one input may take before it counts as a hang (default 60: under
+# nice 19 on a loaded machine a 0.1 s input can wait 10 s for the CPU).
 #
 # Needs the nightly toolchain (libFuzzer's instrumentation); installs cargo-fuzz into
 # ${FERROLM_TOOLS:-~/.cache/ferrolm/tools} once (a few minutes) and reuses it. A crash leaves its
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
         --seconds) seconds="$2"; shift 2 ;;
         --jobs) jobs="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
@@ -60,7 +62,7 @@ for t in "${targets[@]}"; do
     # New inputs go to the scratch directory; the committed corpus is read as seeds.
     set +e
     cargo +nightly fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" "${parallel[@]}" -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$seconds" "${parallel[@]}" -timeout="${FERROLM_FUZZ_TIMEOUT:-60}" -rss_limit_mb=2048 \
         -max_len=65536 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
     status=$?
     set -e
