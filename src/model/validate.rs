@@ -99,8 +99,10 @@ pub fn config(file: &GgufFile, c: &Config) -> Result<()> {
     if !c.head_dim.is_multiple_of(2) {
         return Err(bad(&key("attention.key_length"), &format!("= {} is odd (RoPE rotates pairs)", c.head_dim)));
     }
+    // (A file without any layer tensors is reported by the first tensor found missing.)
     let last = c.n_layers - 1;
-    if !file.tensors.iter().any(|t| t.name.strip_prefix(&format!("blk.{last}.")).is_some()) {
+    let has_layer = |prefix: &str| file.tensors.iter().any(|t| t.name.starts_with(prefix));
+    if has_layer("blk.") && !has_layer(&format!("blk.{last}.")) {
         return Err(bad(&key("block_count"), &format!("= {} but the file has no tensors of layer {last}", c.n_layers)));
     }
     // GPU writes start at 4-byte aligned offsets: tensor data must too (a file that says
