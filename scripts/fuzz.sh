@@ -58,7 +58,9 @@ printf '%-10s %14s %10s %8s %8s\n' target executions exec/s crashes corpus
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "$scratch/$t"
     log="$scratch/$t.log"
-    before=$(ls "fuzz/artifacts/$t" | wc -l)
+    # Crashes, hangs, OOMs and leaks count; slow-unit-* files (slow, not stuck) do not.
+    failures() { ls "fuzz/artifacts/$t" | grep -cE '^(crash|timeout|oom|leak)-' || true; }
+    before=$(failures)
     # New inputs go to the scratch directory; the committed corpus is read as seeds.
     set +e
     cargo +nightly fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
@@ -69,7 +71,7 @@ for t in "${targets[@]}"; do
     [ "$jobs" -gt 1 ] && cat fuzz-*.log >>"$log" 2>/dev/null && rm -f fuzz-*.log
     execs=$(grep -h '^stat::number_of_executed_units' "$log" | awk '{ s += $2 } END { print s + 0 }')
     rate=$(grep -h '^stat::average_exec_per_sec' "$log" | awk '{ s += $2 } END { print s + 0 }')
-    crashes=$(( $(ls "fuzz/artifacts/$t" | wc -l) - before ))
+    crashes=$(( $(failures) - before ))
     if [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ]; then crashes=1; fi
     corpus=$(cat <(ls "$scratch/$t") <(ls "fuzz/corpus/$t") | sort -u | wc -l)
     printf '%-10s %14s %10s %8s %8s\n' "$t" "$execs" "$rate" "$crashes" "$corpus"
