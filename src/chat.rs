@@ -7,6 +7,13 @@
 //! Gemma turns for `gemma*`, Phi-3 tags for `phi3`, Llama 3 headers when the vocabulary has
 //! `<|start_header_id|>`, and ChatML (`<|im_start|>`, Qwen/SmolLM style) otherwise.
 
+mod limits;
+
+pub use limits::{MAX_NESTING, MAX_OUTPUT_BYTES, MAX_RECURSION, MAX_SOURCE_BYTES, MAX_TAG_TOKENS};
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
 use minijinja::{Environment, ErrorKind, Value};
 
 use crate::error::{Error, Result};
@@ -81,7 +88,7 @@ impl ChatTemplate {
         };
         let template = ChatTemplate { source, origin, bos_token: text(tokenizer.bos_id()), eos_token: text(tokenizer.eos_id()) };
         // Compile once now so a broken template is reported at load, not at the first message.
-        template.environment()?;
+        template.environment(Arc::default())?;
         Ok(template)
     }
 
@@ -93,7 +100,7 @@ impl ChatTemplate {
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
         };
-        template.environment()?;
+        template.environment(Arc::default())?;
         Ok(template)
     }
 
@@ -101,15 +108,29 @@ impl ChatTemplate {
         &self.source
     }
 
-    fn environment(&self) -> Result<Environment<'_>> {
+    /// A minijinja environment holding the template, with every limit of [`limits`] set; values
+    /// printed while rendering count against `printed`.
+    fn environment(&self, printed: Arc<AtomicUsize>) -> Result<Environment<'_>> {
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
             .build()
             .map_err(template_error)?;
+        limits::check_source(&self.source, syntax.clone()).map_err(|e| Error::BadRequest(format!("chat template: {e}")))?;
         env.set_syntax(syntax);
         env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(MAX_RECURSION);
+        env.set_formatter(move |out, state, value| {
+            use std::fmt::Write;
+            if write!(limits::Budget(&printed), "{value}").is_err() {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("the template prints more than {MAX_OUTPUT_BYTES} bytes"),
+                ));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
@@ -121,16 +142,23 @@ impl ChatTemplate {
 
     /// Renders `messages` (with the assistant prompt opened when `add_generation_prompt`).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let env = self.environment()?;
+        let env = self.environment(Arc::default())?;
         let template = env.get_template("chat").map_err(template_error)?;
-        template
-            .render(minijinja::context! {
+        let mut output = limits::CappedOutput::default();
+        let rendered = template.render_captured_to(
+            minijinja::context! {
                 messages => Value::from(minijinja::value::Serde(messages)),
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
-            })
-            .map_err(template_error)
+            },
+            &mut output,
+        );
+        if output.full {
+            return Err(Error::BadRequest(format!("chat template: the rendered prompt exceeds {MAX_OUTPUT_BYTES} bytes")));
+        }
+        rendered.map_err(template_error)?;
+        String::from_utf8(output.bytes).map_err(|_| Error::BadRequest("chat template: the output is not valid UTF-8".into()))
     }
 
     /// Control tokens of the vocabulary that close a turn in this template (e.g. `<|im_end|>`):
@@ -161,7 +189,9 @@ fn template_error(e: minijinja::Error) -> Error {
     if let Some(line) = e.line() {
         message = format!("{message} (template line {line})");
     }
-    Error::BadRequest(format!("chat template: {}", message.lines().next().unwrap_or("error")))
+    // minijinja quotes the template's own text (and raise_exception's message) in its messages:
+    // escape it like any file content.
+    Error::BadRequest(format!("chat template: {}", crate::error::printable(&message, 200)))
 }
 
 /// `strftime_now(format)` for templates that print today's date: supports %d %m %Y %y %b %B %H %M.
@@ -244,6 +274,73 @@ mod tests {
             // Python's str(True) and json.dumps separators, as Hugging Face renders them.
             "a|True|{\"role\": \"user\", \"content\": \" a \"}"
         );
+    }
+
+    fn render(source: &str) -> Result<String> {
+        ChatTemplate::from_source(source, "", "")?.render(&[Message::new("user", "hi")], true)
+    }
+
+    /// Runs `f` on a thread with wasm's ~1 MiB stack: every limit must hold there too.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(1 << 20).spawn(f).unwrap().join().expect("no stack overflow")
+    }
+
+    #[test]
+    fn parse_limits_hold_on_a_one_mib_stack() {
+        on_small_stack(|| {
+            let sum = |n: usize| format!("{{{{ {} }}}}", vec!["1"; n].join(" + "));
+            assert_eq!(render(&sum(MAX_TAG_TOKENS / 2)).unwrap(), (MAX_TAG_TOKENS / 2).to_string());
+            for n in [MAX_TAG_TOKENS, 25_000, 200_000] {
+                let e = render(&sum(n)).unwrap_err().to_string();
+                assert!(e.contains("tokens") || e.contains("bytes"), "{n} terms: {e}");
+            }
+            let parens = |n: usize| format!("{{{{ {}1{} }}}}", "(".repeat(n), ")".repeat(n));
+            assert_eq!(render(&parens(MAX_NESTING)).unwrap(), "1");
+            assert!(render(&parens(MAX_NESTING + 1)).unwrap_err().to_string().contains("nest"));
+            let ifs = |n: usize| format!("{}x{}", "{% if true %}".repeat(n), "{% endif %}".repeat(n));
+            assert_eq!(render(&ifs(MAX_NESTING)).unwrap(), "x");
+            assert!(render(&ifs(MAX_NESTING + 1)).unwrap_err().to_string().contains("nest"));
+            let nots = format!("{{{{ {}true }}}}", "not ".repeat(MAX_TAG_TOKENS - 1));
+            assert_eq!(render(&nots).unwrap(), "False");
+            let filters = format!("{{{{ ' a '{} }}}}", "|trim".repeat(MAX_TAG_TOKENS / 2 - 1));
+            assert_eq!(render(&filters).unwrap(), "a");
+            // Macro recursion stops at the limit instead of exhausting the stack.
+            let e = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").unwrap_err().to_string();
+            assert!(e.contains("recursion"), "{e}");
+            assert!(render(&"x".repeat(MAX_SOURCE_BYTES + 1)).unwrap_err().to_string().contains("limit"));
+        });
+    }
+
+    #[test]
+    fn growth_is_bounded() {
+        on_small_stack(|| {
+            let looped = |body: &str| format!("{{% set ns = namespace(a='ab', b='cd') %}}{{% for i in range(40) %}}{body}{{% endfor %}}{{{{ ns.a|length }}}}");
+            for body in ["{% set ns.a = ns.a ~ ns.a %}", "{% set ns.a = ns.a + ns.a %}", "{% set ns.a = ns.a ~ ns.b %}{% set ns.b = ns.b ~ ns.a %}"] {
+                let e = render(&looped(body)).unwrap_err().to_string();
+                assert!(e.contains("concatenates"), "{body}: {e}");
+            }
+            // Growth through printing (a macro that prints its argument twice) is bounded by the
+            // budget of printed bytes.
+            let e = render(
+                "{% macro d(s) %}{{ s }}{{ s }}{% endmacro %}{% set ns = namespace(a='ab') %}\
+                 {% for i in range(40) %}{% set t = d(ns.a) %}{% set ns.a = t %}{% endfor %}{{ ns.a|length }}",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("prints more than"), "{e}");
+            let e = render("{{ 'x' * 50000000 }}").unwrap_err().to_string();
+            assert!(e.contains("prints more than"), "{e}");
+            // A list that holds itself twice per level prints 2^40 items: refused without building it.
+            let e = render("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set t = [ns.l] %}{% set ns.l = t * 2 %}{% endfor %}{{ ns.l }}")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("prints more than"), "{e}");
+            let e = render("{% for i in range(100000) %}{% for j in range(100) %}0123456789{% endfor %}{% endfor %}").unwrap_err().to_string();
+            assert!(e.contains("exceeds"), "{e}");
+            // Linear accumulation, as real templates do, is fine.
+            let ok = "{% set ns = namespace(text='') %}{% for m in messages %}{% set ns.text = ns.text + m.content + '\\n' %}{% endfor %}{{ ns.text }}";
+            assert_eq!(render(ok).unwrap(), "hi\n");
+        });
     }
 
     #[test]

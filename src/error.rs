@@ -37,3 +37,61 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Longest quoted value, in escaped characters, before it is cut.
+const QUOTE_CHARS: usize = 64;
+
+/// Quotes text that came from a file (or a command line) for a one-line message: in single
+/// quotes, escaped by [`printable`], and cut to a short prefix plus the value's length when
+/// long: `'abc…' (70000 bytes)`.
+pub fn quote(text: &str) -> String {
+    match escape_prefix(text, QUOTE_CHARS) {
+        (shown, false) => format!("'{shown}'"),
+        (shown, true) => format!("'{shown}…' ({} bytes)", text.len()),
+    }
+}
+
+/// `text` made safe for a one-line terminal message: control characters (newline, CR, ESC, …)
+/// and invisible formatting characters (bidirectional overrides, zero-width marks) become Rust's
+/// `escape_debug` escapes (`\n`, `\u{1b}`), so a file can never move the cursor or rewrite the
+/// user's terminal; cut after `max_chars` characters with its length.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    match escape_prefix(text, max_chars) {
+        (shown, false) => shown,
+        (shown, true) => format!("{shown}… ({} bytes)", text.len()),
+    }
+}
+
+/// The escaped text, at most `max_chars` characters of it, and whether it was cut.
+fn escape_prefix(text: &str, max_chars: usize) -> (String, bool) {
+    let mut out = String::with_capacity(max_chars.min(text.len()) + 8);
+    let mut shown = 0;
+    for c in text.chars() {
+        let invisible = c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
+        for e in c.escape_debug().filter(|_| invisible).chain(Some(c).filter(|_| !invisible)) {
+            if shown == max_chars {
+                return (out, true);
+            }
+            out.push(e);
+            shown += 1;
+        }
+    }
+    (out, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quote_escapes_and_cuts() {
+        assert_eq!(quote("llama"), "'llama'");
+        assert_eq!(quote("a\nb\r\u{1b}[2J"), "'a\\nb\\r\\u{1b}[2J'");
+        let long = "x".repeat(70_000);
+        assert_eq!(quote(&long), format!("'{}…' (70000 bytes)", "x".repeat(64)));
+        assert!(quote(&"\n".repeat(1000)).len() < 100);
+        assert_eq!(quote("it's \u{202e}"), "'it's \\u{202e}'");
+        assert_eq!(super::printable("a\nb", 2), "a\\… (3 bytes)");
+    }
+}

@@ -7,8 +7,13 @@
 //! exports, wasm32 only).
 
 pub mod chat;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod engine;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gguf;
 pub mod gpu;
 pub mod inspect;

@@ -2,11 +2,13 @@
 //! Exit status: 0 success, 2 bad input (one line on stderr naming the problem), 1 anything else.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use ferrolm::chat::{ChatTemplate, Message};
+use ferrolm::cli::{Args, UsageError};
+use ferrolm::error::quote;
 use ferrolm::engine::{Clock, Engine, GenerateOptions, Piece};
 use ferrolm::error::Error;
 use ferrolm::gpu::Context;
@@ -29,14 +31,6 @@ SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalt
 MODEL: a GGUF file; for a model split with gguf-split, its first shard (NAME-00001-of-0000N.gguf,
        the others are found beside it) or every shard path in order";
 
-/// Options every sampling command takes.
-const SAMPLING_FLAGS: &[&str] = &[
-    "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "presence-penalty", "frequency-penalty", "penalty-window", "seed", "stop",
-];
-
-/// Options every command that loads the model takes.
-const LOAD_FLAGS: &[&str] = &["context", "kv-type", "row-threads"];
-
 /// A CLI failure: bad usage/input (exit 2) or an engine error.
 enum CliError {
     Usage(String),
@@ -49,14 +43,20 @@ impl From<Error> for CliError {
     }
 }
 
+impl From<UsageError> for CliError {
+    fn from(e: UsageError) -> Self {
+        CliError::Usage(e.0)
+    }
+}
+
 type CliResult<T = ()> = Result<T, CliError>;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("ferrolm: internal error: {info}");
+        // One printable line, whatever the panic message holds.
+        eprintln!("ferrolm: internal error: {}", ferrolm::error::printable(&info.to_string(), 250));
     }));
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(args) {
+    match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(msg)) => {
             eprintln!("ferrolm: {msg} (run 'ferrolm help' for usage)");
@@ -69,91 +69,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parsed `--flag value` options (in order, repeatable) and positional arguments.
-struct Args {
-    positional: Vec<String>,
-    options: Vec<(String, Option<String>)>,
-}
-
-/// Flags that take no value.
-const SWITCHES: &[&str] = &["ignore-eos", "json", "chat", "no-pipeline"];
-
-impl Args {
-    fn parse(raw: Vec<String>, allowed: &[&str]) -> CliResult<Args> {
-        let mut positional = Vec::new();
-        let mut options = Vec::new();
-        let mut it = raw.into_iter();
-        while let Some(a) = it.next() {
-            if let Some(name) = a.strip_prefix("--") {
-                if !allowed.contains(&name) {
-                    return Err(CliError::Usage(format!("unknown option --{name}")));
-                }
-                let value = if SWITCHES.contains(&name) {
-                    None
-                } else {
-                    Some(it.next().ok_or_else(|| CliError::Usage(format!("--{name} needs a value")))?)
-                };
-                options.push((name.to_string(), value));
-            } else {
-                positional.push(a);
-            }
-        }
-        Ok(Args { positional, options })
-    }
-
-    fn positional(&self, i: usize, what: &str) -> CliResult<&str> {
-        self.positional.get(i).map(|s| s.as_str()).ok_or_else(|| CliError::Usage(format!("missing {what}")))
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.options.iter().any(|(n, _)| n == name)
-    }
-
-    /// The last value given for `--name`.
-    fn string(&self, name: &str) -> Option<&str> {
-        self.options.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
-    }
-
-    /// Every value given for a repeatable `--name`.
-    fn all(&self, name: &str) -> Vec<String> {
-        self.options.iter().filter(|(n, _)| n == name).filter_map(|(_, v)| v.clone()).collect()
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> CliResult<T> {
-        match self.string(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| CliError::Usage(format!("--{name}: '{v}' is not a valid number"))),
-        }
-    }
-}
-
-fn run(mut raw: Vec<String>) -> CliResult {
-    if raw.is_empty() {
-        return Err(CliError::Usage("missing command".into()));
-    }
-    let command = raw.remove(0);
-    match command.as_str() {
-        "inspect" => inspect(Args::parse(raw, &["context"])?),
-        "tokenize" => tokenize(Args::parse(raw, &[])?),
-        "generate" => generate(Args::parse(raw, &with_load(&with_sampling(&["prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "no-pipeline"])))?),
-        "render" => render(Args::parse(raw, &["messages"])?),
-        "chat" => chat(Args::parse(raw, &with_load(&with_sampling(&["system", "max-tokens"])))?),
-        "score" => score(Args::parse(raw, &with_load(&["tokens", "top-k"]))?),
-        "bench" => bench(Args::parse(raw, &with_load(&["prompt-tokens", "gen-tokens", "no-pipeline"]))?),
-        "help" | "--help" | "-h" => {
+fn run(raw: Vec<std::ffi::OsString>) -> CliResult {
+    let args = ferrolm::cli::parse(raw)?;
+    match args.command {
+        "inspect" => inspect(args),
+        "tokenize" => tokenize(args),
+        "generate" => generate(args),
+        "render" => render(args),
+        "chat" => chat(args),
+        "score" => score(args),
+        "bench" => bench(args),
+        _ => {
             println!("{USAGE}");
             Ok(())
         }
-        other => Err(CliError::Usage(format!("unknown command '{other}'"))),
     }
-}
-
-fn with_sampling(flags: &[&'static str]) -> Vec<&'static str> {
-    flags.iter().chain(SAMPLING_FLAGS).copied().collect()
-}
-
-fn with_load(flags: &[&'static str]) -> Vec<&'static str> {
-    flags.iter().chain(LOAD_FLAGS).copied().collect()
 }
 
 fn sampler_options(args: &Args) -> CliResult<SamplerOptions> {
@@ -187,19 +117,9 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
     pollster::block_on(f)
 }
 
-/// The model's files: the positionals before the command's `trailing` other positionals (several
-/// are the shards of a split model, in order).
-fn model_paths(args: &Args, trailing: usize) -> CliResult<Vec<PathBuf>> {
-    let n = args.positional.len().saturating_sub(trailing);
-    if n == 0 {
-        return Err(CliError::Usage("missing MODEL".into()));
-    }
-    Ok(args.positional[..n].iter().map(PathBuf::from).collect())
-}
-
 /// Opens the model (all its shards) and reads its header; no GPU is involved.
-fn open_header(args: &Args, trailing: usize) -> CliResult<(FileSource, ferrolm::gguf::GgufFile)> {
-    let mut source = FileSource::open_model(&model_paths(args, trailing)?)?;
+fn open_header(args: &Args) -> CliResult<(FileSource, ferrolm::gguf::GgufFile)> {
+    let mut source = FileSource::open_model(&args.model_paths()?)?;
     let header = block(read_model_header(&mut source))?;
     Ok((source, header))
 }
@@ -209,25 +129,22 @@ fn print_json(value: &serde_json::Value) {
 }
 
 fn inspect(args: Args) -> CliResult {
-    let (_, header) = open_header(&args, 0)?;
+    let (_, header) = open_header(&args)?;
     let context = args.string("context").map(|_| args.number("context", 0u32)).transpose()?;
     print_json(&ferrolm::inspect::describe_with_context(&header, context));
     Ok(())
 }
 
 fn tokenize(args: Args) -> CliResult {
-    if args.positional.len() < 2 {
-        return Err(CliError::Usage(format!("missing {}", if args.positional.is_empty() { "MODEL" } else { "TEXT" })));
-    }
-    let (_, header) = open_header(&args, 1)?;
-    let text = args.positional(args.positional.len() - 1, "TEXT")?;
+    let (_, header) = open_header(&args)?;
+    let text = args.text(0, "TEXT")?;
     let tokenizer = Tokenizer::from_gguf(&header)?;
     print_json(&serde_json::json!(tokenizer.encode(text, true)));
     Ok(())
 }
 
 fn load_engine(args: &Args) -> CliResult<Engine> {
-    let mut source = FileSource::open_model(&model_paths(args, 0)?)?;
+    let mut source = FileSource::open_model(&args.model_paths()?)?;
     let kv_type = match args.string("kv-type") {
         Some(t) => t.parse().map_err(|e: Error| CliError::Usage(e.to_string()))?,
         None => Default::default(),
@@ -290,15 +207,16 @@ fn generate(args: Args) -> CliResult {
     Ok(())
 }
 
-fn read_messages(path: &str) -> CliResult<Vec<Message>> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("--messages {path}: {e}")))?;
+fn read_messages(path: &Path) -> CliResult<Vec<Message>> {
+    let name = quote(&path.to_string_lossy());
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("--messages {name}: {e}")))?;
     serde_json::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("--messages {path}: expected a JSON array of {{\"role\", \"content\"}}: {e}")))
+        .map_err(|e| CliError::Usage(format!("--messages {name}: expected a JSON array of {{\"role\", \"content\"}}: {e}")))
 }
 
 fn render(args: Args) -> CliResult {
-    let messages = read_messages(args.string("messages").ok_or_else(|| CliError::Usage("render needs --messages FILE".into()))?)?;
-    let (_, header) = open_header(&args, 0)?;
+    let messages = read_messages(&args.path_flag("messages").ok_or_else(|| CliError::Usage("render needs --messages FILE".into()))?)?;
+    let (_, header) = open_header(&args)?;
     let tokenizer = Tokenizer::from_gguf(&header)?;
     let template = ChatTemplate::from_gguf(&header, &tokenizer)?;
     let _ = std::io::stdout().write_all(template.render(&messages, true)?.as_bytes());
@@ -354,7 +272,7 @@ fn chat(args: Args) -> CliResult {
 
 fn parse_ids(list: &str) -> CliResult<Vec<u32>> {
     list.split(',')
-        .map(|s| s.trim().parse::<u32>().map_err(|_| CliError::Usage(format!("--tokens: '{s}' is not a token id"))))
+        .map(|s| s.trim().parse::<u32>().map_err(|_| CliError::Usage(format!("--tokens: {} is not a token id", quote(s)))))
         .collect()
 }
 

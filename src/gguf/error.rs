@@ -16,39 +16,39 @@ pub enum GgufError {
     Truncated { what: &'static str, offset: u64, needed: u64, file_len: u64 },
     #[error("GGUF string at offset {offset} claims {len} bytes but the file has only {available} left")]
     StringTooLong { offset: u64, len: u64, available: u64 },
-    #[error("array '{key}' at offset {offset} claims {len} elements (at least {min_bytes} bytes) but the file has only {available} bytes left")]
+    #[error("array {key_q} at offset {offset} claims {len} elements (at least {min_bytes} bytes) but the file has only {available} bytes left", key_q = crate::error::quote(.key))]
     ArrayTooLong { key: String, offset: u64, len: u64, min_bytes: u128, available: u64 },
     #[error("header claims {count} tensors but the file has room for at most {max} tensor infos")]
     TooManyTensors { count: u64, max: u64 },
     #[error("header claims {count} metadata entries but the file has room for at most {max}")]
     TooManyKv { count: u64, max: u64 },
-    #[error("metadata '{key}': arrays nested deeper than {max_depth} levels")]
+    #[error("metadata {key_q}: arrays nested deeper than {max_depth} levels", key_q = crate::error::quote(.key))]
     NestingTooDeep { key: String, max_depth: u32 },
-    #[error("metadata '{key}' at offset {offset}: unknown value type {type_id}")]
+    #[error("metadata {key_q} at offset {offset}: unknown value type {type_id}", key_q = crate::error::quote(.key))]
     UnknownValueType { key: String, offset: u64, type_id: u32 },
     #[error("{what} at offset {offset} is not valid UTF-8")]
     InvalidUtf8 { what: &'static str, offset: u64 },
-    #[error("duplicate metadata key '{key}'")]
+    #[error("duplicate metadata key {key_q}", key_q = crate::error::quote(.key))]
     DuplicateKey { key: String },
-    #[error("metadata '{key}' has type {found}, expected {expected}")]
+    #[error("metadata {key_q} has type {found}, expected {expected}", key_q = crate::error::quote(.key))]
     WrongType { key: String, expected: &'static str, found: String },
     #[error("general.alignment is {value}, which is not a non-zero power of two")]
     BadAlignment { value: u64 },
-    #[error("tensor '{tensor}' has {n_dims} dimensions (must be 1 to 4)")]
+    #[error("tensor {tensor_q} has {n_dims} dimensions (must be 1 to 4)", tensor_q = crate::error::quote(.tensor))]
     TooManyDims { tensor: String, n_dims: u32 },
-    #[error("tensor '{tensor}' has a zero-sized dimension: {dims:?}")]
+    #[error("tensor {tensor_q} has a zero-sized dimension: {dims:?}", tensor_q = crate::error::quote(.tensor))]
     ZeroDim { tensor: String, dims: Vec<u64> },
-    #[error("tensor '{tensor}' dimensions {dims:?} overflow the element or byte count")]
+    #[error("tensor {tensor_q} dimensions {dims:?} overflow the element or byte count", tensor_q = crate::error::quote(.tensor))]
     DimsOverflow { tensor: String, dims: Vec<u64> },
-    #[error("tensor '{tensor}' has unknown ggml type id {type_id}")]
+    #[error("tensor {tensor_q} has unknown ggml type id {type_id}", tensor_q = crate::error::quote(.tensor))]
     UnknownTensorType { tensor: String, type_id: u32 },
-    #[error("tensor '{tensor}': ne0 = {ne0} is not a multiple of the {ty} block size {block}")]
+    #[error("tensor {tensor_q}: ne0 = {ne0} is not a multiple of the {ty} block size {block}", tensor_q = crate::error::quote(.tensor))]
     BlockMismatch { tensor: String, ty: &'static str, ne0: u64, block: u64 },
-    #[error("tensor '{tensor}': relative data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error("tensor {tensor_q}: relative data offset {offset} is not a multiple of the alignment {alignment}", tensor_q = crate::error::quote(.tensor))]
     MisalignedTensor { tensor: String, offset: u64, alignment: u64 },
-    #[error("tensor '{tensor}': data bytes {start}..{end} lie past the end of the file ({file_len} bytes)")]
+    #[error("tensor {tensor_q}: data bytes {start}..{end} lie past the end of the file ({file_len} bytes)", tensor_q = crate::error::quote(.tensor))]
     TensorOutOfBounds { tensor: String, start: u64, end: u128, file_len: u64 },
-    #[error("duplicate tensor name '{name}'")]
+    #[error("duplicate tensor name {name_q}", name_q = crate::error::quote(.name))]
     DuplicateTensor { name: String },
     #[error("the tensor data section would start past 2^64 bytes")]
     DataOffsetOverflow,

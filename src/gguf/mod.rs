@@ -108,7 +108,8 @@ impl GgufFile {
     }
 
     /// The same header with another tensor list (offsets absolute in the file the caller reads,
-    /// e.g. the concatenation of gguf-split shards). Names must be unique.
+    /// e.g. the concatenation of gguf-split shards, whose total length `file_len` already is).
+    /// Names must be unique, and every tensor must lie within `file_len`.
     pub fn with_tensors(mut self, tensors: Vec<TensorInfo>) -> Result<Self, GgufError> {
         let mut tensor_index = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
@@ -116,7 +117,10 @@ impl GgufFile {
                 return Err(GgufError::DuplicateTensor { name: t.name.clone() });
             }
         }
-        self.file_len = tensors.iter().map(|t| t.offset + t.n_bytes).max().unwrap_or(0).max(self.file_len);
+        if let Some(t) = tensors.iter().find(|t| t.offset as u128 + t.n_bytes as u128 > self.file_len as u128) {
+            let (start, end, file_len) = (t.offset, t.offset as u128 + t.n_bytes as u128, self.file_len);
+            return Err(GgufError::TensorOutOfBounds { tensor: t.name.clone(), start, end, file_len });
+        }
         self.tensors = tensors;
         self.tensor_index = tensor_index;
         Ok(self)

@@ -13,7 +13,7 @@ pub mod web;
 pub mod web_cache;
 pub mod cache;
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::gguf::{parse_header, GgufFile, Parsed};
 use crate::model::Model;
 
@@ -123,7 +123,7 @@ pub async fn read_model_header<S: ByteSource>(source: &mut S) -> Result<GgufFile
     // The first shard's header was parsed against the whole concatenation: its tensors must also
     // lie within its own part.
     if let Some(t) = first.tensors.iter().find(|t| t.offset + t.n_bytes > parts[0]) {
-        return Err(Error::Unsupported(format!("tensor '{}' of shard 1 lies past the end of its part", t.name)));
+        return Err(Error::Unsupported(format!("tensor {} of shard 1 lies past the end of its part", quote(&t.name))));
     }
     let mut tensors = first.tensors.clone();
     let mut base = parts[0];

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::ByteSource;
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 
 /// Most shards one model may have (gguf-split numbers them with 5 digits).
 const MAX_SHARDS: u32 = 99_999;
@@ -44,12 +44,13 @@ impl FileSource {
         }
         let mut parts = Vec::with_capacity(paths.len());
         for path in paths {
-            let name = path.display().to_string();
+            // Paths may hold any bytes: quoted (escaped, cut when long) wherever they are shown.
+            let name = quote(&path.to_string_lossy());
             let file = File::open(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::BadRequest(format!("model file '{name}' does not exist")),
-                _ => Error::Io(format!("cannot open '{name}': {e}")),
+                std::io::ErrorKind::NotFound => Error::BadRequest(format!("model file {name} does not exist")),
+                _ => Error::Io(format!("cannot open {name}: {e}")),
             })?;
-            let len = file.metadata().map_err(|e| Error::Io(format!("cannot read '{name}': {e}")))?.len();
+            let len = file.metadata().map_err(|e| Error::Io(format!("cannot read {name}: {e}")))?.len();
             parts.push(Part { file, len, name });
         }
         let len = parts.iter().map(|p| p.len).sum();
@@ -67,9 +68,9 @@ pub fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
     let paths: Vec<PathBuf> = (1..=count).map(|i| path.with_file_name(format!("{prefix}-{i:05}-of-{count:05}.gguf"))).collect();
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
         return Err(Error::BadRequest(format!(
-            "'{}' is a shard of a {count}-part model (by its name), but '{}' does not exist",
-            path.display(),
-            missing.display()
+            "{} is a shard of a {count}-part model (by its name), but {} does not exist",
+            quote(&path.to_string_lossy()),
+            quote(&missing.to_string_lossy())
         )));
     }
     Ok(paths)
@@ -97,7 +98,7 @@ impl ByteSource for FileSource {
     async fn read(&mut self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let end = offset.checked_add(len).filter(|&e| e <= self.len);
         if end.is_none() {
-            return Err(Error::Io(format!("read past the end of '{}'", self.parts[0].name)));
+            return Err(Error::Io(format!("read past the end of {}", self.parts[0].name)));
         }
         let mut buf = vec![0u8; len as usize];
         let (mut base, mut filled) = (0u64, 0usize);
@@ -108,7 +109,7 @@ impl ByteSource for FileSource {
                 part.file
                     .seek(SeekFrom::Start(lo - base))
                     .and_then(|_| part.file.read_exact(&mut buf[filled..filled + n]))
-                    .map_err(|e| Error::Io(format!("reading '{}' at {}: {e}", part.name, lo - base)))?;
+                    .map_err(|e| Error::Io(format!("reading {} at {}: {e}", part.name, lo - base)))?;
                 filled += n;
             }
             base += part.len;

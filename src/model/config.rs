@@ -2,7 +2,7 @@
 //! architecture there are only the conventions llama.cpp's converter bakes into the files (RoPE
 //! pairing, activation, which layers use a sliding window).
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::gguf::GgufFile;
 
 use super::rope::{FactorTensors, RopeScaling, ScalingType};
@@ -120,18 +120,29 @@ pub struct Config {
 }
 
 impl Config {
+    /// The configuration of `file`, validated (see [`super::validate`]): finite floats in range,
+    /// consistent counts and tensor shapes, each bad value named by its key.
     pub fn from_gguf(file: &GgufFile) -> Result<Config> {
+        if let Some(arch) = file.architecture().filter(|a| Arch::from_name(a).is_some()) {
+            super::validate::metadata(file, arch)?;
+        }
+        let config = Self::read(file)?;
+        super::validate::config(file, &config)?;
+        Ok(config)
+    }
+
+    fn read(file: &GgufFile) -> Result<Config> {
         let arch_name = file
             .architecture()
             .ok_or_else(|| Error::Unsupported("the file has no general.architecture".into()))?
             .to_string();
         let arch = Arch::from_name(&arch_name).ok_or_else(|| {
-            Error::Unsupported(format!("architecture '{arch_name}' is not supported (supported: {SUPPORTED_ARCHITECTURES})"))
+            Error::Unsupported(format!("architecture {} is not supported (supported: {SUPPORTED_ARCHITECTURES})", quote(&arch_name)))
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let required = |k: &str| -> Result<u32> {
             let full = key(k);
-            let v = file.get_u64(&full)?.ok_or_else(|| Error::Unsupported(format!("missing metadata '{full}'")))?;
+            let v = file.get_u64(&full)?.ok_or_else(|| Error::Unsupported(format!("missing metadata {}", quote(&full))))?;
             positive_u32(&full, v)
         };
         let optional = |k: &str| -> Result<Option<u32>> {
@@ -154,7 +165,8 @@ impl Config {
             }
         }
         if n_heads % n_kv_heads != 0 {
-            return Err(Error::Unsupported(format!("{n_heads} query heads cannot share {n_kv_heads} KV heads evenly")));
+            let key = quote(&key("attention.head_count_kv"));
+            return Err(Error::Unsupported(format!("metadata {key}: {n_heads} query heads cannot share {n_kv_heads} KV heads evenly")));
         }
         let n_rot = optional("rope.dimension_count")?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 {
@@ -232,7 +244,7 @@ impl Config {
 
 fn positive_u32(key: &str, v: u64) -> Result<u32> {
     if v == 0 || v > (1 << 24) {
-        return Err(Error::Unsupported(format!("metadata '{key}' = {v} is out of range")));
+        return Err(Error::Unsupported(format!("metadata {} = {v} is out of range", quote(key))));
     }
     Ok(v as u32)
 }

@@ -5,8 +5,10 @@
 //! the file's bytes into [`Model::weights_mut`] and calls [`Model::finish_load`].
 
 mod config;
+pub mod memory;
 pub mod rope;
 mod transformer;
+pub mod validate;
 mod weights;
 
 pub use config::{Activation, Arch, Config, Rope, RopeMode, SUPPORTED_ARCHITECTURES};
@@ -146,6 +148,9 @@ impl Model {
                 config.ctx_train
             )));
         }
+        // Everything the model will need must fit the device before anything is allocated.
+        let plan = memory::plan(file, &config, context_length, opts.max_batch, opts.kv_type);
+        memory::check(file, &config, &plan, &ctx.limits, None)?;
         let mut weights = WeightStore::default();
         let layout = transformer::Layout::new(&ctx, file, &config, context_length, &mut weights)?;
         weights.allocate_vectors(&ctx)?;

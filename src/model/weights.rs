@@ -4,7 +4,7 @@
 //! biases) are dequantized on the CPU to f32 — they are tiny. The loader hands file bytes to
 //! [`WeightStore::feed`] in file order, in chunks of any size; nothing holds the whole file.
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{Context, WeightMatrix};
 use crate::quant;
@@ -126,7 +126,7 @@ impl WeightStore {
     fn register_vector(&mut self, ctx: &Context, file: &GgufFile, name: &str, n: u32, derive: Option<Derive>) -> Result<VectorId> {
         let info = find(file, name, &[n as u64])?;
         if !info.ty.has_cpu_dequant() {
-            return Err(Error::Unsupported(format!("tensor '{name}' has type {}, which cannot be read yet", info.ty.name())));
+            return Err(Error::Unsupported(format!("tensor {} has type {}, which cannot be read yet", quote(name), info.ty.name())));
         }
         let _ = ctx;
         let offset = self.reserve_vector(name, n)?;
@@ -206,14 +206,14 @@ impl WeightStore {
         for p in self.pending.drain(..) {
             if p.received != p.info.n_bytes {
                 return Err(Error::Io(format!(
-                    "tensor '{}' received {} of {} bytes: the model data ended early",
-                    p.name, p.received, p.info.n_bytes
+                    "tensor {} received {} of {} bytes: the model data ended early",
+                    quote(&p.name), p.received, p.info.n_bytes
                 )));
             }
             if let Target::Vector { offset, n, bytes, derive } = p.target {
                 let mut values = vec![0f32; n];
                 quant::dequantize(p.info.ty, &bytes, &mut values)
-                    .map_err(|e| Error::Unsupported(format!("tensor '{}': {e}", p.name)))?;
+                    .map_err(|e| Error::Unsupported(format!("tensor {}: {e}", quote(&p.name))))?;
                 if let Some(derive) = derive {
                     values = derive(&values);
                 }
@@ -232,9 +232,9 @@ impl WeightStore {
 
 /// The tensor `name`, checked to have exactly the GGUF dims `dims`.
 fn find(file: &GgufFile, name: &str, dims: &[u64]) -> Result<TensorInfo> {
-    let info = file.tensor(name).ok_or_else(|| Error::Unsupported(format!("the model has no tensor '{name}'")))?;
+    let info = file.tensor(name).ok_or_else(|| Error::Unsupported(format!("the model has no tensor {}", quote(name))))?;
     if info.dims != dims {
-        return Err(Error::Unsupported(format!("tensor '{name}' has shape {:?}, expected {:?}", info.dims, dims)));
+        return Err(Error::Unsupported(format!("tensor {} has shape {:?}, expected {:?}", quote(name), info.dims, dims)));
     }
     Ok(info.clone())
 }

@@ -1,7 +1,7 @@
 //! Building a [`Tokenizer`] from GGUF metadata (`tokenizer.ggml.*`).
 
 use super::{Tokenizer, Vocab};
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::gguf::{GgufFile, Value};
 
 /// Vocabularies larger than this are rejected (the largest in use are ~260k).
@@ -94,5 +94,5 @@ pub fn end_of_generation_ids(file: &GgufFile) -> Result<Vec<u32>> {
 }
 
 fn bad(key: &str, v: &Value) -> Error {
-    Error::Unsupported(format!("metadata '{key}' holds a {} where a different type was expected", v.type_name()))
+    Error::Unsupported(format!("metadata {} holds a {} where a different type was expected", quote(key), v.type_name()))
 }
