@@ -46,8 +46,11 @@ export PATH="$tools/bin:$PATH"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+# The instrumented build is kept outside the clone (CI starts from a fresh one): rebuilt only
+# when the sources change.
+fuzz_target="${FERROLM_FUZZ_TARGET_DIR:-$HOME/.cache/ferrolm/fuzz-target}"
 # Instrumented release build of every target (debug assertions on: overflow panics count).
-if ! cargo +nightly fuzz build >"$scratch/build.log" 2>&1; then
+if ! cargo +nightly fuzz build --target-dir "$fuzz_target" >"$scratch/build.log" 2>&1; then
     tail -30 "$scratch/build.log" >&2
     exit 1
 fi
@@ -63,7 +66,7 @@ for t in "${targets[@]}"; do
     before=$(failures)
     # New inputs go to the scratch directory; the committed corpus is read as seeds.
     set +e
-    cargo +nightly fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
+    cargo +nightly fuzz run --target-dir "$fuzz_target" "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
         -max_total_time="$seconds" "${parallel[@]}" -timeout="${FERROLM_FUZZ_TIMEOUT:-60}" -rss_limit_mb=2048 \
         -max_len=65536 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
     status=$?

@@ -202,7 +202,7 @@ impl Reader<'_> {
 
 /// Vocabularies of the tokenizer target: the models and the zoo of the repository (byte-level
 /// BPE and SentencePiece), and llama.cpp's vocabulary fixtures when `FERROLM_VOCAB_DIR` (default
-/// `../shared/fixtures/vocab`) has them. Loaded once per process.
+/// `tests/fixtures/vocab`) has them. Loaded once per process.
 fn tokenizers() -> &'static [Tokenizer] {
     static TOKENIZERS: OnceLock<Vec<Tokenizer>> = OnceLock::new();
     TOKENIZERS.get_or_init(|| {
@@ -214,7 +214,7 @@ fn tokenizers() -> &'static [Tokenizer] {
         ];
         let vocab_dir = std::env::var_os("FERROLM_VOCAB_DIR")
             .map(Into::into)
-            .unwrap_or_else(|| root.join("../shared/fixtures/vocab"));
+            .unwrap_or_else(|| root.join("tests/fixtures/vocab"));
         if let Ok(entries) = std::fs::read_dir(vocab_dir) {
             let mut found: Vec<_> = entries
                 .filter_map(|e| e.ok())
