@@ -4,6 +4,7 @@
 // Needs pkg/ (scripts/build-wasm.sh) and the npm dev packages (scripts/setup-browser.sh).
 //
 //   node scripts/bench-browser.mjs [--model /models/X.gguf] [--prompt-tokens 64] [--gen-tokens 16] [--worker false]
+//                                  [--row-threads N] [--kv-type f16|f32]
 import { startServer, launchBrowser, openHarness } from "../tests/browser/helpers.mjs";
 
 const args = process.argv.slice(2);
@@ -15,14 +16,17 @@ const model = opt("model", "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
 const promptTokens = Number(opt("prompt-tokens", 64));
 const genTokens = Number(opt("gen-tokens", 16));
 const worker = opt("worker", "true") !== "false";
+const loadOptions = { worker, cache: false };
+if (opt("row-threads")) loadOptions.matmulRowThreads = Number(opt("row-threads"));
+if (opt("kv-type")) loadOptions.kvType = opt("kv-type");
 
 const server = await startServer();
 const browser = await launchBrowser();
 try {
   const page = await openHarness(browser, server.url);
-  const result = await page.evaluate(async ({ model, promptTokens, genTokens, worker }) => {
+  const result = await page.evaluate(async ({ model, promptTokens, genTokens, loadOptions }) => {
     const t0 = performance.now();
-    const engine = await window.ferrolm.load(model, { worker });
+    const engine = await window.ferrolm.load(model, loadOptions);
     const loadSeconds = (performance.now() - t0) / 1000;
     const memory = await engine.memory();
     // A deterministic prompt of ordinary tokens (as the CLI's bench).
@@ -36,14 +40,14 @@ try {
     const info = engine.info;
     await engine.dispose();
     return {
-      adapter: info.adapter.name, backend: info.adapter.backend, worker,
+      adapter: info.adapter.name, backend: info.adapter.backend, worker: loadOptions.worker, rowThreads: info.adapter.matmulRowThreads, kvType: info.kvType,
       model: model.split("/").pop(), fileBytes: info.fileBytes, gpuBytes: info.gpuBytes,
       loadSeconds, promptTokens, generatedTokens: stats.generatedTokens,
       prefillTokensPerS: stats.prefillTokensPerS, decodeTokensPerS: stats.decodeTokensPerS,
       peakWasmHeapBytes: memory.peakWasmHeapBytes, peakAllocatedBytes: memory.peakAllocatedBytes,
       userAgent: navigator.userAgent,
     };
-  }, { model, promptTokens, genTokens, worker });
+  }, { model, promptTokens, genTokens, loadOptions });
   console.log(JSON.stringify(result, null, 2));
 } finally {
   await browser.close();
