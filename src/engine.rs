@@ -92,7 +92,10 @@ impl Engine {
         progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
         let header = read_model_header(source).await?;
         // The architecture first: it is the most basic reason a file cannot run.
-        crate::model::Config::from_gguf(&header)?;
+        let config = crate::model::Config::from_gguf(&header)?;
+        // Fail before any weight byte is fetched when a buffer cannot fit the device's limits.
+        let need = crate::model::memory_need(&header, &config, options);
+        crate::model::check_fits(&config, options, &need, &ctx.limits)?;
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let mut end_ids = end_of_generation_ids(&header)?;
         let chat = ChatTemplate::from_gguf(&header, &tokenizer).map_err(|e| e.to_string());

@@ -5,10 +5,12 @@
 //! the file's bytes into [`Model::weights_mut`] and calls [`Model::finish_load`].
 
 mod config;
+mod fit;
 mod transformer;
 mod weights;
 
 pub use config::{Activation, Arch, Config, Rope, RopeMode, SUPPORTED_ARCHITECTURES};
+pub use fit::{check_fits, memory_need, MemoryNeed};
 pub use transformer::Logits;
 pub use weights::{MatrixId, VectorId, WeightStore};
 
