@@ -13,11 +13,12 @@ const controllers = new Map();
 // Test support (the browser tests' only way into the worker; no API of the package sends these
 // ops): the last GPUDevice this worker opened, so that a test can destroy it as a driver reset
 // would, and a wasm trap armed for the next generated piece.
-/** @type {GPUDevice | null} */
+/** @type {{ destroy(): void } | null} */
 let lastDevice = null;
-if (globalThis.GPUAdapter) {
-  const requestDevice = GPUAdapter.prototype.requestDevice;
-  GPUAdapter.prototype.requestDevice = async function (/** @type {any} */ ...args) {
+const adapterClass = /** @type {any} */ (globalThis).GPUAdapter;
+if (adapterClass) {
+  const requestDevice = adapterClass.prototype.requestDevice;
+  adapterClass.prototype.requestDevice = async function (/** @type {any[]} */ ...args) {
     lastDevice = await requestDevice.apply(this, args);
     return lastDevice;
   };
