@@ -5,7 +5,10 @@ import init, { WasmEngine, wasmMemory } from "./wasm/ferrolm.js";
 import { openStore } from "./cache.js";
 import { chatNamespace } from "./chat.js";
 import { pieceQueue, promptInput } from "./stream.js";
-import { AbortError, InvalidRequestError, WebGPUUnavailableError, toTypedError, webgpuMissingError } from "./errors.js";
+import {
+  AbortError, DeviceLostError, EngineCrashedError, GPUDeviceError, InvalidRequestError, WebGPUUnavailableError,
+  isWasmTrap, toTypedError, webgpuMissingError,
+} from "./errors.js";
 
 /**
  * @typedef {import("./index.js").Engine} Engine
@@ -24,9 +27,46 @@ import { AbortError, InvalidRequestError, WebGPUUnavailableError, toTypedError, 
 let wasmReady = null;
 let peakWasmHeapBytes = 0;
 
+/** Set once this thread's wasm instance trapped: it stays poisoned (a wasm-bindgen module is
+ * instantiated once per thread), so every engine on it fails and no new one loads.
+ * @type {EngineCrashedError | null} */
+let instanceCrash = null;
+/** The engines on this thread, told of a crash. @type {Set<(e: EngineCrashedError) => void>} */
+const crashListeners = new Set();
+/** How long a plain GPU error waits for `device.lost` (a readback in flight fails first, before
+ * the loss is reported: 11-55 ms in Chromium). */
+const LOST_GRACE_MS = 500;
+
+/** @param {unknown} error */
+function instanceCrashed(error) {
+  if (!instanceCrash) {
+    const t = toTypedError(error);
+    instanceCrash = t instanceof EngineCrashedError ? t : new EngineCrashedError(t.message);
+  }
+  for (const tell of crashListeners) tell(instanceCrash);
+  crashListeners.clear();
+}
+
+/** A trap inside an async wasm task (a generation's future) is thrown from a microtask, not
+ * into any promise: it reaches the global `error` / `unhandledrejection` events. Only traps
+ * whose stack passes through this package's glue are ours. */
+function watchForTraps() {
+  if (typeof globalThis.addEventListener !== "function") return;
+  /** @param {unknown} e */
+  const check = (e) => {
+    if (isWasmTrap(e) && /ferrolm/.test(String(/** @type {Error} */ (e).stack))) instanceCrashed(e);
+  };
+  globalThis.addEventListener("error", (event) => check(/** @type {ErrorEvent} */ (event).error));
+  globalThis.addEventListener("unhandledrejection", (event) => check(/** @type {PromiseRejectionEvent} */ (event).reason));
+}
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** @param {string | URL | undefined} wasmUrl */
 function initWasm(wasmUrl) {
   if (!wasmReady) {
+    watchForTraps();
     wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
       wasmReady = null;
       throw toTypedError(e);
@@ -84,6 +124,11 @@ export async function loadLocal(source, options = {}) {
   // eslint-disable-next-line no-unused-vars
   const { onProgress, signal, wasmUrl, cache = true, persist, worker, ...engineOptions } = options;
   if (signal && signal.aborted) throw abortError("loading");
+  if (instanceCrash) {
+    throw new EngineCrashedError(
+      "the wasm instance on this thread crashed earlier and cannot load again: reload the page " +
+        "(in the default worker mode a new load() starts a fresh worker)");
+  }
   if (engineOptions.offline && cache === false) {
     throw new InvalidRequestError("offline: true loads from the cache: it cannot be combined with cache: false");
   }
@@ -99,16 +144,35 @@ export async function loadLocal(source, options = {}) {
       try { onProgress(p); } catch (e) { console.error("ferrolm: onProgress threw", e); }
     }
   };
+  /** @type {{ onLost: ((reason: string, message: string) => void) | null }} */
+  const port = { onLost: null };
+  /** @type {{ reason: string, message: string } | null} */
+  let lostWhileLoading = null;
+  /** @param {string} reason @param {string} message */
+  const onLost = (reason, message) => {
+    if (port.onLost) port.onLost(reason, message);
+    else lostWhileLoading = { reason, message };
+  };
   let inner;
   try {
-    inner = await WasmEngine.load(source, engineOptions, progress, signal || undefined, store);
+    inner = await WasmEngine.load(source, engineOptions, progress, signal || undefined, store, onLost);
   } catch (e) {
-    throw toTypedError(e);
+    const t = toTypedError(e);
+    if (t instanceof EngineCrashedError) instanceCrashed(t);
+    if (t instanceof GPUDeviceError) await sleep(LOST_GRACE_MS);
+    const lost = /** @type {{ reason: string, message: string } | null} */ (lostWhileLoading);
+    if (lost && t instanceof GPUDeviceError) throw deviceLostError(lost.reason, lost.message);
+    throw t;
   } finally {
     if (store) store.close();
     sampleMemory();
   }
-  return new LocalEngine(inner, browserAdapter);
+  return new LocalEngine(inner, browserAdapter, port);
+}
+
+/** @param {string} reason @param {string} message */
+function deviceLostError(reason, message) {
+  return new DeviceLostError(`the GPU device was lost (${reason}${message ? `: ${message}` : ""}): load the model again`, reason);
 }
 
 /** The engine on this thread.
@@ -121,10 +185,30 @@ export class LocalEngine {
   #disposed = false;
   /** @type {Promise<void> | null} */
   #disposing = null;
+  /** dispose() was called: queued and running calls end with AbortError. */
+  #closing = false;
+  /** Set when the device is lost or the instance crashed: every call rejects with it.
+   * @type {DeviceLostError | EngineCrashedError | null} */
+  #fatal = null;
+  /** Rejects with `#fatal`; a running call races it. @type {Promise<never>} */
+  #fatalSignal;
+  /** @type {(e: Error) => void} */
+  #rejectFatal = () => {};
+  /** @type {(info: { reason: string, message: string }) => void} */
+  #resolveLost = () => {};
+  #onCrash = (/** @type {EngineCrashedError} */ e) => this.#fail(e);
 
-  /** @param {WasmEngine} inner @param {BrowserAdapter} browserAdapter */
-  constructor(inner, browserAdapter) {
+  /** @param {WasmEngine} inner @param {BrowserAdapter} browserAdapter
+   * @param {{ onLost: ((reason: string, message: string) => void) | null }} port tells of a lost device */
+  constructor(inner, browserAdapter, port) {
     this.#inner = inner;
+    this.#fatalSignal = new Promise((_, reject) => { this.#rejectFatal = reject; });
+    this.#fatalSignal.catch(() => {});
+    /** Resolves with `{ reason, message }` if the GPU device is lost (never after dispose()).
+     * @type {Promise<{ reason: string, message: string }>} */
+    this.lost = new Promise((resolve) => { this.#resolveLost = resolve; });
+    port.onLost = (reason, message) => this.#deviceLost(reason, message);
+    crashListeners.add(this.#onCrash);
     const info = inner.info;
     info.adapter.browser = browserAdapter;
     if (!info.adapter.name) {
@@ -141,18 +225,55 @@ export class LocalEngine {
     this.chat = chatNamespace(this);
   }
 
+  /** The device is lost: every pending and later call rejects with DeviceLostError.
+   * @param {string} reason @param {string} message */
+  #deviceLost(reason, message) {
+    if (this.#disposed || this.#closing) return;
+    this.#resolveLost({ reason, message });
+    this.#fail(deviceLostError(reason, message));
+  }
+
+  /** @param {DeviceLostError | EngineCrashedError} error */
+  #fail(error) {
+    if (this.#fatal) return;
+    this.#fatal = error;
+    crashListeners.delete(this.#onCrash);
+    this.#rejectFatal(error);
+  }
+
+  /** What a failed call rejects with: the fatal error if there is one; a plain GPU error waits
+   * briefly for `device.lost` (a readback in flight fails before the loss is reported).
+   * @param {unknown} e */
+  async #typed(e) {
+    if (this.#fatal) return this.#fatal;
+    const t = toTypedError(e);
+    if (t instanceof EngineCrashedError) {
+      instanceCrashed(t);
+      return this.#fatal || t;
+    }
+    if (t instanceof GPUDeviceError && !this.#disposed) {
+      await Promise.race([this.lost, sleep(LOST_GRACE_MS)]);
+    }
+    return this.#fatal || t;
+  }
+
   /** Runs `task` after every call queued before it (generations never overlap); whatever it
-   * throws (a wasm error carrying a typed name) comes out as a typed error.
+   * throws (a wasm error carrying a typed name) comes out as a typed error. A lost device or a
+   * crash rejects the running call at once (its wasm side may never answer).
    * @template T
    * @param {() => T | Promise<T>} task
+   * @param {boolean} [isDispose] dispose's own task (runs although the engine is closing)
    * @returns {Promise<T>} */
-  #enqueue(task) {
+  #enqueue(task, isDispose = false) {
+    if (this.#fatal) return Promise.reject(this.#fatal);
     const run = this.#queue.then(async () => {
+      if (this.#fatal) throw this.#fatal;
       if (this.#disposed) throw new InvalidRequestError("the engine was disposed");
+      if (this.#closing && !isDispose) throw abortError("the call (the engine is being disposed)");
       try {
-        return await task();
+        return await Promise.race([task(), this.#fatalSignal]);
       } catch (e) {
-        throw toTypedError(e);
+        throw await this.#typed(e);
       }
     });
     this.#queue = run.catch(() => {});
@@ -178,11 +299,16 @@ export class LocalEngine {
     /** @param {string} text @param {number} token */
     const onPiece = (text, token) => {
       queue.push({ text, token });
-      return !stopped && !(signal && signal.aborted);
+      return !stopped && !(signal && signal.aborted) && !this.#closing && !this.#fatal;
     };
-    const run = this.#enqueue(() => {
+    const run = this.#enqueue(async () => {
       if (signal && signal.aborted) throw abortError("generation");
-      return this.#inner.generate(input, rustOptions, onPiece);
+      const stats = await this.#inner.generate(input, rustOptions, onPiece);
+      if (this.#closing) {
+        this.stats = stats;
+        throw abortError("generation (the engine was disposed)");
+      }
+      return stats;
     });
     run.then(
       (stats) => { this.stats = stats; queue.end(); },
@@ -203,6 +329,12 @@ export class LocalEngine {
    * @param {string} text */
   tokenize(text) {
     return this.#enqueue(() => Array.from(this.#inner.tokenize(String(text))));
+  }
+
+  /** The number of tokens of `text` (as `tokenize` counts them).
+   * @param {string} text */
+  countTokens(text) {
+    return this.#enqueue(() => this.#inner.tokenize(String(text)).length);
   }
 
   /** Text of token ids.
@@ -231,20 +363,28 @@ export class LocalEngine {
     return {
       wasmHeapBytes: m.wasmHeapBytes,
       peakWasmHeapBytes,
-      gpuBytes: this.#disposed ? 0 : this.#inner.gpuBytes(),
+      gpuBytes: this.#disposed || this.#fatal ? 0 : this.#inner.gpuBytes(),
       allocatedBytes: m.allocatedBytes,
       peakAllocatedBytes: m.peakAllocatedBytes,
     };
   }
 
-  /** Frees the GPU memory after queued calls finish. Later calls reject; disposing twice is fine.
+  /** Stops the running generation and the queued calls (they reject with AbortError), then
+   * frees the GPU memory. Later calls reject with InvalidRequestError; disposing twice is fine.
    * @returns {Promise<void>} */
   dispose() {
     if (!this.#disposing) {
-      this.#disposing = this.#enqueue(() => {
+      this.#closing = true;
+      crashListeners.delete(this.#onCrash);
+      const free = () => {
         this.#disposed = true;
         this.#inner.dispose();
         this.#inner.free();
+      };
+      this.#disposing = this.#enqueue(free, true).catch(() => {
+        // Lost or crashed: nothing runs any more; free what the instance still lets us free.
+        this.#disposed = true;
+        try { free(); } catch { /* the instance is poisoned */ }
       });
     }
     return this.#disposing;

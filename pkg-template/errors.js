@@ -18,6 +18,21 @@ export class AbortError extends FerrolmError {}
 export class InvalidRequestError extends FerrolmError {}
 /** The GPU device failed while running (lost device, out of memory). */
 export class GPUDeviceError extends FerrolmError {}
+/** The GPU device was lost (a driver reset, the GPU process restarting, `device.destroy()`):
+ * the engine is gone, every pending and later call rejects with this. `reason` is the
+ * browser's ("destroyed" or "unknown"). A new `load()` opens a new device. */
+export class DeviceLostError extends GPUDeviceError {
+  /** @param {string} message @param {string} [reason] */
+  constructor(message, reason = "unknown") {
+    super(message);
+    /** The browser's `GPUDeviceLostInfo.reason`. */
+    this.reason = reason;
+  }
+}
+/** The wasm instance trapped (a Rust panic or a bug): it is poisoned, every pending and later
+ * call rejects with this. In the default worker mode a new `load()` starts a fresh worker; on
+ * the page's thread (`worker: false`) the page must be reloaded. */
+export class EngineCrashedError extends FerrolmError {}
 /** The model's bytes are not the file that was asked for (sha256 mismatch): it was not cached
  * and never ran. */
 export class IntegrityError extends FerrolmError {}
@@ -25,6 +40,7 @@ export class IntegrityError extends FerrolmError {}
 const CLASSES = {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError,
   DeviceLimitError, NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError,
+  DeviceLostError, EngineCrashedError,
 };
 
 // Names survive minification: set them explicitly rather than from the class name.
@@ -42,9 +58,18 @@ export function toTypedError(e) {
   const message = e && typeof e === "object" && "message" in e ? String(e.message) : String(e);
   const Cls = (name && Object.prototype.hasOwnProperty.call(CLASSES, name)) ? CLASSES[/** @type {keyof typeof CLASSES} */ (name)] : FerrolmError;
   if (Cls === FerrolmError && name === "AbortError") return new AbortError(message);
-  const err = new Cls(message);
+  if (isWasmTrap(e)) return new EngineCrashedError(`the engine's wasm instance crashed (${message})`);
+  const err = Cls === DeviceLostError ? new DeviceLostError(message, String(e.reason || "unknown")) : new Cls(message);
   if (Cls === FerrolmError && name && name !== "Error") err.message = `${name}: ${message}`;
   return err;
+}
+
+/** A trap of the wasm instance (`unreachable` after a Rust panic, out-of-bounds access, stack
+ * overflow), as thrown or as posted from the worker.
+ * @param {any} e */
+export function isWasmTrap(e) {
+  const RuntimeError = globalThis.WebAssembly && globalThis.WebAssembly.RuntimeError;
+  return (RuntimeError && e instanceof RuntimeError) || (e && typeof e === "object" && e.name === "RuntimeError");
 }
 
 /** The one error for a browser without WebGPU (`navigator.gpu` missing). */
@@ -58,5 +83,5 @@ export function webgpuMissingError() {
  * @param {unknown} e */
 export function serializeError(e) {
   const t = toTypedError(e);
-  return { name: t.name, message: t.message };
+  return t instanceof DeviceLostError ? { name: t.name, message: t.message, reason: t.reason } : { name: t.name, message: t.message };
 }

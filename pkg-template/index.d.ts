@@ -242,6 +242,8 @@ export interface Engine {
   applyChatTemplate(messages: ChatMessage[]): Promise<{ text: string; ids: number[] }>;
   /** Token ids of `text` (special tokens parsed, no BOS). */
   tokenize(text: string): Promise<number[]>;
+  /** The number of tokens of `text` (as `tokenize` counts them). */
+  countTokens(text: string): Promise<number>;
   /** Text of token ids. */
   detokenize(ids: number[] | Uint32Array): Promise<string>;
   /** Forgets the KV cache (generations reuse the longest common prompt prefix otherwise). */
@@ -249,8 +251,18 @@ export interface Engine {
   readonly info: EngineInfo;
   /** Memory figures; answered at once, also while a generation runs (never queued behind it). */
   memory(): Promise<MemoryInfo>;
-  /** Frees the GPU memory (and the worker). Later calls reject with InvalidRequestError. */
+  /** Stops the running generation and the queued calls (they reject with AbortError), then
+   * frees the GPU memory (and the worker). Later calls reject with InvalidRequestError. */
   dispose(): Promise<void>;
+  /** Resolves if the GPU device is lost (driver reset, GPU process restart, `destroy()`); from
+   * then on every call rejects with DeviceLostError. Never resolves after `dispose()`. */
+  readonly lost: Promise<DeviceLostInfo>;
+}
+
+/** The browser's `GPUDeviceLostInfo`. */
+export interface DeviceLostInfo {
+  reason: "destroyed" | "unknown" | string;
+  message: string;
 }
 
 /** Loads a GGUF model: reads the header with Range requests, then streams the weights to the
@@ -265,7 +277,16 @@ export class DeviceLimitError extends FerrolmError {}
 export class NetworkError extends FerrolmError {}
 export class AbortError extends FerrolmError {}
 export class InvalidRequestError extends FerrolmError {}
+/** The GPU device failed while running (out of memory, a GPU error). */
 export class GPUDeviceError extends FerrolmError {}
+/** The GPU device was lost: the engine is gone (every pending and later call rejects with
+ * this); a new `load()` opens a new device. */
+export class DeviceLostError extends GPUDeviceError {
+  readonly reason: DeviceLostInfo["reason"];
+}
+/** The wasm instance trapped (a panic or a bug) and is poisoned. Worker mode: a new `load()`
+ * starts a fresh worker. `worker: false`: reload the page. */
+export class EngineCrashedError extends FerrolmError {}
 /** The model's bytes are not the file asked for (the `sha256` option): not cached, never run. */
 export class IntegrityError extends FerrolmError {}
 

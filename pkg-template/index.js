@@ -11,11 +11,14 @@ import { chatNamespace } from "./chat.js";
 import { loadLocal } from "./engine.js";
 import { normalizeSource } from "./source.js";
 import { pieceQueue, promptInput } from "./stream.js";
-import { AbortError, FerrolmError, InvalidRequestError, toTypedError, webgpuMissingError } from "./errors.js";
+import {
+  AbortError, DeviceLostError, EngineCrashedError, InvalidRequestError, toTypedError, webgpuMissingError,
+} from "./errors.js";
 
 export {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError, DeviceLimitError,
-  NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError,
+  NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError, DeviceLostError,
+  EngineCrashedError,
 } from "./errors.js";
 export { cache } from "./cache.js";
 
@@ -65,10 +68,15 @@ class WorkerEngine {
   #pending = new Map();
   /** @type {Error | null} */
   #dead = null;
+  /** @type {(info: { reason: string, message: string }) => void} */
+  #resolveLost = () => {};
 
   /** @param {Worker} worker */
   constructor(worker) {
     this.#worker = worker;
+    /** Resolves with `{ reason, message }` if the GPU device is lost (never after dispose()).
+     * @type {Promise<{ reason: string, message: string }>} */
+    this.lost = new Promise((resolve) => { this.#resolveLost = resolve; });
     /** What was loaded and where it runs (set once loaded).
      * @type {EngineInfo} */
     this.info = /** @type {any} */ (null);
@@ -77,6 +85,17 @@ class WorkerEngine {
     this.chat = chatNamespace(this);
     worker.onmessage = (event) => {
       const m = event.data;
+      if (m.type === "lost") {
+        this.#resolveLost(m.info);
+        this.#fail(new DeviceLostError(
+          `the GPU device was lost (${m.info.reason}${m.info.message ? `: ${m.info.message}` : ""}): load the model again`,
+          m.info.reason));
+        return;
+      }
+      if (m.type === "error" && m.error.name === "EngineCrashedError") {
+        this.#fail(toTypedError(m.error));
+        return;
+      }
       const p = this.#pending.get(m.id);
       if (!p) return;
       if (m.type === "progress") p.onProgress && p.onProgress(m.progress);
@@ -91,13 +110,21 @@ class WorkerEngine {
     /** @param {string} what */
     const fail = (what) => (/** @type {Event} */ event) => {
       const detail = event instanceof ErrorEvent && event.message ? event.message : "the worker could not start or crashed";
-      this.#dead = new FerrolmError(`ferrolm worker ${what}: ${detail}`);
-      const dead = this.#dead;
-      for (const p of this.#pending.values()) p.reject(dead);
-      this.#pending.clear();
+      this.#fail(new EngineCrashedError(`ferrolm worker ${what}: ${detail}`));
     };
     worker.onerror = fail("error");
     worker.onmessageerror = fail("message error");
+  }
+
+  /** The engine is gone (device lost, worker crashed): every pending and later call rejects
+   * with `error`; a crashed worker is ended (a new load() starts a fresh one).
+   * @param {Error} error */
+  #fail(error) {
+    if (this.#dead) return;
+    this.#dead = error;
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+    if (error instanceof EngineCrashedError) this.#worker.terminate();
   }
 
   /**
@@ -179,6 +206,11 @@ class WorkerEngine {
     return (await this.#call({ op: "tokenize", text: String(text) })).ids;
   }
 
+  /** @param {string} text @returns {Promise<number>} */
+  async countTokens(text) {
+    return (await this.#call({ op: "countTokens", text: String(text) })).count;
+  }
+
   /** @param {number[] | Uint32Array} ids @returns {Promise<string>} */
   async detokenize(ids) {
     return (await this.#call({ op: "detokenize", ids: Array.from(ids) })).text;
@@ -194,11 +226,19 @@ class WorkerEngine {
     return (await this.#call({ op: "memory" })).memory;
   }
 
+  /** The worker stops the running generation and the queued calls (AbortError), frees the
+   * GPU memory, and is ended. */
   async dispose() {
-    if (this.#dead) return;
+    if (this.#dead) {
+      this.#worker.terminate();
+      return;
+    }
     try {
       await this.#call({ op: "dispose" });
     } finally {
+      const aborted = new AbortError("the call was aborted: the engine was disposed");
+      for (const p of this.#pending.values()) p.reject(aborted);
+      this.#pending.clear();
       this.#dead = new InvalidRequestError("the engine was disposed");
       this.#worker.terminate();
     }

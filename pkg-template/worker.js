@@ -2,12 +2,27 @@
 // { id, op, ... }; answers { id, type: "progress" | "piece" | "stats" | "result" | "error", ... }.
 
 import { loadLocal } from "./engine.js";
+import { __testArmTrap } from "./wasm/ferrolm.js";
 import { InvalidRequestError, serializeError } from "./errors.js";
 
 /** @type {import("./engine.js").LocalEngine | null} */
 let engine = null;
 /** @type {Map<number, AbortController>} */
 const controllers = new Map();
+
+// Test support (the browser tests' only way into the worker; no API of the package sends these
+// ops): the last GPUDevice this worker opened, so that a test can destroy it as a driver reset
+// would, and a wasm trap armed for the next generated piece.
+/** @type {{ destroy(): void } | null} */
+let lastDevice = null;
+const adapterClass = /** @type {any} */ (globalThis).GPUAdapter;
+if (adapterClass) {
+  const requestDevice = adapterClass.prototype.requestDevice;
+  adapterClass.prototype.requestDevice = async function (/** @type {any[]} */ ...args) {
+    lastDevice = await requestDevice.apply(this, args);
+    return lastDevice;
+  };
+}
 
 /** @param {Record<string, unknown>} message */
 function post(message) {
@@ -32,6 +47,8 @@ async function handle(data) {
         signal,
         onProgress: (progress) => post({ id, type: "progress", progress }),
       });
+      // Tells the page at once, also when no call is running.
+      engine.lost.then((info) => post({ id: 0, type: "lost", info }));
       return { info: engine.info };
     }
     case "generate": {
@@ -52,6 +69,14 @@ async function handle(data) {
       return { rendered: await need().applyChatTemplate(data.messages) };
     case "tokenize":
       return { ids: await need().tokenize(data.text) };
+    case "countTokens":
+      return { count: await need().countTokens(data.text) };
+    case "__testDestroyDevice":
+      if (lastDevice) lastDevice.destroy();
+      return {};
+    case "__testArmTrap":
+      __testArmTrap();
+      return {};
     case "detokenize":
       return { text: await need().detokenize(data.ids) };
     case "reset":

@@ -92,6 +92,7 @@ impl Engine {
         progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
         let header = read_model_header(source).await?;
         // The architecture first: it is the most basic reason a file cannot run.
+        // (Model::new then checks that every buffer fits the device before any weight is fetched.)
         crate::model::Config::from_gguf(&header)?;
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let mut end_ids = end_of_generation_ids(&header)?;

@@ -11,7 +11,7 @@ use crate::gguf::writer::Writer;
 use crate::gguf::{parse_header, GgufFile, Parsed, Value};
 use crate::gpu::DeviceLimits;
 use crate::loader::{read_model_header, ByteSource};
-use crate::model::{memory, Config};
+use crate::model::Config;
 use crate::quant::GgmlType;
 use crate::tokenizer::Tokenizer;
 
@@ -80,8 +80,8 @@ fn describe(file: &GgufFile) {
     let _ = crate::inspect::describe(file);
     if let Ok(c) = Config::from_gguf(file) {
         for context in [1, c.ctx_train] {
-            let plan = memory::plan(file, &c, context, 128, crate::model::KvType::F16);
-            let _ = memory::check(file, &c, &plan, &LIMITS, Some(8 << 30));
+            let opts = crate::model::LoadOptions { context_length: Some(context), ..Default::default() };
+            let _ = crate::model::check_fits(file, &c, &opts, &crate::model::memory_need(file, &c, &opts), &LIMITS);
         }
     }
     if let Ok(tokenizer) = Tokenizer::from_gguf(file) {

@@ -5,13 +5,14 @@
 //! the file's bytes into [`Model::weights_mut`] and calls [`Model::finish_load`].
 
 mod config;
-pub mod memory;
+mod fit;
 pub mod rope;
 mod transformer;
 pub mod validate;
 mod weights;
 
 pub use config::{Activation, Arch, Config, Rope, RopeMode, SUPPORTED_ARCHITECTURES};
+pub use fit::{check_fits, memory_need, MemoryNeed};
 pub use transformer::Logits;
 pub use weights::{MatrixId, VectorId, WeightStore};
 
@@ -149,8 +150,8 @@ impl Model {
             )));
         }
         // Everything the model will need must fit the device before anything is allocated.
-        let plan = memory::plan(file, &config, context_length, opts.max_batch, opts.kv_type);
-        memory::check(file, &config, &plan, &ctx.limits, None)?;
+        // Fail before any weight byte is fetched when a buffer cannot fit the device's limits.
+        check_fits(file, &config, opts, &memory_need(file, &config, opts), &ctx.limits)?;
         let mut weights = WeightStore::default();
         let layout = transformer::Layout::new(&ctx, file, &config, context_length, &mut weights)?;
         weights.allocate_vectors(&ctx)?;

@@ -293,6 +293,50 @@ struct Stats {
     finish_reason: FinishReason,
 }
 
+thread_local! {
+    /// The JS callbacks told of a lost device, by engine: wgpu's device-lost callback must be
+    /// `Send`, so it carries the engine's key and finds the (thread-bound) JS function here.
+    static LOST_HOOKS: RefCell<BTreeMap<u32, Function>> = const { RefCell::new(BTreeMap::new()) };
+    static NEXT_LOST_HOOK: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
+    /// Set by [`test_arm_trap`]: the next generated piece executes a wasm trap.
+    static TRAP_ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Calls `on_lost(reason, message)` once when `ctx`'s device is lost (reason "destroyed" or
+/// "unknown", as the browser's `GPUDeviceLostInfo`); returns the key that [`forget_lost_hook`]
+/// takes (an intended destroy, on dispose, is not reported).
+fn watch_device_loss(ctx: &Context, on_lost: Function) -> u32 {
+    let key = NEXT_LOST_HOOK.with(|n| {
+        let k = n.get();
+        n.set(k + 1);
+        k
+    });
+    LOST_HOOKS.with(|h| h.borrow_mut().insert(key, on_lost));
+    ctx.device.set_device_lost_callback(move |reason, message| {
+        let reason = match reason {
+            wgpu::DeviceLostReason::Destroyed => "destroyed",
+            _ => "unknown",
+        };
+        if let Some(f) = LOST_HOOKS.with(|h| h.borrow_mut().remove(&key)) {
+            let _ = f.call2(&JsValue::NULL, &JsValue::from_str(reason), &JsValue::from_str(&message));
+        }
+    });
+    key
+}
+
+fn forget_lost_hook(key: u32) {
+    LOST_HOOKS.with(|h| h.borrow_mut().remove(&key));
+}
+
+/// Test support, not part of the package's API (index.js does not export it): arms a wasm trap
+/// (`unreachable`) that fires inside the next generated piece of this instance, the way a Rust
+/// panic (panic = abort) or a bug in the wasm would, mid-generation, inside an async task. The
+/// browser tests use it to check that a trapped instance becomes `EngineCrashedError`.
+#[wasm_bindgen(js_name = __testArmTrap)]
+pub fn test_arm_trap() {
+    TRAP_ARMED.with(|t| t.set(true));
+}
+
 /// A loaded model in this thread, driven by the JS wrapper.
 #[wasm_bindgen]
 pub struct WasmEngine {
@@ -301,6 +345,8 @@ pub struct WasmEngine {
     /// GPU bytes the engine holds: fixed at load (everything is allocated then), 0 once disposed;
     /// kept here so that `gpuBytes` answers while a generation holds the engine.
     gpu_bytes: std::cell::Cell<f64>,
+    /// The key of the device-lost callback (0: none).
+    lost_hook: u32,
 }
 
 /// Opens the byte source `source` names: a URL string, an array of URL strings (raw byte chunks
@@ -369,20 +415,35 @@ impl WasmEngine {
     /// `{ contextLength?, maxBatch?, offline?, sha256?, parallel?, retries? }`;
     /// `on_progress({ phase, done, total, fromCache, fromNetwork, cache })` is called with the
     /// phases header, weights, shaders, ready; `signal` aborts loading between chunks; `store`
-    /// (pkg-template/cache.js) is the model's cache entry, absent when not caching.
+    /// (pkg-template/cache.js) is the model's cache entry, absent when not caching;
+    /// `on_lost(reason, message)` is called once if the GPU device is lost (not on dispose).
     pub async fn load(
         source: JsValue,
         options: JsValue,
         on_progress: Option<Function>,
         signal: Option<AbortSignal>,
         store: Option<ChunkStore>,
+        on_lost: Option<Function>,
     ) -> Result<WasmEngine, JsValue> {
         let abort = Abort(signal);
-        let result = Self::load_inner(&source, options, on_progress, &abort, store).await;
-        result.map_err(|e| to_js_error(&e, abort.aborted()))
+        let mut lost_hook = 0;
+        let result = Self::load_inner(&source, options, on_progress, &abort, store, on_lost, &mut lost_hook).await;
+        result.map_err(|e| {
+            forget_lost_hook(lost_hook);
+            to_js_error(&e, abort.aborted())
+        })
     }
 
-    async fn load_inner(source: &JsValue, options: JsValue, on_progress: Option<Function>, abort: &Abort, store: Option<ChunkStore>) -> Result<WasmEngine, Error> {
+    #[allow(clippy::too_many_arguments)]
+    async fn load_inner(
+        source: &JsValue,
+        options: JsValue,
+        on_progress: Option<Function>,
+        abort: &Abort,
+        store: Option<ChunkStore>,
+        on_lost: Option<Function>,
+        lost_hook: &mut u32,
+    ) -> Result<WasmEngine, Error> {
         let clock = Clock::start();
         let options: JsLoadOptions = if options.is_undefined() || options.is_null() {
             JsLoadOptions::default()
@@ -405,6 +466,9 @@ impl WasmEngine {
         let (mut source, parts) = open_source(source, store, &options, abort, &cache_report).await?;
         abort.check()?;
         let mut ctx = Context::new().await?;
+        if let Some(f) = on_lost {
+            *lost_hook = watch_device_loss(&ctx, f);
+        }
         if let Some(n) = options.matmul_row_threads {
             ctx.set_row_threads(n).map_err(|e| Error::BadRequest(e.to_string()))?;
         }
@@ -459,7 +523,7 @@ impl WasmEngine {
             },
         };
         let gpu_bytes = std::cell::Cell::new(engine.model().gpu_bytes() as f64);
-        Ok(WasmEngine { engine: Rc::new(RefCell::new(Some(engine))), info: to_js(&info), gpu_bytes })
+        Ok(WasmEngine { engine: Rc::new(RefCell::new(Some(engine))), info: to_js(&info), gpu_bytes, lost_hook: *lost_hook })
     }
 
     /// `{ architecture, contextLength, quantTypes, adapter: { name, limits, ... }, ... }`.
@@ -517,6 +581,9 @@ impl WasmEngine {
             let generate = options.into_options();
             let mut callback_error = None;
             let mut on = |piece: Piece| -> bool {
+                if TRAP_ARMED.with(|t| t.replace(false)) {
+                    core::arch::wasm32::unreachable();
+                }
                 match on_piece.call2(&JsValue::NULL, &JsValue::from_str(piece.text), &piece.token.map_or(JsValue::from(-1), JsValue::from)) {
                     Ok(v) => v.is_truthy(),
                     Err(e) => {
@@ -578,6 +645,7 @@ impl WasmEngine {
     pub fn dispose(&self) -> Result<(), JsValue> {
         let mut guard = self.engine.try_borrow_mut().map_err(|_| bad_request("cannot dispose while a generation runs: abort it first".into()))?;
         if let Some(engine) = guard.take() {
+            forget_lost_hook(self.lost_hook);
             self.gpu_bytes.set(0.0);
             let ctx = engine.model().context().clone();
             drop(engine);

@@ -2,7 +2,7 @@
 // usage compiles, and misuse does not.
 import {
   load, cache, AbortError, ModelFormatError, NetworkError, WebGPUUnavailableError, IntegrityError,
-  type CachedModel, type Engine, type GenerateStats, type LoadProgress, type MemoryInfo,
+  DeviceLostError, EngineCrashedError, GPUDeviceError, type DeviceLostInfo, type CachedModel, type Engine, type GenerateStats, type LoadProgress, type MemoryInfo,
 } from "../../pkg/index.js";
 
 export async function example(file: File): Promise<string> {
@@ -24,6 +24,15 @@ export async function example(file: File): Promise<string> {
   const stats: GenerateStats | null = engine.stats;
   const rate: number = stats ? stats.decodeTokensPerS + stats.prefillTokensPerS : 0;
   const ids: number[] = await engine.tokenize(text);
+  const count: number = await engine.countTokens(text);
+  void count;
+  engine.lost.then((info: DeviceLostInfo) => console.warn(info.reason, info.message));
+  try {
+    await engine.reset();
+  } catch (e) {
+    if (e instanceof DeviceLostError && e instanceof GPUDeviceError) console.warn(e.reason);
+    if (e instanceof EngineCrashedError) console.warn("reload");
+  }
   const memory: MemoryInfo = await engine.memory();
   const arch: string = engine.info.architecture;
   const adapter: string = engine.info.adapter.name;
