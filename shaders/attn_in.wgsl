@@ -44,19 +44,7 @@ struct Params {
     mscale: f32,
 }
 
-struct StepState {
-    pos0: u32,
-    penalty_pairs: u32,
-    repeat: f32,
-    presence: f32,
-    frequency: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> state: StepState;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> wq_0: array<u32>;

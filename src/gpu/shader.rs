@@ -43,6 +43,7 @@ const ROWDOT_WGSL: &str = include_str!("../../shaders/rowdot.wgsl");
 const MATVEC_COMMON_WGSL: &str = include_str!("../../shaders/matvec_common.wgsl");
 const MATH_WGSL: &str = include_str!("../../shaders/math.wgsl");
 const KV_WGSL: &str = include_str!("../../shaders/kv.wgsl");
+const STATE_WGSL: &str = include_str!("../../shaders/state.wgsl");
 
 impl Kernel {
     /// How many quantized matrices (reader instances) the kernel reads.
@@ -67,6 +68,9 @@ impl Kernel {
             Kernel::TopK => include_str!("../../shaders/topk.wgsl"),
         };
         let mut src = String::new();
+        if matches!(self, Kernel::AttnIn | Kernel::Attention | Kernel::TopK) {
+            src.push_str(STATE_WGSL);
+        }
         if matches!(self, Kernel::Matvec | Kernel::FfnIn | Kernel::AttnIn) {
             src.push_str(MATVEC_COMMON_WGSL);
         }
