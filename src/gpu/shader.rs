@@ -82,9 +82,9 @@ impl Kernel {
         }
         src.push_str(body);
         let mut out = preprocess(&src, defines);
-        for i in 0..self.matrices() {
+        for (i, type_define) in TYPE_DEFINES.iter().enumerate().take(self.matrices()) {
             let ty = defines
-                .get(TYPE_DEFINES[i])
+                .get(type_define)
                 .and_then(GgmlType::from_id)
                 .ok_or_else(|| format!("{self:?}: no block type given for matrix {i}"))?;
             let mut readers = String::from(QUANT_WGSL);
@@ -213,17 +213,19 @@ pub enum Access {
 }
 
 type PipelineKey = (Kernel, &'static str, Defines);
+/// A bind-group layout and the pipeline layout made of it.
+type Layouts = Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>;
 
 /// Compiled compute pipelines and the bind-group layouts they use, built on first use.
 #[derive(Default)]
 pub struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
-    layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
+    layouts: Mutex<HashMap<Vec<Access>, Layouts>>,
 }
 
 impl PipelineCache {
     /// The bind-group layout for a kernel with storage bindings `access` (from `@binding(2)`).
-    pub fn layout(&self, device: &wgpu::Device, access: &[Access]) -> Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+    pub fn layout(&self, device: &wgpu::Device, access: &[Access]) -> Layouts {
         let mut map = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = map.get(access) {
             return l.clone();
