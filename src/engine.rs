@@ -235,12 +235,10 @@ impl Engine {
         // its KV entry is not counted as cached.
         let pipelined = options.pipelined && k == 1 && penalties.is_none();
         let mut in_flight: std::collections::VecDeque<PendingStep> = Default::default();
-        if options.max_tokens == 0 {
-            candidates.clear();
-        }
-        while let Some(&(best, _)) = candidates.first() {
-            let token = if k == 1 { best } else {
-                sampler.sample(&candidates).ok_or_else(|| Error::Gpu(crate::gpu::GpuError::Device("the GPU returned no candidates".into())))?
+        // max_tokens 0: the prompt is prefilled (and cached), nothing is generated.
+        while stats.generated_tokens < options.max_tokens {
+            let Some(token) = sampler.sample(&candidates) else {
+                return Err(Error::Gpu(crate::gpu::GpuError::Device("the GPU returned no candidates".into())));
             };
             if !options.ignore_eos && self.end_ids.contains(&token) {
                 finish = FinishReason::Stop;
