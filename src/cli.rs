@@ -55,6 +55,7 @@ pub const FLAGS: &[(&str, Kind)] = &[
     ("kv-type", Kind::Text),
     ("row-threads", Kind::Text),
     ("no-pipeline", Kind::Switch),
+    ("synthetic", Kind::Text),
 ];
 
 const MODEL: &[(&str, Kind)] = &[("MODEL", Kind::Path)];
@@ -82,7 +83,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "bench",
         positionals: MODEL,
-        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "context", "kv-type", "row-threads"],
+        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "row-threads"],
     },
     CommandSpec { name: "help", positionals: &[], flags: &[] },
 ];

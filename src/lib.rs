@@ -3,7 +3,8 @@
 //!
 //! Layout: `gguf` (the file format), `quant` (GGML block layouts and the CPU reference),
 //! `gpu` (runtime and kernels), `model` (architectures, weights, KV cache), `tokenizer`,
-//! `sampler`, `engine` (load + generate), `loader` (byte sources), `web` (the wasm-bindgen
+//! `sampler`, `engine` (load + generate), `loader` (byte sources), `synthetic` (benchmark models
+//! of any shape), `web` (the wasm-bindgen
 //! exports, wasm32 only).
 
 pub mod chat;
@@ -23,6 +24,8 @@ pub mod model;
 pub mod quant;
 pub mod rng;
 pub mod sampler;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod synthetic;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -12,7 +12,8 @@ use ferrolm::error::quote;
 use ferrolm::engine::{Clock, Engine, GenerateOptions, Piece};
 use ferrolm::error::Error;
 use ferrolm::gpu::Context;
-use ferrolm::loader::{read_model_header, FileSource};
+use ferrolm::loader::{read_model_header, ByteSource, FileSource};
+use ferrolm::synthetic::{SyntheticSource, SyntheticSpec};
 use ferrolm::model::LoadOptions;
 use ferrolm::sampler::SamplerOptions;
 use ferrolm::tokenizer::Tokenizer;
@@ -24,10 +25,13 @@ const USAGE: &str = "usage:
   ferrolm render MODEL --messages FILE.json
   ferrolm chat MODEL [--system TEXT] [--max-tokens N] [LOAD] [SAMPLING]
   ferrolm score MODEL --tokens ID,ID,... [--top-k K] [LOAD]
-  ferrolm bench MODEL [--prompt-tokens N] [--gen-tokens M] [--no-pipeline] [LOAD]
+  ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N] [--gen-tokens M] [--no-pipeline] [LOAD]
 LOAD:     [--context N] [--kv-type f16|f32] [--row-threads N]
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
           [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...
+SPEC:     a model shape of random valid blocks, e.g. the Llama 3.2 1B shape
+          arch=llama,layers=16,d=2048,ffn=8192,heads=32,kv_heads=8,vocab=128256,type=q4_k
+          (keys: arch layers d ffn heads kv_heads head_dim vocab type out_type context)
 MODEL: a GGUF file; for a model split with gguf-split, its first shard (NAME-00001-of-0000N.gguf,
        the others are found beside it) or every shard path in order";
 
@@ -145,6 +149,11 @@ fn tokenize(args: Args) -> CliResult {
 
 fn load_engine(args: &Args) -> CliResult<Engine> {
     let mut source = FileSource::open_model(&args.model_paths()?)?;
+    load_engine_from(args, &mut source)
+}
+
+/// Loads the model of any byte source with the LOAD options of `args`.
+fn load_engine_from<S: ByteSource>(args: &Args, source: &mut S) -> CliResult<Engine> {
     let kv_type = match args.string("kv-type") {
         Some(t) => t.parse().map_err(|e: Error| CliError::Usage(e.to_string()))?,
         None => Default::default(),
@@ -155,7 +164,7 @@ fn load_engine(args: &Args) -> CliResult<Engine> {
         ctx.set_row_threads(args.number("row-threads", 1u32)?).map_err(|e| CliError::Usage(e.to_string()))?;
     }
     let ctx = Arc::new(ctx);
-    Ok(block(Engine::load(ctx, &mut source, &options, &mut |_| {}))?)
+    Ok(block(Engine::load(ctx, source, &options, &mut |_| {}))?)
 }
 
 fn generate(args: Args) -> CliResult {
@@ -290,6 +299,9 @@ fn score(args: Args) -> CliResult {
     Ok(())
 }
 
+/// Bytes of the buffer copy that measures the device's memory speed.
+const COPY_BENCH_BYTES: u64 = 256 << 20;
+
 fn bench(args: Args) -> CliResult {
     let prompt_tokens: u32 = args.number("prompt-tokens", 128u32)?;
     let gen_tokens: u32 = args.number("gen-tokens", 32u32)?;
@@ -297,7 +309,16 @@ fn bench(args: Args) -> CliResult {
         return Err(CliError::Usage("--prompt-tokens and --gen-tokens must be at least 1".into()));
     }
     let load_clock = Clock::start();
-    let mut engine = load_engine(&args)?;
+    let (mut engine, model_name) = match args.string("synthetic") {
+        Some(spec) => {
+            if args.model_paths().is_ok() {
+                return Err(CliError::Usage("bench takes a MODEL or --synthetic SPEC, not both".into()));
+            }
+            let spec = SyntheticSpec::parse(spec)?;
+            (load_engine_from(&args, &mut SyntheticSource::new(&spec)?)?, format!("synthetic: {}", args.string("synthetic").unwrap_or_default()))
+        }
+        None => (load_engine(&args)?, args.model_paths()?[0].display().to_string()),
+    };
     let load_seconds = load_clock.seconds();
     if prompt_tokens + gen_tokens >= engine.model().context_length {
         return Err(CliError::Usage(format!(
@@ -323,7 +344,11 @@ fn bench(args: Args) -> CliResult {
     let (submits0, bind_groups0) = after_prefill.unwrap_or((ctx.submit_count(), ctx.bind_group_count()));
     let decode_steps = stats.generated_tokens.saturating_sub(1).max(1) as f64;
     let model = engine.model();
+    // The device's memory speed: what a decode step that reads every weight once could reach.
+    let copy_gb_per_s = ctx.copy_bandwidth(COPY_BENCH_BYTES, 5).map_err(Error::from)?;
+    let weight_bytes_per_token = model.weight_bytes_per_token();
     print_json(&serde_json::json!({
+        "model": model_name,
         "adapter": ctx.adapter_name,
         "backend": ctx.backend,
         "load_seconds": load_seconds,
@@ -341,6 +366,9 @@ fn bench(args: Args) -> CliResult {
         "gpu_bytes": model.gpu_bytes(),
         "context": model.context_length,
         "row_threads": ctx.tuning.matmul_row_threads,
+        "weight_bytes_per_token": weight_bytes_per_token,
+        "copy_gb_per_s": copy_gb_per_s,
+        "bandwidth_fraction": weight_bytes_per_token as f64 * stats.decode_tokens_per_s / (copy_gb_per_s * 1e9),
     }));
     Ok(())
 }

@@ -270,6 +270,45 @@ impl Context {
         self.read_mapped(&staging, bytes).await
     }
 
+    /// Measures this adapter's buffer-to-buffer copy speed in GB/s (1e9 bytes/s): copies of
+    /// `bytes` bytes between two fresh buffers, timed around a blocking wait, best of `runs`.
+    /// The reference `bench` compares decoding against (a decode step can read its weights no
+    /// faster than the device copies memory). Native only; allocates 2 × `bytes` for a moment.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn copy_bandwidth(&self, bytes: u64, runs: u32) -> Result<f64, GpuError> {
+        let bytes = bytes.min(self.limits.max_buffer_size).next_multiple_of(4);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let make = |label| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let (src, dst) = (make("copy source"), make("copy destination"));
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Limit(format!("two copy buffers of {bytes} bytes do not fit: {e}")));
+        }
+        let wait = || self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Device(e.to_string()));
+        let copy = || {
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+            self.queue.submit([encoder.finish()]);
+        };
+        copy(); // first touch of the memory
+        wait()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..runs.max(1) {
+            let start = std::time::Instant::now();
+            copy();
+            wait()?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        self.check_device_error()?;
+        Ok(bytes as f64 / best / 1e9)
+    }
+
     /// Reads `n` f32 values from the start of a storage buffer.
     pub async fn read_f32(&self, buffer: &wgpu::Buffer, n: usize) -> Result<Vec<f32>, GpuError> {
         let bytes = self.read_buffer(buffer, (n * 4) as u64).await?;

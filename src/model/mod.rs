@@ -239,6 +239,12 @@ impl Model {
         self.weights.gpu_bytes() + state + self.kv_bytes() + self.logits_stage.gpu_bytes()
     }
 
+    /// Weight bytes one decode step reads: every matrix, except that of the token embedding
+    /// (unless it is also the output matrix) only one row.
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        self.weights.bytes_read_per_token(self.layout.token_embedding(), self.layout.output_matrix())
+    }
+
     /// Bytes of GPU memory the KV cache holds.
     pub fn kv_bytes(&self) -> u64 {
         self.kv.layers.iter().map(|b| b.size()).sum()

@@ -72,6 +72,14 @@ pub struct Layout {
 }
 
 impl Layout {
+    pub fn token_embedding(&self) -> MatrixId {
+        self.token_embd
+    }
+
+    pub fn output_matrix(&self) -> MatrixId {
+        self.output
+    }
+
     /// The tensors of the model in `file`, run with a KV cache of `context` tokens (which picks
     /// LongRoPE's factors).
     pub fn new(ctx: &Context, file: &GgufFile, c: &Config, context: u32, w: &mut WeightStore) -> Result<Layout> {

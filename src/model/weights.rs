@@ -224,6 +224,14 @@ impl WeightStore {
         Ok(())
     }
 
+    /// Matrix bytes a decode step reads: all of every matrix but `embedding`, of which one row
+    /// (all of it when it is also `output`, tied embeddings).
+    pub fn bytes_read_per_token(&self, embedding: MatrixId, output: MatrixId) -> u64 {
+        let all: u64 = self.matrices.iter().map(|m| m.byte_len()).sum();
+        let e = &self.matrices[embedding.0];
+        if embedding.0 == output.0 { all } else { all - e.byte_len() + e.row_bytes }
+    }
+
     /// Bytes of GPU memory held by the weights.
     pub fn gpu_bytes(&self) -> u64 {
         self.matrices.iter().map(|m| m.gpu_bytes()).sum::<u64>() + self.vectors.as_ref().map_or(0, |v| v.size())
