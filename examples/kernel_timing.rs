@@ -1,7 +1,9 @@
 //! Times each kernel family at SmolLM2-135M decode sizes (profiling aid):
-//! `cargo run --release --example kernel_timing [ROW_THREADS [stage|nostage]]`.
+//! `cargo run --release --example kernel_timing [VARIANT...]` (e.g. t1r4-uniform t1r4-workgroup;
+//! default: the adapter's default variant).
 use ferrolm::gpu::matmul::{attn_in, embed, ffn_in, matvec, AttnInArgs, Glu, Input, Output, RopeArgs, Rows};
 use ferrolm::gpu::ops::*;
+use ferrolm::gpu::variant::MatrixVariant;
 use ferrolm::gpu::{Context, Step, StepState, WeightMatrix};
 use ferrolm::quant::{testdata::random_blocks, GgmlType};
 use std::time::Instant;
@@ -35,55 +37,20 @@ fn matrix(ctx: &Context, ty: GgmlType, k: u32, n: u32) -> WeightMatrix {
 }
 
 fn main() {
-    let mut ctx = pollster::block_on(Context::new()).unwrap();
-    if let Some(g) = std::env::args().nth(1).and_then(|a| a.parse().ok()) {
-        ctx.set_row_threads(g).unwrap();
-    }
-    // A second argument "stage" / "nostage" forces the staged decode input on or off.
-    if let Some(mode) = std::env::args().nth(2) {
-        ctx.tuning.stage_input = mode == "stage";
-    }
-    println!("row threads {}, staged decode input {}", ctx.tuning.matmul_row_threads, ctx.tuning.stage_input);
+    let ctx = pollster::block_on(Context::new()).unwrap();
+    let variants: Vec<String> = std::env::args().skip(1).collect();
     let (d, f, v) = (576u32, 1536u32, 49152u32);
     let buf = |n: u32| ctx.storage_buffer("b", n as u64 * 4).unwrap();
     let x = buf(8 * f);
     let y = buf(8 * v);
     let vecs = ctx.upload_f32("vecs", &vec![1.0; 4 * f as usize]).unwrap();
-    for (ty, k, n) in [(GgmlType::Q4_1, d, f), (GgmlType::Q4_1, f, d), (GgmlType::Q8_0, d, v)] {
-        let w = matrix(&ctx, ty, k, n);
-        for t in [1u32, 4, 8] {
-            let input = Input::dense(&x, &vecs, t, k);
-            time(&ctx, &format!("matvec {ty:?} k={k} n={n} T={t}"), 10, |s| matvec(s, &w, &input, &y, Output::dense(&w)).unwrap());
-            let ms = time(&ctx, &format!("matvec+norm {ty:?} k={k} n={n} T={t}"), 10, |s| {
-                matvec(s, &w, &input.normed(0, 1e-5), &y, Output::dense(&w)).unwrap()
-            });
-            println!("{:44} {:8.3} GB/s of weights", "", w.byte_len() as f64 / (ms * 1e6));
-        }
-        if n == v {
-            let ids = ctx.upload_u32("ids", &[5, 7, 9, 11]).unwrap();
-            time(&ctx, "embed T=4", 10, |s| embed(s, &w, &ids, &x, 4, 1.0).unwrap());
-        }
-    }
-    let (gate, up) = (matrix(&ctx, GgmlType::Q4_1, d, f), matrix(&ctx, GgmlType::Q4_1, d, f));
-    for t in [1u32, 8] {
-        let input = Input::dense(&x, &vecs, t, d).normed(0, 1e-5);
-        time(&ctx, &format!("ffn_in Q4_1 d={d} f={f} T={t}"), 10, |s| {
-            ffn_in(s, Rows::all(&gate), Rows::all(&up), f, Glu::SwiGlu, &input, &y).unwrap()
-        });
-    }
-    let (wq, wk) = (matrix(&ctx, GgmlType::Q4_1, d, d), matrix(&ctx, GgmlType::Q4_1, d, 192));
     let kv = buf(2 * 4096 * 192 / 2);
-    let rope = RopeArgs { neox: false, n_rot: 64, freq_base: 1e5, freq_scale: 1.0, factors: None, mscale: 1.0 };
-    let args = AttnInArgs {
-        n_heads: 9, n_kv_heads: 3, head_dim: 64, ctx_len: 4096, kv_f16: true,
-        q_bias: None, k_bias: None, v_bias: None, q_norm: None, k_norm: None, head_eps: 1e-5, rope,
-    };
-    for t in [1u32, 8] {
-        let input = Input::dense(&x, &vecs, t, d).normed(0, 1e-5);
-        time(&ctx, &format!("attn_in Q4_1 T={t}"), 10, |s| {
-            attn_in(s, Rows::all(&wq), Rows::all(&wk), Rows::all(&wk), &input, &y, &kv, &args).unwrap()
-        });
+    for name in variants.iter().map(|n| Some(n.as_str())).chain(variants.is_empty().then_some(None)) {
+        ctx.force_variant(name.map(|n| MatrixVariant::parse(n).unwrap()));
+        println!("== variant {}", name.unwrap_or("(adapter default)"));
+        matrix_kernels(&ctx, &x, &y, &vecs, &kv);
     }
+    ctx.force_variant(None);
     let scratch = buf(64 * 9 * 66);
     for (splits, t) in [(1u32, 1u32), (2, 1), (8, 1), (1, 8)] {
         let a = AttentionArgs {
@@ -98,4 +65,43 @@ fn main() {
     time(&ctx, "topk k=1", 5, |s| tk.record(s, &y, 0, &ids).unwrap());
     let tk = TopK::new(&ctx, v, 40).unwrap();
     time(&ctx, "topk k=40", 5, |s| tk.record(s, &y, 0, &ids).unwrap());
+}
+
+/// Times matvec, ffn_in and attn_in at SmolLM2 sizes with the context's current variant.
+fn matrix_kernels(ctx: &Context, x: &wgpu::Buffer, y: &wgpu::Buffer, vecs: &wgpu::Buffer, kv: &wgpu::Buffer) {
+    let (d, f, v) = (576u32, 1536u32, 49152u32);
+    for (ty, k, n) in [(GgmlType::Q4_1, d, f), (GgmlType::Q4_1, f, d), (GgmlType::Q8_0, d, v)] {
+        let w = matrix(ctx, ty, k, n);
+        for t in [1u32, 4, 8] {
+            let input = Input::dense(x, vecs, t, k);
+            time(ctx, &format!("matvec {ty:?} k={k} n={n} T={t}"), 10, |s| matvec(s, &w, &input, y, Output::dense(&w)).unwrap());
+            let ms = time(ctx, &format!("matvec+norm {ty:?} k={k} n={n} T={t}"), 10, |s| {
+                matvec(s, &w, &input.normed(0, 1e-5), y, Output::dense(&w)).unwrap()
+            });
+            println!("{:44} {:8.3} GB/s of weights", "", w.byte_len() as f64 / (ms * 1e6));
+        }
+        if n == v {
+            let ids = ctx.upload_u32("ids", &[5, 7, 9, 11]).unwrap();
+            time(ctx, "embed T=4", 10, |s| embed(s, &w, &ids, x, 4, 1.0).unwrap());
+        }
+    }
+    let (gate, up) = (matrix(ctx, GgmlType::Q4_1, d, f), matrix(ctx, GgmlType::Q4_1, d, f));
+    for t in [1u32, 8] {
+        let input = Input::dense(x, vecs, t, d).normed(0, 1e-5);
+        time(ctx, &format!("ffn_in Q4_1 d={d} f={f} T={t}"), 10, |s| {
+            ffn_in(s, Rows::all(&gate), Rows::all(&up), f, Glu::SwiGlu, &input, &y).unwrap()
+        });
+    }
+    let (wq, wk) = (matrix(ctx, GgmlType::Q4_1, d, d), matrix(ctx, GgmlType::Q4_1, d, 192));
+    let rope = RopeArgs { neox: false, n_rot: 64, freq_base: 1e5, freq_scale: 1.0, factors: None, mscale: 1.0 };
+    let args = AttnInArgs {
+        n_heads: 9, n_kv_heads: 3, head_dim: 64, ctx_len: 4096, kv_f16: true,
+        q_bias: None, k_bias: None, v_bias: None, q_norm: None, k_norm: None, head_eps: 1e-5, rope,
+    };
+    for t in [1u32, 8] {
+        let input = Input::dense(x, vecs, t, d).normed(0, 1e-5);
+        time(ctx, &format!("attn_in Q4_1 T={t}"), 10, |s| {
+            attn_in(s, Rows::all(&wq), Rows::all(&wk), Rows::all(&wk), &input, y, kv, &args).unwrap()
+        });
+    }
 }

@@ -21,7 +21,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+#if X_UNIFORM
+// Decode with the input row bound as a uniform (faster to read on CPU drivers): XS_LEN = k / 4.
+@group(0) @binding(2) var<uniform> x: array<vec4<f32>, {{XS_LEN}}>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#endif
 @group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> wq_0: array<u32>;
 @group(0) @binding(5) var<storage, read> wq_1: array<u32>;

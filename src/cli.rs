@@ -53,7 +53,8 @@ pub const FLAGS: &[(&str, Kind)] = &[
     ("seed", Kind::Text),
     ("stop", Kind::Text),
     ("kv-type", Kind::Text),
-    ("row-threads", Kind::Text),
+    ("kernel", Kind::Text),
+    ("no-tune", Kind::Switch),
     ("no-pipeline", Kind::Switch),
     ("synthetic", Kind::Text),
 ];
@@ -64,7 +65,7 @@ const MODEL: &[(&str, Kind)] = &[("MODEL", Kind::Path)];
 macro_rules! sampling {
     ($($flag:literal),*) => {
         &[$($flag,)* "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "presence-penalty",
-          "frequency-penalty", "penalty-window", "seed", "stop", "context", "kv-type", "row-threads"]
+          "frequency-penalty", "penalty-window", "seed", "stop", "context", "kv-type", "kernel", "no-tune"]
     };
 }
 
@@ -79,11 +80,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec { name: "render", positionals: MODEL, flags: &["messages"] },
     CommandSpec { name: "chat", positionals: MODEL, flags: sampling!("system", "max-tokens") },
-    CommandSpec { name: "score", positionals: MODEL, flags: &["tokens", "top-k", "context", "kv-type", "row-threads"] },
+    CommandSpec { name: "score", positionals: MODEL, flags: &["tokens", "top-k", "context", "kv-type", "kernel", "no-tune"] },
     CommandSpec {
         name: "bench",
         positionals: MODEL,
-        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "row-threads"],
+        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "kernel", "no-tune"],
     },
     CommandSpec { name: "help", positionals: &[], flags: &[] },
 ];

@@ -119,6 +119,10 @@ impl Engine {
             ))));
         }
         stream_weights(source, &mut model, progress).await?;
+        if options.tune != crate::model::Tune::Off {
+            model.tune_report = model.tune(&options.tune).await?;
+            model.prepare_decode(1, false)?;
+        }
         progress(Progress { phase: Phase::Ready, done: source.len(), total: source.len() });
         Ok(Engine { model, tokenizer, header, end_ids, chat, cached: Vec::new() })
     }

@@ -100,6 +100,7 @@ const LIMITS: DeviceLimits = DeviceLimits {
     uniform_align: 256,
     max_invocations_per_workgroup: 1024,
     max_workgroup_storage: 32768,
+    max_uniform_binding: 65536,
     shader_f16: false,
     subgroups: false,
 };

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use ferrolm::gpu::matmul::{embed, matvec, Input, Output};
 use ferrolm::gpu::ops::{self, TopK};
+use ferrolm::gpu::variant::{MatrixKernel, MatrixShape, MatrixVariant};
 use ferrolm::gpu::{Context, Step, StepState, WeightMatrix};
 use ferrolm::quant::testdata::{random_blocks, Rng};
 use ferrolm::quant::{dequantize, GgmlType};
@@ -79,17 +80,18 @@ fn run_with(ctx: &Context, state: StepState, record: impl FnOnce(&mut Step) -> R
     step.submit(None);
 }
 
-/// A context of its own with `g` threads per matrix row (the shared one uses the adapter's
-/// tuning: 1 on lavapipe, so the cross-lane reduction would otherwise never run here).
-fn gpu_with_row_threads(g: u32) -> Arc<Context> {
-    static CONTEXTS: Mutex<Option<HashMap<u32, Arc<Context>>>> = Mutex::new(None);
+/// A context of its own that runs every matrix kernel with the variant `name` (the shared one
+/// uses the adapter's defaults: one thread per row on lavapipe, so the cross-lane reduction and
+/// the other input paths would otherwise never run here).
+fn gpu_with_variant(name: &str) -> Arc<Context> {
+    static CONTEXTS: Mutex<Option<HashMap<String, Arc<Context>>>> = Mutex::new(None);
     let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
     contexts
         .get_or_insert_with(HashMap::new)
-        .entry(g)
+        .entry(name.to_string())
         .or_insert_with(|| {
-            let mut ctx = pollster::block_on(Context::new()).expect("a second GPU context");
-            ctx.set_row_threads(g).expect("threads per row");
+            let ctx = pollster::block_on(Context::new()).expect("a second GPU context");
+            ctx.force_variant(Some(MatrixVariant::parse(name).expect("a variant name")));
             Arc::new(ctx)
         })
         .clone()
@@ -687,31 +689,49 @@ fn post_norm_add_rows() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// threads per row
+// kernel variants
 // ---------------------------------------------------------------------------------------------
 
-/// The matrix kernels with `g` threads per row (G > 1 runs the cross-lane reduction, which the
-/// shared context on lavapipe never does): matvec for every type, ffn_in and attn_in.
-fn check_row_threads(g: u32) {
-    let ctx = gpu_with_row_threads(g);
-    assert_eq!(ctx.tuning.matmul_row_threads, g);
+/// The matrix kernels run with the variant `name` for every shape: matvec for every type (decode
+/// rows that fit the variant's input path, and inputs at unaligned offsets that fall back to
+/// storage), ffn_in and attn_in.
+fn check_variant(name: &str, seed: u64) {
+    let ctx = gpu_with_variant(name);
+    let shape = MatrixShape { kernel: MatrixKernel::Matvec, ty: GgmlType::Q4_0, rows: 1, k: 32, tokens: 1 };
+    assert_eq!(ctx.matrix_variant(&shape).to_string(), name);
     for (i, ty) in GPU_TYPES.into_iter().enumerate() {
-        let seed = 9000 + 100 * g as u64 + i as u64 * 4;
+        let seed = seed + i as u64 * 4;
         let k = row_len(ty, 160);
         check_matvec(&ctx, MatvecCase::dense(ty, 37, k, 1), seed);
+        check_matvec(&ctx, MatvecCase::dense(ty, 37, k, 1).normed(), seed + 3);
         check_matvec(&ctx, MatvecCase { accumulate: true, x_offset: 4, x_pad: 8, y_pad: 1, ..MatvecCase::dense(ty, 37, k, 9).normed() }, seed + 1);
         check_matvec(&ctx, MatvecCase { softcap: 2.0, ..MatvecCase::dense(ty, 5, k, 4).normed() }, seed + 2);
     }
-    kernels::ffn_in::check_some(&ctx, 9500 + g as u64);
-    kernels::attn_in::check_some(&ctx, 9600 + g as u64);
+    kernels::ffn_in::check_some(&ctx, seed + 500);
+    kernels::attn_in::check_some(&ctx, seed + 600);
 }
 
 #[test]
-fn matrix_kernels_with_1_thread_per_row() {
-    check_row_threads(1);
+fn matrix_kernels_one_thread_per_row_input_in_storage() {
+    check_variant("t1r1-storage", 9000);
 }
 
 #[test]
-fn matrix_kernels_with_16_threads_per_row() {
-    check_row_threads(16);
+fn matrix_kernels_one_thread_per_row_input_uniform() {
+    check_variant("t1r4-uniform", 9100);
+}
+
+#[test]
+fn matrix_kernels_one_thread_per_row_input_staged() {
+    check_variant("t1r2-workgroup", 9200);
+}
+
+#[test]
+fn matrix_kernels_16_threads_per_row() {
+    check_variant("t16r1-storage", 9300);
+}
+
+#[test]
+fn matrix_kernels_64_threads_per_row_input_uniform() {
+    check_variant("t64r2-uniform", 9400);
 }

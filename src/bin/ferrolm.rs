@@ -11,10 +11,11 @@ use ferrolm::cli::{Args, UsageError};
 use ferrolm::error::quote;
 use ferrolm::engine::{Clock, Engine, GenerateOptions, Piece};
 use ferrolm::error::Error;
+use ferrolm::gpu::variant::MatrixVariant;
 use ferrolm::gpu::Context;
 use ferrolm::loader::{read_model_header, ByteSource, FileSource};
 use ferrolm::synthetic::{SyntheticSource, SyntheticSpec};
-use ferrolm::model::LoadOptions;
+use ferrolm::model::{tune, LoadOptions, Tune};
 use ferrolm::sampler::SamplerOptions;
 use ferrolm::tokenizer::Tokenizer;
 
@@ -26,9 +27,12 @@ const USAGE: &str = "usage:
   ferrolm chat MODEL [--system TEXT] [--max-tokens N] [LOAD] [SAMPLING]
   ferrolm score MODEL --tokens ID,ID,... [--top-k K] [LOAD]
   ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N] [--gen-tokens M] [--no-pipeline] [LOAD]
-LOAD:     [--context N] [--kv-type f16|f32] [--row-threads N]
+LOAD:     [--context N] [--kv-type f16|f32] [--kernel VARIANT] [--no-tune]
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
           [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...
+VARIANT:  the matrix-kernel variant for every shape instead of the autotuned ones, e.g. t1r4-uniform
+          (t{threads per row}r{rows per thread}-{storage|workgroup|uniform}); --no-tune: the
+          adapter's defaults (the choices are otherwise timed once and cached in ~/.cache/ferrolm)
 SPEC:     a model shape of random valid blocks, e.g. the Llama 3.2 1B shape
           arch=llama,layers=16,d=2048,ffn=8192,heads=32,kv_heads=8,vocab=128256,type=q4_k
           (keys: arch layers d ffn heads kv_heads head_dim vocab type out_type context)
@@ -158,13 +162,19 @@ fn load_engine_from<S: ByteSource>(args: &Args, source: &mut S) -> CliResult<Eng
         Some(t) => t.parse().map_err(|e: Error| CliError::Usage(e.to_string()))?,
         None => Default::default(),
     };
-    let options = LoadOptions { context_length: args.string("context").map(|_| args.number("context", 0u32)).transpose()?, kv_type, ..Default::default() };
-    let mut ctx = block(Context::new()).map_err(Error::from)?;
-    if args.has("row-threads") {
-        ctx.set_row_threads(args.number("row-threads", 1u32)?).map_err(|e| CliError::Usage(e.to_string()))?;
+    let ctx = block(Context::new()).map_err(Error::from)?;
+    if let Some(name) = args.string("kernel") {
+        ctx.force_variant(Some(MatrixVariant::parse(name).map_err(|e| CliError::Usage(format!("--kernel: {e}")))?));
     }
+    // The kernels are autotuned on this adapter once; the choices are cached per adapter.
+    let tune = if args.has("no-tune") { Tune::Off } else { Tune::Auto { cached: tune::file_cache::load(&ctx.adapter_key()) } };
+    let options = LoadOptions { context_length: args.string("context").map(|_| args.number("context", 0u32)).transpose()?, kv_type, tune, ..Default::default() };
     let ctx = Arc::new(ctx);
-    Ok(block(Engine::load(ctx, source, &options, &mut |_| {}))?)
+    let engine = block(Engine::load(ctx.clone(), source, &options, &mut |_| {}))?;
+    if engine.model().tune_report.timed > 0 {
+        tune::file_cache::store(&ctx.adapter_key(), &ctx.kernel_choices());
+    }
+    Ok(engine)
 }
 
 fn generate(args: Args) -> CliResult {
@@ -365,7 +375,9 @@ fn bench(args: Args) -> CliResult {
         "kv_bytes": model.kv_bytes(),
         "gpu_bytes": model.gpu_bytes(),
         "context": model.context_length,
-        "row_threads": ctx.tuning.matmul_row_threads,
+        "kernel_variants": ctx.kernel_choices().to_json(),
+        "tune": model.tune_report,
+        "kernel_forced": ctx.kernel_choices().forced.map(|v| v.to_string()),
         "weight_bytes_per_token": weight_bytes_per_token,
         "copy_gb_per_s": copy_gb_per_s,
         "bandwidth_fraction": weight_bytes_per_token as f64 * stats.decode_tokens_per_s / (copy_gb_per_s * 1e9),

@@ -1,5 +1,6 @@
 //! The wgpu adapter/device, the limits we asked for, and helpers to create and read buffers.
 
+use super::variant::{InputPath, KernelChoices, MatrixShape, MatrixVariant};
 use super::{GpuError, PipelineCache};
 
 /// The device limits that shape how tensors are laid out and kernels dispatched.
@@ -15,6 +16,8 @@ pub struct DeviceLimits {
     pub uniform_align: u32,
     pub max_invocations_per_workgroup: u32,
     pub max_workgroup_storage: u32,
+    /// Largest range of one uniform-buffer binding in bytes.
+    pub max_uniform_binding: u64,
     pub shader_f16: bool,
     pub subgroups: bool,
 }
@@ -53,7 +56,11 @@ pub struct Context {
     pub limits: DeviceLimits,
     pub adapter_name: String,
     pub backend: String,
+    /// The driver and its version, as the adapter reports them (may be empty in browsers).
+    pub driver: String,
     pub tuning: Tuning,
+    /// The matrix-kernel variant per shape (autotuned) and a forced one.
+    kernel_choices: std::sync::Mutex<KernelChoices>,
     pub(crate) pipelines: PipelineCache,
     /// A small buffer bound where a kernel's optional input is absent.
     placeholder: wgpu::Buffer,
@@ -124,6 +131,7 @@ impl Context {
             uniform_align: required_limits.min_uniform_buffer_offset_alignment,
             max_invocations_per_workgroup: required_limits.max_compute_invocations_per_workgroup,
             max_workgroup_storage: required_limits.max_compute_workgroup_storage_size,
+            max_uniform_binding: required_limits.max_uniform_buffer_binding_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
         };
@@ -140,7 +148,9 @@ impl Context {
             limits,
             adapter_name: info.name.clone(),
             backend: format!("{:?}", info.backend),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
             tuning: Tuning::for_adapter(&info),
+            kernel_choices: Default::default(),
             pipelines: PipelineCache::default(),
             device_error,
             submits: Default::default(),
@@ -161,13 +171,59 @@ impl Context {
         &self.placeholder
     }
 
-    /// Forces the number of threads per matrix row (a power of two, at most 64).
-    pub fn set_row_threads(&mut self, n: u32) -> Result<(), GpuError> {
-        if !n.is_power_of_two() || n > 64 {
-            return Err(GpuError::Shape(format!("threads per row must be a power of two up to 64, not {n}")));
+    /// What kernel choices are cached under: the adapter, its driver and this ferrolm version
+    /// (a new driver or release tunes again).
+    pub fn adapter_key(&self) -> String {
+        format!("{} | {} | {} | ferrolm {}", self.adapter_name, self.backend, self.driver, env!("CARGO_PKG_VERSION"))
+    }
+
+    /// Waits until the GPU has finished all submitted work.
+    pub async fn wait_idle(&self) -> Result<(), GpuError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Device(e.to_string()))?;
+        #[cfg(target_arch = "wasm32")]
+        {
+            let (sender, receiver) = futures_channel::oneshot::channel();
+            self.queue.on_submitted_work_done(move || {
+                let _ = sender.send(());
+            });
+            receiver.await.map_err(|_| GpuError::Device("the GPU queue was dropped".into()))?;
         }
-        self.tuning.matmul_row_threads = n;
-        Ok(())
+        self.check_device_error()
+    }
+
+    /// Runs every matrix kernel with `variant` where it applies (None: the chosen ones again).
+    pub fn force_variant(&self, variant: Option<MatrixVariant>) {
+        self.choices().forced = variant;
+    }
+
+    /// Records `variant` as the one to run `shape` with.
+    pub fn choose_variant(&self, shape: MatrixShape, variant: MatrixVariant) {
+        self.choices().chosen.insert(shape, variant);
+    }
+
+    /// The variants chosen so far (and the forced one).
+    pub fn kernel_choices(&self) -> KernelChoices {
+        self.choices().clone()
+    }
+
+    fn choices(&self) -> std::sync::MutexGuard<'_, KernelChoices> {
+        self.kernel_choices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The variant that runs `shape`: the forced one, else the chosen one, else the adapter's
+    /// default. The matrix kernels fall back to another input path where this one cannot hold
+    /// the input (see `matmul`).
+    pub fn matrix_variant(&self, shape: &MatrixShape) -> MatrixVariant {
+        let choices = self.choices();
+        choices.forced.or_else(|| choices.chosen.get(shape).copied()).unwrap_or_else(|| self.default_variant(shape.tokens))
+    }
+
+    /// The adapter's default variant for a token tile of `tokens` (see [`Tuning`]).
+    pub fn default_variant(&self, tokens: u32) -> MatrixVariant {
+        let t = &self.tuning;
+        let input = if t.stage_input && tokens == 1 { InputPath::Workgroup } else { InputPath::Storage };
+        MatrixVariant { row_threads: t.matmul_row_threads, rows_per_thread: t.rows_per_thread, input }
     }
 
     pub(crate) fn count_bind_group(&self) {
@@ -200,7 +256,8 @@ impl Context {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            // UNIFORM too: a matrix kernel may bind a small input row as a uniform buffer.
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         }))
     }

@@ -7,7 +7,9 @@
 //! input folded in (its weight multiplies the weights, its 1/rms the sums).
 
 use super::step::Bind;
+use super::variant::{InputPath, MatrixKernel, MatrixShape, MatrixVariant};
 use super::{Defines, GpuError, Kernel, Step, WeightMatrix};
+use crate::quant::GgmlType;
 
 /// Threads per matrix-kernel workgroup (`matvec_common.wgsl`).
 const MATRIX_WORKGROUP: u32 = 64;
@@ -50,38 +52,9 @@ impl<'b> Input<'b> {
     }
 }
 
-/// Rows one matvec / ffn_in workgroup computes.
-fn rows_per_workgroup(step: &Step) -> u32 {
-    let t = &step.context().tuning;
-    MATRIX_WORKGROUP / t.matmul_row_threads * t.rows_per_thread
-}
-
 /// Workgroup memory the matrix kernels use besides a staged input row (attn_in's head values and
 /// the reductions, with room to spare).
 const MATRIX_KERNEL_SHARED_BYTES: u32 = 12 << 10;
-
-/// The variant defines shared by the matrix kernels: token tile, threads per row, norm, and
-/// whether a decode step stages its input row of `k` elements in workgroup memory.
-fn matrix_defines(step: &Step, input: &Input, k: u32) -> Defines {
-    let mut d = match input.n_tokens {
-        1 => Defines::new().constant("TILE_T", 1),
-        2..=4 => Defines::new().constant("TILE_T", 4).flag("TILE4"),
-        _ => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
-    };
-    let g = step.context().tuning.matmul_row_threads;
-    d = d.constant("ROW_THREADS", g).constant("ROWS_PER_THREAD", step.context().tuning.rows_per_thread);
-    if g > 1 {
-        d = d.flag("REDUCE");
-    }
-    if input.norm.is_some() {
-        d = d.flag("NORM");
-    }
-    let ctx = step.context();
-    if ctx.tuning.stage_input && input.n_tokens == 1 && k * 4 + MATRIX_KERNEL_SHARED_BYTES <= ctx.limits.max_workgroup_storage {
-        d = d.flag("STAGE_X").constant("XS_LEN", k / 4);
-    }
-    d
-}
 
 fn tile(n_tokens: u32) -> u32 {
     match n_tokens {
@@ -89,6 +62,73 @@ fn tile(n_tokens: u32) -> u32 {
         2..=4 => 4,
         _ => 8,
     }
+}
+
+/// How one matrix-kernel dispatch runs: its variant (as it applies to this input), the shader
+/// defines, and how it binds the input.
+struct MatrixSetup<'b> {
+    shape: MatrixShape,
+    variant: MatrixVariant,
+    defines: Defines,
+    /// The input binding: the storage buffer, or the row's range as a uniform.
+    x: Bind<'b>,
+    /// `x_offset` as the kernel sees it (0 when the uniform range starts at the row).
+    x_offset: u32,
+}
+
+impl MatrixSetup<'_> {
+    /// Rows one matvec / ffn_in workgroup computes.
+    fn rows_per_workgroup(&self) -> u32 {
+        MATRIX_WORKGROUP / self.variant.row_threads * self.variant.rows_per_thread
+    }
+}
+
+/// The variant the context picks for `kernel` on a `rows` × `k` matrix of `ty` and this input,
+/// with the input path made to fit: a uniform input needs one token, a row within the uniform
+/// binding limit and an aligned offset; a staged one needs one token and the workgroup memory;
+/// otherwise the kernel reads storage.
+fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32) -> MatrixSetup<'b> {
+    let ctx = step.context();
+    let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(input.n_tokens) };
+    let mut variant = ctx.matrix_variant(&shape);
+    let row_bytes = k as u64 * 4;
+    let offset_bytes = input.x_offset as u64 * 4;
+    variant.input = match variant.input {
+        InputPath::Uniform
+            if input.n_tokens == 1 && row_bytes <= ctx.limits.max_uniform_binding && offset_bytes.is_multiple_of(ctx.limits.uniform_align as u64) =>
+        {
+            InputPath::Uniform
+        }
+        InputPath::Uniform | InputPath::Workgroup if input.n_tokens == 1 && k * 4 + MATRIX_KERNEL_SHARED_BYTES <= ctx.limits.max_workgroup_storage => {
+            InputPath::Workgroup
+        }
+        _ => InputPath::Storage,
+    };
+    let mut d = match shape.tokens {
+        1 => Defines::new().constant("TILE_T", 1),
+        4 => Defines::new().constant("TILE_T", 4).flag("TILE4"),
+        _ => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
+    };
+    let g = variant.row_threads;
+    d = d.constant("ROW_THREADS", g).constant("ROWS_PER_THREAD", variant.rows_per_thread);
+    if g > 1 {
+        d = d.flag("REDUCE");
+    }
+    if input.norm.is_some() {
+        d = d.flag("NORM");
+    }
+    let (x, x_offset) = match variant.input {
+        InputPath::Storage => (Bind::Read(input.x), input.x_offset),
+        InputPath::Workgroup => {
+            d = d.flag("STAGE_X").constant("XS_LEN", k / 4);
+            (Bind::Read(input.x), input.x_offset)
+        }
+        InputPath::Uniform => {
+            d = d.flag("X_UNIFORM").constant("XS_LEN", k / 4);
+            (Bind::Uniform(input.x, offset_bytes, row_bytes), 0)
+        }
+    };
+    MatrixSetup { shape, variant, defines: d, x, x_offset }
 }
 
 /// How a [`matvec`] writes its outputs.
@@ -135,14 +175,15 @@ struct MatvecParams {
 /// when asked),  y: [n_tokens, y_stride] f32. One dispatch per row-part of W.
 pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer, out: Output) -> Result<(), GpuError> {
     input.check()?;
-    let defines = matrix_defines(step, input, w.k).matrix_type(0, w.ty);
-    let rows_per_workgroup = rows_per_workgroup(step);
+    let setup = matrix_setup(step, MatrixKernel::Matvec, w.ty, w.n_rows, input, w.k);
+    let defines = setup.defines.clone().matrix_type(0, w.ty);
+    let rows_per_workgroup = setup.rows_per_workgroup();
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
     for part in &w.parts {
         let params = MatvecParams {
             k: w.k,
             n_tokens: input.n_tokens,
-            x_offset: input.x_offset,
+            x_offset: setup.x_offset,
             x_stride: input.x_stride,
             norm,
             eps,
@@ -155,7 +196,8 @@ pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer
             softcap: out.softcap,
             _pad: [0; 3],
         };
-        let buffers = [Bind::Read(input.x), Bind::Read(input.vecs), Bind::Read(&part.buffer), Bind::Write(y)];
+        let buffers = [setup.x, Bind::Read(input.vecs), Bind::Read(&part.buffer), Bind::Write(y)];
+        step.tag_next(setup.shape);
         step.dispatch(Kernel::Matvec, "main", &defines, &params, &buffers, part.rows.div_ceil(rows_per_workgroup))?;
     }
     Ok(())
@@ -222,7 +264,8 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     input.check()?;
     let k = gate.w.k;
     let (gate_buf, up_buf) = (gate.single_part(hidden, k)?, up.single_part(hidden, k)?);
-    let mut defines = matrix_defines(step, input, k).matrix_type(0, gate.w.ty).matrix_type(1, up.w.ty);
+    let setup = matrix_setup(step, MatrixKernel::FfnIn, gate.w.ty, hidden, input, k);
+    let mut defines = setup.defines.clone().matrix_type(0, gate.w.ty).matrix_type(1, up.w.ty);
     if glu == Glu::GeGlu {
         defines = defines.flag("GEGLU");
     }
@@ -230,7 +273,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     let params = FfnParams {
         k,
         n_tokens: input.n_tokens,
-        x_offset: input.x_offset,
+        x_offset: setup.x_offset,
         x_stride: input.x_stride,
         norm,
         eps,
@@ -241,8 +284,9 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
         up_row_bytes: up.w.row_bytes as u32,
         _pad: 0,
     };
-    let rows_per_workgroup = rows_per_workgroup(step);
-    let buffers = [Bind::Read(input.x), Bind::Read(input.vecs), Bind::Read(gate_buf), Bind::Read(up_buf), Bind::Write(y)];
+    let rows_per_workgroup = setup.rows_per_workgroup();
+    let buffers = [setup.x, Bind::Read(input.vecs), Bind::Read(gate_buf), Bind::Read(up_buf), Bind::Write(y)];
+    step.tag_next(setup.shape);
     step.dispatch(Kernel::FfnIn, "main", &defines, &params, &buffers, hidden.div_ceil(rows_per_workgroup))
 }
 
@@ -339,7 +383,8 @@ pub fn attn_in(
         return Err(GpuError::Shape(format!("attention heads of {hd} dims with {} rotated are not supported (even, at most 256)", a.rope.n_rot)));
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
-    let mut defines = matrix_defines(step, input, d).matrix_type(0, q.w.ty).matrix_type(1, k.w.ty).matrix_type(2, v.w.ty);
+    let setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
+    let mut defines = setup.defines.clone().matrix_type(0, q.w.ty).matrix_type(1, k.w.ty).matrix_type(2, v.w.ty);
     if a.kv_f16 {
         defines = defines.flag("KV_F16");
     }
@@ -347,7 +392,7 @@ pub fn attn_in(
     let params = AttnInParams {
         k: d,
         n_tokens: input.n_tokens,
-        x_offset: input.x_offset,
+        x_offset: setup.x_offset,
         x_stride: input.x_stride,
         norm,
         eps,
@@ -377,7 +422,7 @@ pub fn attn_in(
     let units = a.n_heads + 2 * a.n_kv_heads;
     let workgroups = units * input.n_tokens.div_ceil(tile(input.n_tokens));
     let binds = [
-        Bind::Read(input.x),
+        setup.x,
         Bind::Read(input.vecs),
         Bind::Read(buffers[0]),
         Bind::Read(buffers[1]),
@@ -385,6 +430,7 @@ pub fn attn_in(
         Bind::Write(q_out),
         Bind::Write(kv),
     ];
+    step.tag_next(setup.shape);
     step.dispatch(Kernel::AttnIn, "main", &defines, &params, &binds, workgroups)
 }
 

@@ -6,6 +6,7 @@ pub mod matmul;
 pub mod ops;
 mod shader;
 mod step;
+pub mod variant;
 mod weights;
 
 pub use context::{Context, DeviceLimits, Tuning};

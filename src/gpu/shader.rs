@@ -205,11 +205,13 @@ pub fn instance(source: &str, suffix: &str) -> String {
     out
 }
 
-/// Whether a storage binding is written by the kernel.
+/// How a kernel binds a buffer from `@binding(2)` on: storage read or written, or a uniform
+/// (a small input row the kernel reads from the uniform address space).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
     ReadWrite,
+    Uniform,
 }
 
 type PipelineKey = (Kernel, &'static str, Defines);
@@ -242,7 +244,10 @@ impl PipelineCache {
                 binding: i as u32 + 2,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    ty: match a {
+                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        _ => wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use super::shader::Access;
+use super::variant::MatrixShape;
 use super::{Context, Defines, GpuError, Kernel};
 
 /// Bytes reserved per parameter slot (the largest WebGPU uniform offset alignment).
@@ -42,19 +43,37 @@ impl StepState {
     }
 }
 
-/// A storage buffer a dispatch binds, and how.
+/// A buffer a dispatch binds, and how.
 #[derive(Clone, Copy)]
 pub enum Bind<'b> {
+    /// Read-only storage.
     Read(&'b wgpu::Buffer),
+    /// Read-write storage.
     Write(&'b wgpu::Buffer),
+    /// `size` bytes from byte `offset` (a multiple of the device's uniform offset alignment) as a
+    /// uniform buffer.
+    Uniform(&'b wgpu::Buffer, u64, u64),
+}
+
+impl Bind<'_> {
+    fn access(&self) -> Access {
+        match self {
+            Bind::Read(_) => Access::Read,
+            Bind::Write(_) => Access::ReadWrite,
+            Bind::Uniform(..) => Access::Uniform,
+        }
+    }
 }
 
 struct PendingDispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     layout: Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     params_len: u64,
-    buffers: Vec<wgpu::Buffer>,
+    /// Each buffer with its bound range (None: all of it).
+    buffers: Vec<(wgpu::Buffer, Option<(u64, u64)>)>,
     workgroups: (u32, u32),
+    /// The matrix shape a matrix-kernel dispatch computes (what the autotuner times).
+    shape: Option<MatrixShape>,
 }
 
 /// Dispatches being recorded.
@@ -62,6 +81,8 @@ pub struct Step<'a> {
     ctx: &'a Context,
     pending: Vec<PendingDispatch>,
     params: Vec<u8>,
+    /// The shape the next dispatch is tagged with (see [`Step::tag_next`]).
+    next_shape: Option<MatrixShape>,
     /// State used by [`Step::submit`] (one-shot steps in tests).
     pub state: StepState,
 }
@@ -69,11 +90,16 @@ pub struct Step<'a> {
 impl<'a> Step<'a> {
     pub fn new(ctx: &'a Context) -> Step<'a> {
         // Slot 0 holds the step state.
-        Step { ctx, pending: Vec::new(), params: vec![0; SLOT_BYTES as usize], state: StepState::at(0) }
+        Step { ctx, pending: Vec::new(), params: vec![0; SLOT_BYTES as usize], next_shape: None, state: StepState::at(0) }
     }
 
     pub fn context(&self) -> &'a Context {
         self.ctx
+    }
+
+    /// Tags the next dispatch with the matrix shape it computes.
+    pub fn tag_next(&mut self, shape: MatrixShape) {
+        self.next_shape = Some(shape);
     }
 
     /// Dispatches recorded so far.
@@ -93,7 +119,7 @@ impl<'a> Step<'a> {
         buffers: &[Bind],
         workgroups: u32,
     ) -> Result<(), GpuError> {
-        let access: Vec<Access> = buffers.iter().map(|b| if matches!(b, Bind::Read(_)) { Access::Read } else { Access::ReadWrite }).collect();
+        let access: Vec<Access> = buffers.iter().map(Bind::access).collect();
         let pipeline = self
             .ctx
             .pipelines
@@ -108,9 +134,11 @@ impl<'a> Step<'a> {
             layout,
             params_len: bytes.len().next_multiple_of(16) as u64,
             buffers: buffers.iter().map(|b| match b {
-                Bind::Read(b) | Bind::Write(b) => (*b).clone(),
+                Bind::Read(b) | Bind::Write(b) => ((*b).clone(), None),
+                Bind::Uniform(b, offset, size) => ((*b).clone(), Some((*offset, *size))),
             }).collect(),
             workgroups: fold_workgroups(workgroups, self.ctx.limits.max_workgroups_per_dim),
+            shape: self.next_shape.take(),
         });
         Ok(())
     }
@@ -149,12 +177,16 @@ impl<'a> Step<'a> {
                         }),
                     },
                 ];
-                for (j, b) in d.buffers.iter().enumerate() {
-                    entries.push(wgpu::BindGroupEntry { binding: j as u32 + 2, resource: b.as_entire_binding() });
+                for (j, (b, range)) in d.buffers.iter().enumerate() {
+                    let resource = match range {
+                        None => b.as_entire_binding(),
+                        Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b, offset: *offset, size: wgpu::BufferSize::new(*size) }),
+                    };
+                    entries.push(wgpu::BindGroupEntry { binding: j as u32 + 2, resource });
                 }
                 ctx.count_bind_group();
                 let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &d.layout.0, entries: &entries });
-                RecordedDispatch { pipeline: d.pipeline, bind_group, workgroups: d.workgroups }
+                RecordedDispatch { pipeline: d.pipeline, bind_group, workgroups: d.workgroups, shape: d.shape }
             })
             .collect();
         Recording { ops, arena }
@@ -171,6 +203,7 @@ struct RecordedDispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: (u32, u32),
+    shape: Option<MatrixShape>,
 }
 
 /// Recorded dispatches with their bind groups and parameters, ready to run.
@@ -184,6 +217,27 @@ impl Recording {
     /// Dispatches one run makes.
     pub fn dispatches(&self) -> u32 {
         self.ops.len() as u32
+    }
+
+    /// The matrix shape each dispatch computes (None for the other kernels), in order.
+    pub fn shapes(&self) -> impl Iterator<Item = Option<MatrixShape>> + '_ {
+        self.ops.iter().map(|op| op.shape)
+    }
+
+    /// Runs only dispatch `i` (`reps` times in one pass) with `state`: for timing one kernel.
+    pub fn run_one(&self, ctx: &Context, state: &StepState, i: usize, reps: u32) -> wgpu::SubmissionIndex {
+        ctx.queue.write_buffer(&self.arena, 0, bytemuck::bytes_of(state));
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timing") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timing"), timestamp_writes: None });
+            let op = &self.ops[i];
+            pass.set_pipeline(&op.pipeline);
+            pass.set_bind_group(0, &op.bind_group, &[]);
+            for _ in 0..reps {
+                pass.dispatch_workgroups(op.workgroups.0, op.workgroups.1, 1);
+            }
+        }
+        ctx.queue.submit([encoder.finish()])
     }
 
     /// Writes `state`, encodes every dispatch into one compute pass, copies `copy = (src, dst,

@@ -8,12 +8,14 @@ mod config;
 mod fit;
 pub mod rope;
 mod transformer;
+pub mod tune;
 pub mod validate;
 mod weights;
 
 pub use config::{Activation, Arch, Config, Rope, RopeMode, SUPPORTED_ARCHITECTURES};
 pub use fit::{check_fits, memory_need, MemoryNeed};
 pub use transformer::Logits;
+pub use tune::{Tune, TuneReport};
 pub use weights::{MatrixId, VectorId, WeightStore};
 
 use std::collections::HashMap;
@@ -55,11 +57,13 @@ pub struct LoadOptions {
     /// Most tokens one forward step processes; longer prompts are prefilled in chunks.
     pub max_batch: u32,
     pub kv_type: KvType,
+    /// Whether the matrix kernels are autotuned once the weights are in (see [`Tune`]).
+    pub tune: Tune,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { context_length: None, max_batch: 128, kv_type: KvType::default() }
+        LoadOptions { context_length: None, max_batch: 128, kv_type: KvType::default(), tune: Tune::Off }
     }
 }
 
@@ -136,6 +140,8 @@ pub struct Model {
     pub last_dispatches: u32,
     /// Bytes read back from the GPU by the last step.
     pub last_readback_bytes: u64,
+    /// What the kernel autotuner did at load.
+    pub tune_report: TuneReport,
 }
 
 impl Model {
@@ -201,6 +207,7 @@ impl Model {
             next_slot: 0,
             last_dispatches: 0,
             last_readback_bytes: 0,
+            tune_report: TuneReport::default(),
         })
     }
 

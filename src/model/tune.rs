@@ -1,0 +1,202 @@
+//! Autotuning the matrix kernels on the user's device.
+//!
+//! Which matrix-kernel variant (`gpu::variant`) is fastest depends on the device: CPU Vulkan
+//! drivers want one thread per row and the input in a uniform buffer, GPUs many threads per row.
+//! After the weights are in, [`Model::tune`] records the decode step once per candidate variant,
+//! times each distinct matrix shape's dispatch alone (wall clock around a wait for the GPU, best
+//! of a few), and keeps the fastest per shape in the context. Choices are cached by the caller
+//! per adapter, driver and ferrolm version (the CLI in a file in the user cache directory, the
+//! browser package in `localStorage`), so later loads skip the timing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Logits, Model, StepShape};
+use crate::engine::Clock;
+use crate::error::Result;
+use crate::gpu::variant::{InputPath, MatrixShape, MatrixVariant};
+use crate::gpu::{Context, Step, StepState};
+
+/// How a load picks the matrix-kernel variants.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Tune {
+    /// The adapter's defaults (or the forced variant): nothing is timed. The library default, so
+    /// that tests and embedders get repeatable kernels; the CLI and the browser package tune.
+    #[default]
+    Off,
+    /// Take the choices of `cached` for the shapes it covers and time the others.
+    Auto { cached: BTreeMap<MatrixShape, MatrixVariant> },
+}
+
+/// What tuning did, for `bench` and `engine.info`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TuneReport {
+    /// Wall-clock seconds spent (compiling and timing the candidates).
+    pub seconds: f64,
+    /// Shapes timed by this load.
+    pub timed: usize,
+    /// Shapes whose choice came from the cache.
+    pub cached: usize,
+    /// The candidate variants tried.
+    pub candidates: Vec<String>,
+}
+
+/// Dispatches per timed submission, and timed submissions per candidate and shape.
+const REPS: u32 = 2;
+const TRIALS: usize = 2;
+/// Dispatches of one shape timed per candidate (a model repeats each shape once per block).
+const SAMPLES_PER_SHAPE: usize = 2;
+
+/// The decode-step variants worth timing on this adapter, the adapter's default first.
+pub fn candidates(ctx: &Context) -> Vec<MatrixVariant> {
+    let v = |row_threads, rows_per_thread, input| MatrixVariant { row_threads, rows_per_thread, input };
+    let mut list = vec![ctx.default_variant(1)];
+    if ctx.tuning.matmul_row_threads == 1 {
+        // CPU drivers: one thread per row; where the input row lives matters most.
+        list.extend([v(1, 4, InputPath::Uniform), v(1, 1, InputPath::Uniform), v(1, 4, InputPath::Storage)]);
+    } else {
+        list.extend([
+            v(16, 1, InputPath::Uniform),
+            v(64, 1, InputPath::Storage),
+            v(64, 1, InputPath::Uniform),
+            v(4, 1, InputPath::Storage),
+            v(32, 2, InputPath::Workgroup),
+        ]);
+    }
+    let mut seen = BTreeSet::new();
+    list.retain(|c| seen.insert(*c));
+    list
+}
+
+impl Model {
+    /// Chooses the matrix-kernel variant of every shape the decode step runs (see the module
+    /// docs). Recorded steps are dropped, so the next step records with the choices.
+    pub async fn tune(&mut self, mode: &Tune) -> Result<TuneReport> {
+        let ctx = self.ctx.clone();
+        let Tune::Auto { cached } = mode else { return Ok(TuneReport::default()) };
+        if ctx.kernel_choices().forced.is_some() {
+            return Ok(TuneReport::default());
+        }
+        let clock = Clock::start();
+        let decode = StepShape { n_tokens: 1, logits: Logits::Last, top_k: 0, penalties: false };
+        let shapes: BTreeSet<MatrixShape> = self.record_for_timing(decode)?.shapes().flatten().collect();
+        let mut report = TuneReport::default();
+        let mut to_time = Vec::new();
+        for shape in shapes {
+            match cached.get(&shape) {
+                Some(variant) => {
+                    ctx.choose_variant(shape, *variant);
+                    report.cached += 1;
+                }
+                None => to_time.push(shape),
+            }
+        }
+        if !to_time.is_empty() {
+            let candidates = candidates(&ctx);
+            report.candidates = candidates.iter().map(|c| c.to_string()).collect();
+            let mut best: BTreeMap<MatrixShape, (f64, MatrixVariant)> = BTreeMap::new();
+            for candidate in candidates {
+                ctx.force_variant(Some(candidate));
+                let timed = self.time_shapes(decode, &to_time).await;
+                ctx.force_variant(None);
+                for (shape, seconds) in timed? {
+                    let entry = best.entry(shape).or_insert((f64::INFINITY, candidate));
+                    if seconds < entry.0 {
+                        *entry = (seconds, candidate);
+                    }
+                }
+            }
+            for (shape, (_, variant)) in best {
+                ctx.choose_variant(shape, variant);
+            }
+            report.timed = to_time.len();
+        }
+        self.recordings.clear();
+        report.seconds = clock.seconds();
+        Ok(report)
+    }
+
+    /// Records a step of `shape` with the context's current variants, outside the cache of
+    /// recordings.
+    fn record_for_timing(&mut self, shape: StepShape) -> Result<crate::gpu::Recording> {
+        let ctx = self.ctx.clone();
+        let mut step = Step::new(&ctx);
+        let splits = if shape.n_tokens == 1 { self.decode_splits } else { 1 };
+        super::transformer::record(self, &mut step, shape.n_tokens, shape.logits, splits)?;
+        Ok(step.finish())
+    }
+
+    /// Seconds per dispatch of each shape in `shapes` with the current variants: the best of a
+    /// few timed submissions of a few of its dispatches in the step.
+    async fn time_shapes(&mut self, step: StepShape, shapes: &[MatrixShape]) -> Result<Vec<(MatrixShape, f64)>> {
+        let ctx = self.ctx.clone();
+        let recording = self.record_for_timing(step)?;
+        let state = StepState::at(0);
+        let mut out = Vec::new();
+        for shape in shapes {
+            let ops: Vec<usize> = recording.shapes().enumerate().filter(|(_, s)| s.as_ref() == Some(shape)).map(|(i, _)| i).take(SAMPLES_PER_SHAPE).collect();
+            let mut total = 0.0;
+            for &i in &ops {
+                // The first run compiles nothing more but touches the memory; not timed.
+                recording.run_one(&ctx, &state, i, 1);
+                ctx.wait_idle().await?;
+                let mut fastest = f64::INFINITY;
+                for _ in 0..TRIALS {
+                    let clock = Clock::start();
+                    recording.run_one(&ctx, &state, i, REPS);
+                    ctx.wait_idle().await?;
+                    fastest = fastest.min(clock.seconds() / REPS as f64);
+                }
+                total += fastest;
+            }
+            out.push((*shape, total / ops.len().max(1) as f64));
+        }
+        Ok(out)
+    }
+}
+
+/// The kernel-choice cache of the native CLI: `kernels.json` in `$FERROLM_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/ferrolm`, else `~/.cache/ferrolm`, holding `{ adapter key: { shape: variant } }`.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod file_cache {
+    use super::*;
+    use crate::gpu::variant::KernelChoices;
+    use std::path::PathBuf;
+
+    fn path() -> Option<PathBuf> {
+        let dir = match (std::env::var_os("FERROLM_CACHE_DIR"), std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+            (Some(d), _, _) => PathBuf::from(d),
+            (None, Some(x), _) => PathBuf::from(x).join("ferrolm"),
+            (None, None, Some(h)) => PathBuf::from(h).join(".cache/ferrolm"),
+            _ => return None,
+        };
+        Some(dir.join("kernels.json"))
+    }
+
+    fn read_all() -> serde_json::Map<String, serde_json::Value> {
+        let text = path().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default()
+    }
+
+    /// The cached choices for `adapter_key` (empty when there are none or the file is unreadable).
+    pub fn load(adapter_key: &str) -> BTreeMap<MatrixShape, MatrixVariant> {
+        read_all().get(adapter_key).map(KernelChoices::from_json).unwrap_or_default()
+    }
+
+    /// Adds `choices` under `adapter_key` (written to a temporary file, then renamed: concurrent
+    /// loads never see half a file). Best effort: a cache that cannot be written is skipped.
+    pub fn store(adapter_key: &str, choices: &KernelChoices) {
+        let Some(path) = path() else { return };
+        let mut all = read_all();
+        let mut entry = all.get(adapter_key).and_then(|v| v.as_object().cloned()).unwrap_or_default();
+        if let serde_json::Value::Object(new) = choices.to_json() {
+            entry.extend(new);
+        }
+        all.insert(adapter_key.to_string(), entry.into());
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = path.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+            && std::fs::write(&tmp, serde_json::to_vec_pretty(&serde_json::Value::Object(all)).unwrap_or_default()).is_ok();
+        if !written || std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
