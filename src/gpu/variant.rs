@@ -132,7 +132,8 @@ fn parse_shape(text: &str) -> Option<MatrixShape> {
         "attn_in" => MatrixKernel::AttnIn,
         _ => return None,
     };
-    let ty = GgmlType::all().find(|t| t.name() == parts.next().unwrap_or_default())?;
+    let ty_name = parts.next()?;
+    let ty = GgmlType::all().find(|t| t.name() == ty_name)?;
     let (rows, k) = parts.next()?.split_once('x')?;
     let tokens = parts.next()?.strip_prefix('t')?.parse().ok()?;
     parts.next().is_none().then_some(())?;
