@@ -8,7 +8,19 @@ use ferrolm::gpu::{Context, Step, StepState, WeightMatrix};
 use ferrolm::quant::{testdata::random_blocks, GgmlType};
 use std::time::Instant;
 
-/// Prints and returns the time per dispatch in ms (second of two rounds).
+/// CPU time of every thread of this process so far, in ms (Linux; 0 elsewhere). On a CPU
+/// driver (lavapipe) the kernels run on this process's threads, so this measures them even when
+/// other processes compete for the cores and wall-clock time means little.
+fn process_cpu_ms() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e6
+}
+
+/// Prints and returns the wall time per dispatch in ms (second of two rounds), and the CPU time.
 fn time(ctx: &Context, name: &str, reps: u32, mut f: impl FnMut(&mut Step)) -> f64 {
     let mut step = Step::new(ctx);
     for _ in 0..reps {
@@ -19,11 +31,16 @@ fn time(ctx: &Context, name: &str, reps: u32, mut f: impl FnMut(&mut Step)) -> f
     let mut ms = 0.0;
     for round in 0..2 {
         let t = Instant::now();
+        let cpu = process_cpu_ms();
         recording.run(ctx, &StepState::at(100), None);
         ctx.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+        if let Err(e) = ctx.check_device_error() {
+            panic!("{name}: {e}");
+        }
         if round == 1 {
             ms = t.elapsed().as_secs_f64() * 1000.0 / dispatches as f64;
-            println!("{name:44} {ms:8.3} ms per dispatch");
+            let cpu_ms = (process_cpu_ms() - cpu) / dispatches as f64;
+            println!("{name:44} {ms:8.3} ms per dispatch ({cpu_ms:.3} ms of CPU)");
         }
     }
     ms
@@ -39,6 +56,7 @@ fn matrix(ctx: &Context, ty: GgmlType, k: u32, n: u32) -> WeightMatrix {
 fn main() {
     let ctx = pollster::block_on(Context::new()).unwrap();
     let variants: Vec<String> = std::env::args().skip(1).collect();
+    println!("{:?}", ctx.limits);
     let (d, f, v) = (576u32, 1536u32, 49152u32);
     let buf = |n: u32| ctx.storage_buffer("b", n as u64 * 4).unwrap();
     let x = buf(8 * f);

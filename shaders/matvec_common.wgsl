@@ -112,10 +112,20 @@ fn scale_of(i: u32) -> f32 {
 #endif
 }
 
-// Adds up the G lanes' partial sums of each row (REDUCE, when G > 1); lane 0 holds the total.
+// Adds up the G lanes' partial sums of each row (REDUCE, when G > 1, through workgroup memory;
+// SG_REDUCE through subgroup shuffles); lane 0 holds the total.
 // All threads call it.
 fn reduce_rows(lid: u32, acc: Acc) -> Acc {
-#if REDUCE
+#if SG_REDUCE
+    // The G lanes of a row are consecutive invocations of one subgroup (G <= the adapter's
+    // smallest subgroup): a butterfly of shuffles, no workgroup memory and no barrier.
+    var out = acc;
+    for (var stride = G / 2u; stride > 0u; stride >>= 1u) {
+        out.a += subgroupShuffleXor(out.a, stride);
+        out.b += subgroupShuffleXor(out.b, stride);
+    }
+    return out;
+#elif REDUCE
     red_a[lid] = acc.a;
     red_b[lid] = acc.b;
     workgroupBarrier();

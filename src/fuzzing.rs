@@ -103,6 +103,7 @@ const LIMITS: DeviceLimits = DeviceLimits {
     max_uniform_binding: 65536,
     shader_f16: false,
     subgroups: false,
+    subgroup_min_size: 0,
 };
 
 /// Hyper-parameter keys (after `ARCH.`) the model builder reads or validates.

@@ -20,6 +20,9 @@ pub struct DeviceLimits {
     pub max_uniform_binding: u64,
     pub shader_f16: bool,
     pub subgroups: bool,
+    /// The adapter's smallest subgroup (0 without subgroup support): kernels may shuffle within
+    /// groups of up to this many consecutive invocations.
+    pub subgroup_min_size: u32,
 }
 
 /// Kernel variants chosen for the adapter.
@@ -106,7 +109,8 @@ impl Context {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("ferrolm"),
-                required_features: wgpu::Features::empty(),
+                // Subgroup operations where the adapter has them (a matrix-kernel variant uses them).
+                required_features: adapter.features() & wgpu::Features::SUBGROUP,
                 required_limits: required_limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -134,6 +138,7 @@ impl Context {
             max_uniform_binding: required_limits.max_uniform_buffer_binding_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
         };
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("placeholder"),
@@ -223,7 +228,7 @@ impl Context {
     pub fn default_variant(&self, tokens: u32) -> MatrixVariant {
         let t = &self.tuning;
         let input = if t.stage_input && tokens == 1 { InputPath::Workgroup } else { InputPath::Storage };
-        MatrixVariant { row_threads: t.matmul_row_threads, rows_per_thread: t.rows_per_thread, input }
+        MatrixVariant { row_threads: t.matmul_row_threads, rows_per_thread: t.rows_per_thread, input, subgroup: false }
     }
 
     pub(crate) fn count_bind_group(&self) {

@@ -86,7 +86,7 @@ impl MatrixSetup<'_> {
 /// The variant the context picks for `kernel` on a `rows` × `k` matrix of `ty` and this input,
 /// with the input path made to fit: a uniform input needs one token, a row within the uniform
 /// binding limit and an aligned offset; a staged one needs one token and the workgroup memory;
-/// otherwise the kernel reads storage.
+/// otherwise the kernel reads storage. Subgroup reductions need subgroups at least G wide.
 fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32) -> MatrixSetup<'b> {
     let ctx = step.context();
     let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(input.n_tokens) };
@@ -110,8 +110,11 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
         _ => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
     };
     let g = variant.row_threads;
+    variant.subgroup &= g > 1 && g <= ctx.limits.subgroup_min_size;
     d = d.constant("ROW_THREADS", g).constant("ROWS_PER_THREAD", variant.rows_per_thread);
-    if g > 1 {
+    if variant.subgroup {
+        d = d.flag("SG_REDUCE");
+    } else if g > 1 {
         d = d.flag("REDUCE");
     }
     if input.norm.is_some() {

@@ -68,6 +68,11 @@ impl Kernel {
             Kernel::TopK => include_str!("../../shaders/topk.wgsl"),
         };
         let mut src = String::new();
+        // Browsers (Tint) need the extension enabled; Naga takes subgroup builtins without it
+        // (and rejects the directive) once the device has the feature.
+        if cfg!(target_arch = "wasm32") && defines.get("SG_REDUCE").is_some() {
+            src.push_str("enable subgroups;\n");
+        }
         if matches!(self, Kernel::AttnIn | Kernel::Attention | Kernel::TopK) {
             src.push_str(STATE_WGSL);
         }

@@ -29,12 +29,16 @@ pub enum InputPath {
 }
 
 /// One variant of the matrix kernels. Its name (`Display`, [`MatrixVariant::parse`]) is
-/// `t{row_threads}r{rows_per_thread}-{storage|workgroup|uniform}`, e.g. `t1r4-uniform`.
+/// `t{row_threads}r{rows_per_thread}-{storage|workgroup|uniform}[-sg]`, e.g. `t1r4-uniform` or
+/// `t8r1-uniform-sg`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MatrixVariant {
     pub row_threads: u32,
     pub rows_per_thread: u32,
     pub input: InputPath,
+    /// The lanes of a row add up their sums with subgroup shuffles instead of workgroup memory
+    /// (where the adapter has subgroups at least `row_threads` wide; `-sg`).
+    pub subgroup: bool,
 }
 
 impl fmt::Display for MatrixVariant {
@@ -44,15 +48,19 @@ impl fmt::Display for MatrixVariant {
             InputPath::Workgroup => "workgroup",
             InputPath::Uniform => "uniform",
         };
-        write!(f, "t{}r{}-{input}", self.row_threads, self.rows_per_thread)
+        write!(f, "t{}r{}-{input}{}", self.row_threads, self.rows_per_thread, if self.subgroup { "-sg" } else { "" })
     }
 }
 
 impl MatrixVariant {
     /// Parses a variant name (see the type's docs); the error says what is accepted.
     pub fn parse(name: &str) -> Result<MatrixVariant, String> {
-        let bad = || format!("kernel variant {name:?}: expected t{{G}}r{{R}}-{{storage|workgroup|uniform}}, G a power of two up to 64, R 1 to 8 (e.g. t1r4-uniform, t16r1-storage)");
-        let (layout, input) = name.split_once('-').ok_or_else(bad)?;
+        let bad = || format!("kernel variant {name:?}: expected t{{G}}r{{R}}-{{storage|workgroup|uniform}}[-sg], G a power of two up to 64, R 1 to 8 (e.g. t1r4-uniform, t16r1-storage, t8r1-uniform-sg)");
+        let (rest, subgroup) = match name.strip_suffix("-sg") {
+            Some(rest) => (rest, true),
+            None => (name, false),
+        };
+        let (layout, input) = rest.split_once('-').ok_or_else(bad)?;
         let (g, r) = layout.strip_prefix('t').and_then(|l| l.split_once('r')).ok_or_else(bad)?;
         let variant = MatrixVariant {
             row_threads: g.parse().map_err(|_| bad())?,
@@ -63,6 +71,7 @@ impl MatrixVariant {
                 "uniform" => InputPath::Uniform,
                 _ => return Err(bad()),
             },
+            subgroup,
         };
         let g_ok = variant.row_threads.is_power_of_two() && variant.row_threads <= 64;
         if !g_ok || !(1..=8).contains(&variant.rows_per_thread) {
@@ -146,10 +155,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_bad_names_are_explained() {
-        for name in ["t1r4-uniform", "t16r1-storage", "t64r8-workgroup"] {
+        for name in ["t1r4-uniform", "t16r1-storage", "t64r8-workgroup", "t8r1-uniform-sg"] {
             assert_eq!(MatrixVariant::parse(name).unwrap().to_string(), name);
         }
-        for name in ["t3r1-storage", "t1r0-uniform", "t1r4", "x1r4-uniform", "t1r4-shared", "t128r1-storage"] {
+        for name in ["t3r1-storage", "t1r0-uniform", "t1r4", "x1r4-uniform", "t1r4-shared", "t128r1-storage", "t8r1-sg-uniform"] {
             assert!(MatrixVariant::parse(name).unwrap_err().contains("expected t{G}r{R}"), "{name}");
         }
         let mut choices = KernelChoices::default();

@@ -48,11 +48,16 @@ const SAMPLES_PER_SHAPE: usize = 2;
 
 /// The decode-step variants worth timing on this adapter, the adapter's default first.
 pub fn candidates(ctx: &Context) -> Vec<MatrixVariant> {
-    let v = |row_threads, rows_per_thread, input| MatrixVariant { row_threads, rows_per_thread, input };
+    let v = |row_threads, rows_per_thread, input| MatrixVariant { row_threads, rows_per_thread, input, subgroup: false };
+    let sg = |row_threads, rows_per_thread, input| MatrixVariant { row_threads, rows_per_thread, input, subgroup: true };
+    let subgroup = ctx.limits.subgroup_min_size;
     let mut list = vec![ctx.default_variant(1)];
     if ctx.tuning.matmul_row_threads == 1 {
         // CPU drivers: one thread per row; where the input row lives matters most.
         list.extend([v(1, 4, InputPath::Uniform), v(1, 1, InputPath::Uniform), v(1, 4, InputPath::Storage)]);
+        if subgroup >= 8 {
+            list.push(sg(8, 1, InputPath::Uniform));
+        }
     } else {
         list.extend([
             v(16, 1, InputPath::Uniform),
@@ -61,6 +66,9 @@ pub fn candidates(ctx: &Context) -> Vec<MatrixVariant> {
             v(4, 1, InputPath::Storage),
             v(32, 2, InputPath::Workgroup),
         ]);
+        if subgroup >= 16 {
+            list.extend([sg(16, 1, InputPath::Uniform), sg(subgroup.min(64), 1, InputPath::Storage)]);
+        }
     }
     let mut seen = BTreeSet::new();
     list.retain(|c| seen.insert(*c));
