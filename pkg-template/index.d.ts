@@ -37,9 +37,16 @@ export interface LoadOptions {
   /** How the KV cache stores keys and values: "f16" (default: half the memory, logits within
    * 0.1 of f32) or "f32". */
   kvType?: "f16" | "f32";
-  /** Tuning aid: threads sharing one matrix row in matmul (power of two up to 64; default 1 on
-   * CPU adapters, 16 on GPUs). */
-  matmulRowThreads?: number;
+  /** Autotune the matrix kernels on this device at load (default true): each distinct matrix
+   * shape of the decode step is timed with a few kernel variants and the fastest is kept. The
+   * choices are cached in localStorage (`ferrolm.kernels`) per adapter, driver and ferrolm
+   * version, so later loads skip the timing. `info.kernels` shows the choices and the time. */
+  tune?: boolean;
+  /** Run every matrix shape with this kernel variant instead (no tuning), e.g. "t1r4-uniform":
+   * `t{threads per row}r{rows per thread}-{storage|workgroup|uniform}[-sg]`. */
+  kernelVariant?: string;
+  /** The cached choices to start from (default: this origin's localStorage entry). */
+  kernelCache?: Record<string, Record<string, string>>;
   /** Where to fetch the .wasm from (default: next to the package's wasm/ferrolm.js). */
   wasmUrl?: string | URL;
   /** Keep the model in the origin's storage and load it from there next time (default true).
@@ -200,12 +207,18 @@ export interface EngineInfo {
   kvType: "f16" | "f32";
   kvBytes: number;
   loadSeconds: number;
+  /** The matrix-kernel variant per shape ("matvec Q4_1 576x1536 t1": "t1r4-uniform", …) and
+   * what the autotuner did: seconds spent, shapes timed now and taken from the cache. */
+  kernels: {
+    adapterKey: string;
+    choices: Record<string, string>;
+    forced: string | null;
+    tune: { seconds: number; timed: number; cached: number; candidates: string[] };
+  };
   adapter: {
     name: string;
     backend: string;
     limits: DeviceLimits;
-    /** Threads sharing one matrix row in matmul (1 on CPU adapters such as SwiftShader). */
-    matmulRowThreads: number;
     /** What the browser says about the adapter (GPUAdapterInfo). */
     browser: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter: boolean };
   };

@@ -45,6 +45,8 @@ export { cache } from "./cache.js";
  */
 export async function load(source, options = {}) {
   const { worker = true, onProgress, signal, persist, ...rest } = options;
+  // The autotuned kernel choices of earlier loads on this origin (the worker has no localStorage).
+  if (rest.tune !== false && rest.kernelCache === undefined) rest.kernelCache = readKernelCache();
   const normalized = normalizeSource(source);
   if (persist && globalThis.navigator?.storage) {
     // Asks the browser not to evict the cache under storage pressure (it may say no).
@@ -52,10 +54,39 @@ export async function load(source, options = {}) {
   }
   if (signal && signal.aborted) throw new AbortError("loading was aborted");
   if (!globalThis.navigator || !globalThis.navigator.gpu) throw webgpuMissingError();
-  if (!worker || typeof Worker === "undefined") {
-    return loadLocal(normalized, { ...rest, onProgress, signal });
+  const engine = !worker || typeof Worker === "undefined"
+    ? await loadLocal(normalized, { ...rest, onProgress, signal })
+    : await WorkerEngine.create(normalized, rest, onProgress, signal);
+  saveKernelCache(engine.info);
+  return engine;
+}
+
+/** localStorage key of the autotuner's choices: `{ adapter key: { shape: variant } }`. */
+const KERNEL_CACHE_KEY = "ferrolm.kernels";
+
+/** The cached kernel choices of this origin ({} where localStorage is missing or unreadable). */
+function readKernelCache() {
+  try {
+    const text = globalThis.localStorage?.getItem(KERNEL_CACHE_KEY);
+    const parsed = text ? JSON.parse(text) : {};
+    return parsed && typeof parsed === "object" ? parsed : {};
+  } catch {
+    return {};
   }
-  return WorkerEngine.create(normalized, rest, onProgress, signal);
+}
+
+/** Adds the choices a load timed to the cache (best effort: storage may be full or denied).
+ * @param {EngineInfo} info */
+function saveKernelCache(info) {
+  const kernels = info && info.kernels;
+  if (!kernels || !kernels.tune || !kernels.tune.timed) return;
+  try {
+    const all = readKernelCache();
+    all[kernels.adapterKey] = { ...(all[kernels.adapterKey] || {}), ...kernels.choices };
+    globalThis.localStorage?.setItem(KERNEL_CACHE_KEY, JSON.stringify(all));
+  } catch {
+    // No storage: the next load tunes again.
+  }
 }
 
 /** The same API as the in-thread engine, forwarded to a dedicated worker.

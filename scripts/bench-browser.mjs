@@ -4,7 +4,7 @@
 // Needs pkg/ (scripts/build-wasm.sh) and the npm dev packages (scripts/setup-browser.sh).
 //
 //   node scripts/bench-browser.mjs [--model /models/X.gguf] [--prompt-tokens 64] [--gen-tokens 16] [--worker false]
-//                                  [--row-threads N] [--kv-type f16|f32]
+//                                  [--kernel VARIANT] [--no-tune] [--kv-type f16|f32]
 import { startServer, launchBrowser, openHarness } from "../tests/browser/helpers.mjs";
 
 const args = process.argv.slice(2);
@@ -17,7 +17,8 @@ const promptTokens = Number(opt("prompt-tokens", 64));
 const genTokens = Number(opt("gen-tokens", 16));
 const worker = opt("worker", "true") !== "false";
 const loadOptions = { worker, cache: false };
-if (opt("row-threads")) loadOptions.matmulRowThreads = Number(opt("row-threads"));
+if (opt("kernel")) loadOptions.kernelVariant = opt("kernel");
+if (process.argv.includes("--no-tune")) loadOptions.tune = false;
 if (opt("kv-type")) loadOptions.kvType = opt("kv-type");
 
 const server = await startServer();
@@ -40,7 +41,7 @@ try {
     const info = engine.info;
     await engine.dispose();
     return {
-      adapter: info.adapter.name, backend: info.adapter.backend, worker: loadOptions.worker, rowThreads: info.adapter.matmulRowThreads, kvType: info.kvType,
+      adapter: info.adapter.name, backend: info.adapter.backend, worker: loadOptions.worker, kernels: info.kernels, kvType: info.kvType,
       model: model.split("/").pop(), fileBytes: info.fileBytes, gpuBytes: info.gpuBytes,
       loadSeconds, promptTokens, generatedTokens: stats.generatedTokens,
       prefillTokensPerS: stats.prefillTokensPerS, decodeTokensPerS: stats.decodeTokensPerS,

@@ -23,11 +23,12 @@ use web_sys::{AbortSignal, Blob};
 
 use crate::engine::{Clock, Engine, FinishReason, GenerateOptions, Piece};
 use crate::error::Error;
+use crate::gpu::variant::{KernelChoices, MatrixVariant};
 use crate::gpu::{Context, GpuError};
 use crate::loader::web::{Abort, BlobSource, UrlSource};
 use crate::loader::web_cache::{CacheOptions, CacheReport, CachedSource, ChunkStore, SharedReport};
 use crate::loader::{ByteSource, Phase, Progress};
-use crate::model::{KvType, LoadOptions};
+use crate::model::{KvType, LoadOptions, Tune};
 use crate::sampler::SamplerOptions;
 
 /// The JS error class name for an engine error (`aborted`: the caller's signal fired).
@@ -90,8 +91,14 @@ struct JsLoadOptions {
     max_batch: Option<u32>,
     /// "f16" (default) or "f32": how the KV cache stores keys and values.
     kv_type: Option<KvType>,
-    /// Tuning aid (like the CLI's --row-threads): threads per matrix row in the matrix kernels.
-    matmul_row_threads: Option<u32>,
+    /// A matrix-kernel variant for every shape instead of the autotuned ones (like the CLI's
+    /// --kernel), e.g. "t1r4-uniform".
+    kernel_variant: Option<String>,
+    /// Autotune the matrix kernels at load (default true).
+    tune: bool,
+    /// Choices cached by earlier loads: `{ adapter key: { shape: variant } }` (the wrapper keeps it
+    /// in localStorage).
+    kernel_cache: Option<serde_json::Value>,
     /// Load only from the cache, with no request.
     offline: bool,
     /// Expected sha256 of the whole file (hex).
@@ -104,7 +111,18 @@ struct JsLoadOptions {
 
 impl Default for JsLoadOptions {
     fn default() -> Self {
-        JsLoadOptions { context_length: None, max_batch: None, kv_type: None, matmul_row_threads: None, offline: false, sha256: None, parallel: 4, retries: 3 }
+        JsLoadOptions {
+            context_length: None,
+            max_batch: None,
+            kv_type: None,
+            kernel_variant: None,
+            tune: true,
+            kernel_cache: None,
+            offline: false,
+            sha256: None,
+            parallel: 4,
+            retries: 3,
+        }
     }
 }
 
@@ -239,6 +257,7 @@ struct Info {
     kv_bytes: u64,
     load_seconds: f64,
     adapter: AdapterInfo,
+    kernels: KernelsInfo,
 }
 
 #[derive(Serialize)]
@@ -247,7 +266,19 @@ struct AdapterInfo {
     name: String,
     backend: String,
     limits: JsDeviceLimits,
-    matmul_row_threads: u32,
+}
+
+/// `info.kernels`: the matrix-kernel variant per shape and what the autotuner did.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KernelsInfo {
+    /// What the choices are cached under (adapter, driver, ferrolm version).
+    adapter_key: String,
+    /// `{ "matvec Q4_1 576x1536 t1": "t1r4-uniform", ... }`.
+    choices: serde_json::Value,
+    /// The variant forced with `kernelVariant`, if any.
+    forced: Option<String>,
+    tune: crate::model::TuneReport,
 }
 
 /// The adapter's [`crate::gpu::DeviceLimits`] with camelCase keys, like the rest of the JS API.
@@ -465,12 +496,16 @@ impl WasmEngine {
         report(Progress { phase: Phase::Header, done: 0, total: 0 });
         let (mut source, parts) = open_source(source, store, &options, abort, &cache_report).await?;
         abort.check()?;
-        let mut ctx = Context::new().await?;
+        let ctx = Context::new().await?;
         if let Some(f) = on_lost {
             *lost_hook = watch_device_loss(&ctx, f);
         }
-        if let Some(n) = options.matmul_row_threads {
-            ctx.set_row_threads(n).map_err(|e| Error::BadRequest(e.to_string()))?;
+        if let Some(name) = &options.kernel_variant {
+            ctx.force_variant(Some(MatrixVariant::parse(name).map_err(Error::BadRequest)?));
+        }
+        if options.tune {
+            let cached = options.kernel_cache.as_ref().and_then(|all| all.get(ctx.adapter_key())).map(KernelChoices::from_json).unwrap_or_default();
+            load_options.tune = Tune::Auto { cached };
         }
         // The engine shares the context through an Arc (natively across threads); in the
         // browser everything stays on one thread.
@@ -519,7 +554,12 @@ impl WasmEngine {
                 name: ctx.adapter_name.clone(),
                 backend: ctx.backend.clone(),
                 limits: (&ctx.limits).into(),
-                matmul_row_threads: ctx.tuning.matmul_row_threads,
+            },
+            kernels: KernelsInfo {
+                adapter_key: ctx.adapter_key(),
+                choices: ctx.kernel_choices().to_json(),
+                forced: ctx.kernel_choices().forced.map(|v| v.to_string()),
+                tune: engine.model().tune_report.clone(),
             },
         };
         let gpu_bytes = std::cell::Cell::new(engine.model().gpu_bytes() as f64);

@@ -57,6 +57,33 @@ test("the engine runs in a worker: the page itself never fetched the wasm", asyn
   assert.ok(r.info.adapter.limits.maxStorageBinding >= 128 * MiB);
 });
 
+test("the matrix kernels are autotuned once per adapter and cached in localStorage", async () => {
+  const r = await page.evaluate(async (url) => {
+    const first = window.engine.info.kernels;
+    const stored = JSON.parse(localStorage.getItem("ferrolm.kernels") || "{}");
+    const again = await window.ferrolm.load(url);
+    const second = again.info.kernels;
+    await again.dispose();
+    let bad = null;
+    try {
+      await window.ferrolm.load(url, { kernelVariant: "t3r1-fast" });
+    } catch (e) {
+      bad = { name: e.name, message: e.message };
+    }
+    return { first, stored, second, bad };
+  }, SMOLLM2);
+  // SmolLM2's decode step has five matrix shapes: attention input, output projection,
+  // feed-forward input, down projection, output head.
+  assert.equal(r.first.tune.timed, 5, JSON.stringify(r.first));
+  assert.equal(Object.keys(r.first.choices).length, 5);
+  assert.ok(r.first.tune.seconds > 0 && r.first.tune.candidates.length >= 2);
+  assert.deepEqual(r.stored[r.first.adapterKey], r.first.choices);
+  assert.deepEqual({ timed: r.second.tune.timed, cached: r.second.tune.cached }, { timed: 0, cached: 5 });
+  assert.deepEqual(r.second.choices, r.first.choices);
+  assert.equal(r.bad?.name, "InvalidRequestError", JSON.stringify(r.bad));
+  assert.match(r.bad.message, /t3r1-fast/);
+});
+
 test("tokenize reproduces the fixture's ids", async () => {
   for (const c of fixture.tokenize) {
     const ids = await page.evaluate((t) => window.engine.tokenize(t), c.text);
