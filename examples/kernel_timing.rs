@@ -1,6 +1,6 @@
 //! Times each kernel family at SmolLM2-135M decode sizes (profiling aid):
-//! `cargo run --release --example kernel_timing [VARIANT...]` (e.g. t1r4-uniform t1r4-workgroup;
-//! default: the adapter's default variant).
+//! `cargo run --release --example kernel_timing [interleaved] [VARIANT...]` (e.g. t1r4-uniform
+//! t1r4-workgroup; default: the adapter's default variant; `interleaved`: rows interleaved by 8).
 use ferrolm::gpu::matmul::{attn_in, embed, ffn_in, matvec, AttnInArgs, Glu, Input, Output, RopeArgs, Rows};
 use ferrolm::gpu::ops::*;
 use ferrolm::gpu::variant::MatrixVariant;
@@ -49,13 +49,19 @@ fn time(ctx: &Context, name: &str, reps: u32, mut f: impl FnMut(&mut Step)) -> f
 fn matrix(ctx: &Context, ty: GgmlType, k: u32, n: u32) -> WeightMatrix {
     let w = WeightMatrix::allocate(ctx, "w", ty, k as u64, n as u64).unwrap();
     let bytes = random_blocks(ty, (k as u64 * n as u64 / ty.block_elems()) as usize, 1);
-    w.write(&ctx.queue, 0, &bytes);
+    w.write(ctx, 0, &bytes);
     w
 }
 
 fn main() {
-    let ctx = pollster::block_on(Context::new()).unwrap();
-    let variants: Vec<String> = std::env::args().skip(1).collect();
+    let mut ctx = pollster::block_on(Context::new()).unwrap();
+    // "interleaved" interleaves the weight rows by 8 (see gpu::weights).
+    let mut variants: Vec<String> = std::env::args().skip(1).collect();
+    if variants.first().is_some_and(|v| v == "interleaved") {
+        variants.remove(0);
+        ctx.tuning.interleave_rows = true;
+    }
+    println!("interleaved rows: {}", ctx.tuning.interleave_rows);
     println!("{:?}", ctx.limits);
     let (d, f, v) = (576u32, 1536u32, 49152u32);
     let buf = |n: u32| ctx.storage_buffer("b", n as u64 * 4).unwrap();

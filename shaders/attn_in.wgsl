@@ -94,11 +94,11 @@ fn main(
         var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
         if (valid) {
             if (kind == 0u) {
-                acc = row_dot_0((p.q_first + head * hd + r) * p.q_row_bytes, lane, t0);
+                acc = row_dot_0(p.q_first + head * hd + r, p.q_row_bytes, lane, t0);
             } else if (kind == 1u) {
-                acc = row_dot_1((p.k_first + head * hd + r) * p.k_row_bytes, lane, t0);
+                acc = row_dot_1(p.k_first + head * hd + r, p.k_row_bytes, lane, t0);
             } else {
-                acc = row_dot_2((p.v_first + head * hd + r) * p.v_row_bytes, lane, t0);
+                acc = row_dot_2(p.v_first + head * hd + r, p.v_row_bytes, lane, t0);
             }
         }
         acc = reduce_rows(lid, acc);

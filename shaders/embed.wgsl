@@ -34,7 +34,7 @@ fn main(
     if (id < p.first_row || id - p.first_row >= p.rows) {
         return;
     }
-    let row_byte = (id - p.first_row) * p.row_bytes;
+    let row_byte = row_start_0(id - p.first_row, p.row_bytes);
     let o = t * p.k;
     for (var u = lid; u < p.k / 8u; u += 64u) {
         let w = load8_0(row_byte, u);

@@ -55,8 +55,8 @@ fn main(
             var gate = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
             var up = gate;
             if (valid) {
-                gate = row_dot_0((p.gate_first + r) * p.gate_row_bytes, lane, t0);
-                up = row_dot_1((p.up_first + r) * p.up_row_bytes, lane, t0);
+                gate = row_dot_0(p.gate_first + r, p.gate_row_bytes, lane, t0);
+                up = row_dot_1(p.up_first + r, p.up_row_bytes, lane, t0);
             }
             gate = reduce_rows(lid, gate);
             up = reduce_rows(lid, up);

@@ -66,7 +66,7 @@ fn main(
             let valid = r < p.rows;
             var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
             if (valid) {
-                acc = row_dot_0((p.first_row + r) * p.row_bytes, lane, t0);
+                acc = row_dot_0(p.first_row + r, p.row_bytes, lane, t0);
             }
             acc = reduce_rows(lid, acc);
             if (valid && lane == 0u) {

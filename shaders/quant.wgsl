@@ -1,12 +1,38 @@
 // Block readers for GGML weights stored raw (their GGUF byte layout) in `wq: array<u32>`.
 //
 // Every type provides `load8(row_byte, u) -> W8`: eight dequantized weights of the row whose first
-// byte is `row_byte`. Units u = 0 .. k/8 cover every element of the row exactly once; which
+// byte is `row_byte` (from `row_start`). Units u = 0 .. k/8 cover every element of the row exactly once; which
 // elements a unit holds follows the block layout (W8.ia, W8.ib). Exactly one type flag is set per
 // pipeline (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
 // IQ4_XS). The including kernel declares `wq`. Blocks of 110 / 210 / 18 / 22 / 34 bytes can start at
 // any even byte, so their readers use the unaligned helpers.
 // Everything stays in vec4 registers: no private arrays (slow on CPU Vulkan drivers).
+
+// Where the current row's words are. Raw layout (the GGUF bytes as they are): a row starts at
+// byte `row * row_bytes` and readers address absolute bytes. INTERLEAVED layout (CPU drivers; rows
+// of whole words only): rows are interleaved in groups of 8, word j of row r at word
+// (r / 8) * row_words * 8 + j * 8 + r % 8, so that the 8 SIMD lanes of a CPU driver, one row
+// each, read 8 consecutive words; readers then address bytes within the row.
+var<private> il_base: u32;
+
+// Sets up reading row `row` (of `row_bytes` bytes) and returns the byte the readers start at.
+fn row_start(row: u32, row_bytes: u32) -> u32 {
+#if INTERLEAVED
+    il_base = (row >> 3u) * (row_bytes >> 2u) * 8u + (row & 7u);
+    return 0u;
+#else
+    return row * row_bytes;
+#endif
+}
+
+// Word i of the weights as the readers address them (see row_start).
+fn wq_at(i: u32) -> u32 {
+#if INTERLEAVED
+    return wq[il_base + i * 8u];
+#else
+    return wq[i];
+#endif
+}
 
 // Weights of elements [ia, ia + 4) in `a` and [ib, ib + 4) in `b`.
 struct W8 {
@@ -21,25 +47,25 @@ fn ld_u32(b: u32) -> u32 {
     let w = b >> 2u;
     let s = (b & 3u) * 8u;
     if (s == 0u) {
-        return wq[w];
+        return wq_at(w);
     }
-    return (wq[w] >> s) | (wq[w + 1u] << (32u - s));
+    return (wq_at(w) >> s) | (wq_at(w + 1u) << (32u - s));
 }
 
 // An f16 at an even byte offset.
 fn ld_f16(b: u32) -> f32 {
-    let bits = (wq[b >> 2u] >> ((b & 2u) * 8u)) & 0xffffu;
+    let bits = (wq_at(b >> 2u) >> ((b & 2u) * 8u)) & 0xffffu;
     return unpack2x16float(bits).x;
 }
 
 // The byte at any offset.
 fn ld_u8(b: u32) -> u32 {
-    return (wq[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+    return (wq_at(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu;
 }
 
 // The byte at any offset as a signed integer.
 fn ld_i8(b: u32) -> i32 {
-    return bitcast<i32>(wq[b >> 2u] << (24u - (b & 3u) * 8u)) >> 24u;
+    return bitcast<i32>(wq_at(b >> 2u) << (24u - (b & 3u) * 8u)) >> 24u;
 }
 
 fn bytes4(w: u32) -> vec4<u32> {
@@ -73,15 +99,15 @@ fn high_bits(qh: u32, j: u32) -> vec4<f32> {
 // p - 4 (scale) and p (min). `c` is the same for every unit of a thread group in step, so the
 // branch costs nothing there and the s2 load is skipped for half the units.
 fn k4_scales(w0: u32, c: u32) -> vec4<f32> {
-    let dm = unpack2x16float(wq[w0]);
+    let dm = unpack2x16float(wq_at(w0));
     let sh = (c & 1u) * 16u;
-    let b0 = wq[w0 + 1u] >> sh;
-    let b1 = wq[w0 + 2u] >> sh;
+    let b0 = wq_at(w0 + 1u) >> sh;
+    let b1 = wq_at(w0 + 2u) >> sh;
     var sm = vec4<u32>(b0, b0 >> 8u, b1, b1 >> 8u);
     if (c < 2u) {
         sm &= vec4<u32>(63u);
     } else {
-        let b2 = wq[w0 + 3u] >> sh;
+        let b2 = wq_at(w0 + 3u) >> sh;
         sm = (vec4<u32>(b2, b2 >> 8u, b2 >> 4u, b2 >> 12u) & vec4<u32>(0xfu)) | (((sm >> vec4<u32>(6u)) & vec4<u32>(3u)) << vec4<u32>(4u));
     }
     return vec4<f32>(sm) * vec4<f32>(dm.xx, dm.yy);
@@ -102,15 +128,15 @@ fn iq4nl(n: vec4<u32>) -> vec4<f32> {
 #if F32
 fn load8(row_byte: u32, u: u32) -> W8 {
     let w = (row_byte >> 2u) + 8u * u;
-    let a = vec4<f32>(bitcast<f32>(wq[w]), bitcast<f32>(wq[w + 1u]), bitcast<f32>(wq[w + 2u]), bitcast<f32>(wq[w + 3u]));
-    let b = vec4<f32>(bitcast<f32>(wq[w + 4u]), bitcast<f32>(wq[w + 5u]), bitcast<f32>(wq[w + 6u]), bitcast<f32>(wq[w + 7u]));
+    let a = vec4<f32>(bitcast<f32>(wq_at(w)), bitcast<f32>(wq_at(w + 1u)), bitcast<f32>(wq_at(w + 2u)), bitcast<f32>(wq_at(w + 3u)));
+    let b = vec4<f32>(bitcast<f32>(wq_at(w + 4u)), bitcast<f32>(wq_at(w + 5u)), bitcast<f32>(wq_at(w + 6u)), bitcast<f32>(wq_at(w + 7u)));
     return W8(a, b, 8u * u, 8u * u + 4u);
 }
 #elif F16
 fn load8(row_byte: u32, u: u32) -> W8 {
     let w = (row_byte >> 2u) + 4u * u;
-    let a = vec4<f32>(unpack2x16float(wq[w]), unpack2x16float(wq[w + 1u]));
-    let b = vec4<f32>(unpack2x16float(wq[w + 2u]), unpack2x16float(wq[w + 3u]));
+    let a = vec4<f32>(unpack2x16float(wq_at(w)), unpack2x16float(wq_at(w + 1u)));
+    let b = vec4<f32>(unpack2x16float(wq_at(w + 2u)), unpack2x16float(wq_at(w + 3u)));
     return W8(a, b, 8u * u, 8u * u + 4u);
 }
 #elif BF16
@@ -119,8 +145,8 @@ fn bf16x2(w: u32) -> vec2<f32> {
 }
 fn load8(row_byte: u32, u: u32) -> W8 {
     let w = (row_byte >> 2u) + 4u * u;
-    let a = vec4<f32>(bf16x2(wq[w]), bf16x2(wq[w + 1u]));
-    let b = vec4<f32>(bf16x2(wq[w + 2u]), bf16x2(wq[w + 3u]));
+    let a = vec4<f32>(bf16x2(wq_at(w)), bf16x2(wq_at(w + 1u)));
+    let b = vec4<f32>(bf16x2(wq_at(w + 2u)), bf16x2(wq_at(w + 3u)));
     return W8(a, b, 8u * u, 8u * u + 4u);
 }
 #elif Q4_0
@@ -140,8 +166,8 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let blk = u >> 2u;
     let i = u & 3u;
     let base = row_byte + blk * 20u;
-    let dm = unpack2x16float(wq[base >> 2u]);
-    let q = wq[(base >> 2u) + 1u + i];
+    let dm = unpack2x16float(wq_at(base >> 2u));
+    let q = wq_at((base >> 2u) + 1u + i);
     let ia = blk * 32u + 4u * i;
     return W8(nib_lo(q) * dm.x + dm.y, nib_hi(q) * dm.x + dm.y, ia, ia + 16u);
 }
@@ -165,9 +191,9 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let blk = u >> 2u;
     let i = u & 3u;
     let w0 = (row_byte + blk * 24u) >> 2u;
-    let dm = unpack2x16float(wq[w0]);
-    let qh = wq[w0 + 1u];
-    let q = wq[w0 + 2u + i];
+    let dm = unpack2x16float(wq_at(w0));
+    let qh = wq_at(w0 + 1u);
+    let q = wq_at(w0 + 2u + i);
     let a = (nib_lo(q) + high_bits(qh, 4u * i)) * dm.x + dm.y;
     let b = (nib_hi(q) + high_bits(qh, 4u * i + 16u)) * dm.x + dm.y;
     let ia = blk * 32u + 4u * i;
@@ -194,7 +220,7 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let c = (u >> 3u) & 3u;
     let w0 = (row_byte >> 2u) + (u >> 5u) * 36u;
     let f = k4_scales(w0, c);
-    let q = wq[w0 + 4u + (u & 31u)];
+    let q = wq_at(w0 + 4u + (u & 31u));
     let ia = (u >> 5u) * 256u + c * 64u + 4u * (u & 7u);
     return W8(nib_lo(q) * f.x - f.z, nib_hi(q) * f.y - f.w, ia, ia + 32u);
 }
@@ -206,8 +232,8 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let j = u & 7u;
     let w0 = (row_byte >> 2u) + (u >> 5u) * 44u;
     let f = k4_scales(w0, c);
-    let h = bytes4(wq[w0 + 4u + j]) >> vec4<u32>(2u * c);
-    let q = wq[w0 + 12u + (u & 31u)];
+    let h = bytes4(wq_at(w0 + 4u + j)) >> vec4<u32>(2u * c);
+    let q = wq_at(w0 + 12u + (u & 31u));
     let a = (nib_lo(q) + vec4<f32>((h & vec4<u32>(1u)) << vec4<u32>(4u))) * f.x - f.z;
     let b = (nib_hi(q) + vec4<f32>((h & vec4<u32>(2u)) << vec4<u32>(3u))) * f.y - f.w;
     let ia = (u >> 5u) * 256u + c * 64u + 4u * j;
@@ -269,11 +295,11 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let j = (u >> 3u) & 1u;
     let g = u & 7u;
     let w0 = (row_byte >> 2u) + (u >> 5u) * 21u;
-    let dm = unpack2x16float(wq[w0 + 20u]);
-    let q = bytes4(wq[w0 + 4u + 8u * h + g]) >> vec4<u32>(2u * j);
+    let dm = unpack2x16float(wq_at(w0 + 20u));
+    let q = bytes4(wq_at(w0 + 4u + 8u * h + g)) >> vec4<u32>(2u * j);
     let sh = 8u * (2u * j + (g >> 2u));
-    let sa = wq[w0 + 2u * h] >> sh;
-    let sb = wq[w0 + 2u * h + 1u] >> sh;
+    let sa = wq_at(w0 + 2u * h) >> sh;
+    let sb = wq_at(w0 + 2u * h + 1u) >> sh;
     let a = vec4<f32>(q & vec4<u32>(3u)) * (dm.x * f32(sa & 0xfu)) - dm.y * f32((sa >> 4u) & 0xfu);
     let b = vec4<f32>((q >> vec4<u32>(4u)) & vec4<u32>(3u)) * (dm.x * f32(sb & 0xfu)) - dm.y * f32((sb >> 4u) & 0xfu);
     let ia = (u >> 5u) * 256u + 128u * h + 32u * j + 4u * g;
@@ -298,10 +324,10 @@ fn load8(row_byte: u32, u: u32) -> W8 {
 fn load8(row_byte: u32, u: u32) -> W8 {
     let i = (u >> 2u) & 7u;
     let w0 = (row_byte >> 2u) + (u >> 5u) * 34u;
-    let head = wq[w0];
-    let ls = ((wq[w0 + 1u] >> (4u * i)) & 0xfu) | (((head >> (16u + 2u * i)) & 3u) << 4u);
+    let head = wq_at(w0);
+    let ls = ((wq_at(w0 + 1u) >> (4u * i)) & 0xfu) | (((head >> (16u + 2u * i)) & 3u) << 4u);
     let dl = unpack2x16float(head).x * f32(i32(ls) - 32);
-    let q = bytes4(wq[w0 + 2u + (u & 31u)]);
+    let q = bytes4(wq_at(w0 + 2u + (u & 31u)));
     let ia = (u >> 5u) * 256u + 32u * i + 4u * (u & 3u);
     return W8(iq4nl(q & vec4<u32>(0xfu)) * dl, iq4nl(q >> vec4<u32>(4u)) * dl, ia, ia + 16u);
 }

@@ -11,8 +11,9 @@ fn dot8(w: W8, xo: u32) -> f32 {
 }
 
 // This lane's share of Σ_k W[row, k] · n[k] · x[t, k] for the TT tokens t = t0 .. (n: the input
-// norm weight with NORM, else 1); the row's blocks start at byte row_byte. Lanes stride by G units.
-fn row_dot(row_byte: u32, lane: u32, t0: u32) -> Acc {
+// norm weight with NORM, else 1); rows are `row_bytes` long. Lanes stride by G units.
+fn row_dot(row: u32, row_bytes: u32, lane: u32, t0: u32) -> Acc {
+    let row_byte = row_start(row, row_bytes);
     let x0 = x_row(t0);
 #if TILE4
     let x1 = x_row(t0 + 1u);

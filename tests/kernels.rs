@@ -83,14 +83,17 @@ fn run_with(ctx: &Context, state: StepState, record: impl FnOnce(&mut Step) -> R
 /// A context of its own that runs every matrix kernel with the variant `name` (the shared one
 /// uses the adapter's defaults: one thread per row on lavapipe, so the cross-lane reduction and
 /// the other input paths would otherwise never run here).
-fn gpu_with_variant(name: &str) -> Arc<Context> {
-    static CONTEXTS: Mutex<Option<HashMap<String, Arc<Context>>>> = Mutex::new(None);
+/// Its weights are in the interleaved row layout or not (`interleaved`; the shared context on
+/// lavapipe interleaves).
+fn gpu_with_variant(name: &str, interleaved: bool) -> Arc<Context> {
+    static CONTEXTS: Mutex<Option<HashMap<(String, bool), Arc<Context>>>> = Mutex::new(None);
     let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
     contexts
         .get_or_insert_with(HashMap::new)
-        .entry(name.to_string())
+        .entry((name.to_string(), interleaved))
         .or_insert_with(|| {
-            let ctx = pollster::block_on(Context::new()).expect("a second GPU context");
+            let mut ctx = pollster::block_on(Context::new()).expect("a second GPU context");
+            ctx.tuning.interleave_rows = interleaved;
             ctx.force_variant(Some(MatrixVariant::parse(name).expect("a variant name")));
             Arc::new(ctx)
         })
@@ -157,7 +160,7 @@ fn upload_matrix(ctx: &Context, ty: GgmlType, k: u32, n_rows: u32, bytes: &[u8],
         }
     };
     assert_eq!(w.byte_len(), bytes.len() as u64);
-    w.write(&ctx.queue, 0, bytes);
+    w.write(ctx, 0, bytes);
     w
 }
 
@@ -692,11 +695,11 @@ fn post_norm_add_rows() {
 // kernel variants
 // ---------------------------------------------------------------------------------------------
 
-/// The matrix kernels run with the variant `name` for every shape: matvec for every type (decode
-/// rows that fit the variant's input path, and inputs at unaligned offsets that fall back to
-/// storage), ffn_in and attn_in.
-fn check_variant(name: &str, seed: u64) {
-    let ctx = gpu_with_variant(name);
+/// The matrix kernels run with the variant `name` for every shape, weights interleaved or not:
+/// matvec for every type (decode rows that fit the variant's input path, inputs at unaligned
+/// offsets that fall back to storage), ffn_in and attn_in.
+fn check_variant(name: &str, interleaved: bool, seed: u64) {
+    let ctx = gpu_with_variant(name, interleaved);
     let shape = MatrixShape { kernel: MatrixKernel::Matvec, ty: GgmlType::Q4_0, rows: 1, k: 32, tokens: 1 };
     assert_eq!(ctx.matrix_variant(&shape).to_string(), name);
     for (i, ty) in GPU_TYPES.into_iter().enumerate() {
@@ -704,6 +707,8 @@ fn check_variant(name: &str, seed: u64) {
         let k = row_len(ty, 160);
         check_matvec(&ctx, MatvecCase::dense(ty, 37, k, 1), seed);
         check_matvec(&ctx, MatvecCase::dense(ty, 37, k, 1).normed(), seed + 3);
+        // Rows of whole words for every type (160 elements are not, for odd block counts).
+        check_matvec(&ctx, MatvecCase::dense(ty, 21, 1024, 1).normed(), seed + 5);
         check_matvec(&ctx, MatvecCase { accumulate: true, x_offset: 4, x_pad: 8, y_pad: 1, ..MatvecCase::dense(ty, 37, k, 9).normed() }, seed + 1);
         check_matvec(&ctx, MatvecCase { softcap: 2.0, ..MatvecCase::dense(ty, 5, k, 4).normed() }, seed + 2);
     }
@@ -713,25 +718,30 @@ fn check_variant(name: &str, seed: u64) {
 
 #[test]
 fn matrix_kernels_one_thread_per_row_input_in_storage() {
-    check_variant("t1r1-storage", 9000);
+    check_variant("t1r1-storage", false, 9000);
 }
 
 #[test]
 fn matrix_kernels_one_thread_per_row_input_uniform() {
-    check_variant("t1r4-uniform", 9100);
+    check_variant("t1r4-uniform", true, 9100);
 }
 
 #[test]
 fn matrix_kernels_one_thread_per_row_input_staged() {
-    check_variant("t1r2-workgroup", 9200);
+    check_variant("t1r2-workgroup", true, 9200);
 }
 
 #[test]
 fn matrix_kernels_16_threads_per_row() {
-    check_variant("t16r1-storage", 9300);
+    check_variant("t16r1-storage", false, 9300);
+}
+
+#[test]
+fn matrix_kernels_8_threads_per_row_subgroup_reduction() {
+    check_variant("t8r1-uniform-sg", true, 9500);
 }
 
 #[test]
 fn matrix_kernels_64_threads_per_row_input_uniform() {
-    check_variant("t64r2-uniform", 9400);
+    check_variant("t64r2-uniform", true, 9400);
 }

@@ -34,7 +34,7 @@ fn check_tensor(ctx: &Context, what: &str, info: &TensorInfo, bytes: &[u8], n_to
 
     let w = WeightMatrix::allocate(ctx, what, ty, k as u64, n_rows as u64).expect("allocate");
     assert_eq!(w.byte_len(), bytes.len() as u64, "{what}: byte length");
-    w.write(&ctx.queue, 0, bytes);
+    w.write(ctx, 0, bytes);
 
     let mut rng = Rng::new(seed);
     let x: Vec<f32> = (0..tu * ku).map(|_| rng.normal()).collect();

@@ -43,12 +43,16 @@ pub struct Tuning {
     /// Passes of rows one matvec / ffn_in workgroup makes (CPU drivers: several, so that each
     /// workgroup's set-up — the input norm, the staged row — serves more rows).
     pub rows_per_thread: u32,
+    /// Weight rows interleaved in groups of 8 (see `gpu::weights`): meant for CPU drivers, whose
+    /// SIMD lanes each compute a row. Off by default: on lavapipe it measured no faster than the
+    /// raw layout (LLVM still gathers), see the README's performance notes.
+    pub interleave_rows: bool,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 } }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false }
     }
 }
 

@@ -179,7 +179,7 @@ struct MatvecParams {
 pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer, out: Output) -> Result<(), GpuError> {
     input.check()?;
     let setup = matrix_setup(step, MatrixKernel::Matvec, w.ty, w.n_rows, input, w.k);
-    let defines = setup.defines.clone().matrix_type(0, w.ty);
+    let defines = setup.defines.clone().matrix(0, w);
     let rows_per_workgroup = setup.rows_per_workgroup();
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
     for part in &w.parts {
@@ -268,7 +268,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     let k = gate.w.k;
     let (gate_buf, up_buf) = (gate.single_part(hidden, k)?, up.single_part(hidden, k)?);
     let setup = matrix_setup(step, MatrixKernel::FfnIn, gate.w.ty, hidden, input, k);
-    let mut defines = setup.defines.clone().matrix_type(0, gate.w.ty).matrix_type(1, up.w.ty);
+    let mut defines = setup.defines.clone().matrix(0, gate.w).matrix(1, up.w);
     if glu == Glu::GeGlu {
         defines = defines.flag("GEGLU");
     }
@@ -387,7 +387,7 @@ pub fn attn_in(
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
     let setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
-    let mut defines = setup.defines.clone().matrix_type(0, q.w.ty).matrix_type(1, k.w.ty).matrix_type(2, v.w.ty);
+    let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
     if a.kv_f16 {
         defines = defines.flag("KV_F16");
     }
@@ -451,7 +451,7 @@ struct EmbedParams {
 
 /// out[t, :] = scale · W[ids[t], :]    W: [vocab, k] quantized, ids: [n_tokens] u32, out: [n_tokens, k] f32.
 pub fn embed(step: &mut Step, w: &WeightMatrix, ids: &wgpu::Buffer, out: &wgpu::Buffer, n_tokens: u32, scale: f32) -> Result<(), GpuError> {
-    let defines = Defines::new().matrix_type(0, w.ty);
+    let defines = Defines::new().matrix(0, w);
     for part in &w.parts {
         let params = EmbedParams {
             k: w.k,

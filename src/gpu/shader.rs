@@ -36,6 +36,8 @@ pub enum Kernel {
     /// Combines the attention partials.
     AttentionCombine,
     TopK,
+    /// Scatters raw weight words into the interleaved row layout (at load).
+    Interleave,
 }
 
 const QUANT_WGSL: &str = include_str!("../../shaders/quant.wgsl");
@@ -66,6 +68,7 @@ impl Kernel {
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
             Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
             Kernel::TopK => include_str!("../../shaders/topk.wgsl"),
+            Kernel::Interleave => include_str!("../../shaders/interleave.wgsl"),
         };
         let mut src = String::new();
         // Browsers (Tint) need the extension enabled; Naga takes subgroup builtins without it
@@ -96,7 +99,10 @@ impl Kernel {
             if self != Kernel::Embed {
                 readers.push_str(ROWDOT_WGSL);
             }
-            let typed = defines.clone().flag(ty.name());
+            let mut typed = defines.clone().flag(ty.name());
+            if defines.is_set(LAYOUT_DEFINES[i]) {
+                typed = typed.flag("INTERLEAVED");
+            }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
         }
         Ok(out)
@@ -105,6 +111,8 @@ impl Kernel {
 
 /// The defines naming the block type of matrix 0, 1, 2 of a kernel.
 pub const TYPE_DEFINES: [&str; 3] = ["T0", "T1", "T2"];
+/// The flags saying matrix 0, 1, 2 has its rows interleaved (`gpu::weights`).
+const LAYOUT_DEFINES: [&str; 3] = ["IL0", "IL1", "IL2"];
 
 /// The defines one variant of a kernel is built with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,6 +135,11 @@ impl Defines {
     /// Sets the block type of matrix `i` (see [`TYPE_DEFINES`]).
     pub fn matrix_type(self, i: usize, ty: GgmlType) -> Self {
         self.constant(TYPE_DEFINES[i], ty.id())
+    }
+    /// Sets the block type and the layout of the weight matrix read as matrix `i`.
+    pub fn matrix(self, i: usize, w: &super::WeightMatrix) -> Self {
+        let d = self.matrix_type(i, w.ty);
+        if w.interleaved() { d.flag(LAYOUT_DEFINES[i]) } else { d }
     }
     fn get(&self, name: &str) -> Option<u32> {
         self.0.get(name).copied()

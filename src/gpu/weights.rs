@@ -1,7 +1,14 @@
-//! Weight matrices on the GPU, kept in their raw GGUF block layout and split by rows into parts
-//! that each fit one storage binding.
+//! Weight matrices on the GPU, split by rows into parts that each fit one storage binding.
+//!
+//! Two layouts (`shaders/quant.wgsl`'s `row_start`): the raw GGUF bytes, or — meant for CPU
+//! drivers, whose SIMD lanes each compute one row; `Tuning::interleave_rows` — rows interleaved in
+//! groups of 8 at word granularity, so that 8 lanes read 8 consecutive words instead of gathering
+//! from 8 rows. The interleaved layout
+//! is filled on the GPU: each chunk of file bytes is uploaded as it arrives and a kernel scatters
+//! its words (`shaders/interleave.wgsl`), so nothing but the chunk is staged.
 
-use super::{Context, GpuError};
+use super::step::Bind;
+use super::{Context, GpuError, Kernel, Step};
 use crate::quant::GgmlType;
 
 /// Largest part we create, whatever the device allows: kernels address bytes with u32.
@@ -25,6 +32,20 @@ pub struct WeightMatrix {
     pub n_rows: u32,
     pub row_bytes: u64,
     pub parts: Vec<WeightPart>,
+    /// Rows interleaved in groups of [`INTERLEAVE`] (else the raw layout).
+    interleaved: bool,
+}
+
+/// Rows per interleaved group (a CPU driver's SIMD width in 32-bit lanes).
+pub const INTERLEAVE: u64 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct InterleaveParams {
+    words: u32,
+    first_word: u32,
+    row_words: u32,
+    _pad: u32,
 }
 
 /// Which GGML types the GPU kernels can read.
@@ -62,8 +83,11 @@ impl WeightMatrix {
         let row_bytes = ty
             .row_bytes(k)
             .ok_or_else(|| GpuError::Shape(format!("tensor '{name}': row of {k} elements is not whole blocks")))?;
-        // Parts start at whole rows and at 4-byte boundaries (buffer writes are 4-byte aligned).
-        let align_rows = (4 / gcd(row_bytes, 4)).max(1);
+        // Interleaved where the adapter wants it and rows are whole words.
+        let interleaved = ctx.tuning.interleave_rows && row_bytes.is_multiple_of(4) && max_part / row_bytes >= INTERLEAVE;
+        // Parts start at whole rows (whole groups when interleaved) and at 4-byte boundaries
+        // (buffer writes are 4-byte aligned).
+        let align_rows = if interleaved { INTERLEAVE } else { (4 / gcd(row_bytes, 4)).max(1) };
         let mut rows_per_part = (max_part / row_bytes) / align_rows * align_rows;
         if rows_per_part == 0 {
             return Err(GpuError::Limit(format!(
@@ -76,11 +100,17 @@ impl WeightMatrix {
         while first < n_rows {
             let rows = rows_per_part.min(n_rows - first);
             let byte_len = rows * row_bytes;
-            let buffer = ctx.storage_buffer(name, byte_len)?;
+            let buffer_len = if interleaved { rows.next_multiple_of(INTERLEAVE) * row_bytes } else { byte_len };
+            let buffer = ctx.storage_buffer(name, buffer_len)?;
             parts.push(WeightPart { buffer, first_row: first as u32, rows: rows as u32, byte_start: first * row_bytes, byte_len });
             first += rows;
         }
-        Ok(WeightMatrix { name: name.to_string(), ty, k: k as u32, n_rows: n_rows as u32, row_bytes, parts })
+        Ok(WeightMatrix { name: name.to_string(), ty, k: k as u32, n_rows: n_rows as u32, row_bytes, parts, interleaved })
+    }
+
+    /// Whether the rows are interleaved (see the module docs).
+    pub fn interleaved(&self) -> bool {
+        self.interleaved
     }
 
     /// Total bytes of the tensor's data.
@@ -88,9 +118,11 @@ impl WeightMatrix {
         self.row_bytes * self.n_rows as u64
     }
 
-    /// Writes `data`, which holds tensor bytes `[offset, offset + data.len())`, into the parts.
-    /// `offset` must be a multiple of 4; a tail that is not is zero-padded.
-    pub fn write(&self, queue: &wgpu::Queue, offset: u64, data: &[u8]) {
+    /// Writes `data`, which holds tensor bytes `[offset, offset + data.len())`, into the parts
+    /// (scattered into the interleaved layout on the GPU where it applies). `offset` must be a
+    /// multiple of 4; a tail that is not is zero-padded.
+    pub fn write(&self, ctx: &Context, offset: u64, data: &[u8]) {
+        let queue = &ctx.queue;
         let end = offset + data.len() as u64;
         for part in &self.parts {
             let lo = offset.max(part.byte_start);
@@ -100,13 +132,39 @@ impl WeightMatrix {
             }
             let chunk = &data[(lo - offset) as usize..(hi - offset) as usize];
             let dst = lo - part.byte_start;
-            if chunk.len().is_multiple_of(4) {
-                queue.write_buffer(&part.buffer, dst, chunk);
+            let padded;
+            let chunk = if chunk.len().is_multiple_of(4) {
+                chunk
             } else {
-                let mut padded = chunk.to_vec();
-                padded.resize(chunk.len().next_multiple_of(4), 0);
-                queue.write_buffer(&part.buffer, dst, &padded);
+                padded = [chunk, &[0u8; 3][..chunk.len().next_multiple_of(4) - chunk.len()]].concat();
+                &padded[..]
+            };
+            if self.interleaved {
+                self.scatter(ctx, part, dst, chunk);
+            } else {
+                queue.write_buffer(&part.buffer, dst, chunk);
             }
+        }
+    }
+
+    /// Uploads raw words of `part` starting at part byte `dst` and scatters them into the
+    /// interleaved layout. A failure (out of memory) surfaces as the device's error.
+    fn scatter(&self, ctx: &Context, part: &WeightPart, dst: u64, chunk: &[u8]) {
+        let Ok(staging) = ctx.storage_buffer("weights upload", chunk.len() as u64) else {
+            // Larger than a binding: upload in halves.
+            let half = (chunk.len() / 2).next_multiple_of(4);
+            self.scatter(ctx, part, dst, &chunk[..half]);
+            self.scatter(ctx, part, dst + half as u64, &chunk[half..]);
+            return;
+        };
+        ctx.queue.write_buffer(&staging, 0, chunk);
+        let words = (chunk.len() / 4) as u32;
+        let params = InterleaveParams { words, first_word: (dst / 4) as u32, row_words: (self.row_bytes / 4) as u32, _pad: 0 };
+        let mut step = Step::new(ctx);
+        let buffers = [Bind::Read(&staging), Bind::Write(&part.buffer)];
+        // Recording only fails for a shader that does not compile (a bug): the device error says so.
+        if step.dispatch(Kernel::Interleave, "main", &Default::default(), &params, &buffers, words.div_ceil(64)).is_ok() {
+            step.submit(None);
         }
     }
 

@@ -192,7 +192,7 @@ impl WeightStore {
             }
             let chunk = &data[(lo - offset) as usize..(hi - offset) as usize];
             match &mut p.target {
-                Target::Matrix(i) => self.matrices[*i].write(&ctx.queue, lo - p.info.offset, chunk),
+                Target::Matrix(i) => self.matrices[*i].write(ctx, lo - p.info.offset, chunk),
                 Target::Vector { bytes, .. } => bytes.extend_from_slice(chunk),
             }
             p.received += chunk.len() as u64;
