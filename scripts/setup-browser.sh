@@ -22,7 +22,7 @@ command -v node >/dev/null || { echo "setup-browser: Node.js (18+) and npm are n
 stamp=node_modules/.ferrolm-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "setup-browser: npm ci (playwright-core, typescript)"
+    echo "setup-browser: npm ci (playwright-core, typescript, @mozilla/readability)"
     npm ci --no-audit --no-fund --loglevel=error
     echo "$want" > "$stamp"
 fi
