@@ -219,3 +219,30 @@ test("a page without text gets a clear message", async () => {
   assert.equal(await popup.isEnabled("#summarize"), true);
   await popup.close();
 });
+
+test("Stop ends a summary; the context menu's selection is summarised next (the engine was not left busy)", async () => {
+  const popup = await openPopup(tabs.article, { maxTokens: 200 });
+  await popup.click("#summarize");
+  await popup.waitForFunction(() => document.getElementById("summary").textContent.length > 0 ||
+    document.getElementById("status").textContent.startsWith("error"), null, { timeout: 60_000 });
+  assert.match(await popup.textContent("#status"), /^(Writing the summary|Summarising part 1 of \d+) …$/);
+  await popup.click("#stop");
+  await popup.waitForFunction(() => document.body.dataset.state === "idle", null, { timeout: 10_000 });
+  assert.equal(await popup.textContent("#status"), "Stopped.");
+  assert.equal(await popup.isEnabled("#summarize"), true);
+  await popup.close();
+
+  // What the context menu's handler stores before it opens popup.html?selection=1.
+  const sw = context.serviceWorkers()[0] || await context.waitForEvent("serviceworker");
+  const selection = { text: "Volunteers open two lighthouses every summer.", title: "Lighthouses", url: `${server.url}/pages/article.html` };
+  await sw.evaluate((s) => chrome.storage.session.set({ selection: s }), selection);
+  const menu = await context.newPage();
+  await menu.goto(`chrome-extension://${extensionId}/popup.html?selection=1&maxTokens=8&model=${encodeURIComponent(server.url + TINY)}`);
+  const t0 = Date.now();
+  await menu.click("#summarize");
+  await menu.waitForFunction(() => /done|^error: /.test(document.getElementById("status").textContent), null, { timeout: 60_000 });
+  assert.match(await menu.textContent("#status"), /^Summary done/);
+  assert.deepEqual(await menu.evaluate(() => window.lastPage), { ...selection, method: "selection" });
+  assert.ok(Date.now() - t0 < 30_000, "the stopped run did not hold the engine");
+  await menu.close();
+});
