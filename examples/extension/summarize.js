@@ -53,9 +53,8 @@ export async function packChunks(paras, budget, count) {
       current = joined;
       return;
     }
-    if (current) chunks.push(current);
-    current = "";
     if (await count(piece) <= budget) {
+      if (current) chunks.push(current);
       current = piece;
       return;
     }

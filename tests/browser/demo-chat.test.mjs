@@ -36,6 +36,15 @@ async function turn(text) {
   return { prompt: Number(stats.prompt), reused: Number(stats.reused), prefilled: Number(stats.prefilled), dropped: Number(stats.dropped), text: stats.text };
 }
 
+test("the model picker lists known models and says whether the model is cached", async () => {
+  const known = await page.locator("#known-models option").evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(known.includes("../models/SmolLM2-135M-Instruct.Q4_1.gguf") && known.length >= 3, known.join(" "));
+  await page.waitForFunction(() => document.getElementById("model-cached").textContent.startsWith("In the cache"));
+  await page.fill("#model-url", "/models/not-cached.gguf");
+  await page.dispatchEvent("#model-url", "input");
+  await page.waitForFunction(() => document.getElementById("model-cached").textContent.startsWith("Not cached yet"));
+});
+
 test("two turns: the second prefills only its new text; the page shows tokens reused and prefilled", async () => {
   await page.fill("#system", "Be brief.");
   const first = await turn("hi");

@@ -13,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { startServer, launchBrowser, openHarness, root, CHROMIUM, CHROMIUM_ARGS } from "./helpers.mjs";
+import { packChunks, paragraphs } from "../../examples/extension/summarize.js";
 
 const EXT = path.join(root, "dist/extension");
 const TINY = "/tests/fixtures/zoo/tiny-qwen3-q4_k_m.gguf";
@@ -96,6 +97,17 @@ async function summarize(popup, timeout = 120_000) {
     promptTokens: JSON.parse(await popup.evaluate(() => document.body.dataset.promptTokens || "[]")),
   };
 }
+
+test("chunks keep paragraphs whole and in order, within the budget; a paragraph longer than a chunk is cut at sentences", async () => {
+  const words = async (t) => t.split(/\s+/).filter(Boolean).length; // a stand-in tokenizer: one token a word
+  const text = "One two three.\n\nFour five six seven.\n\n\nEight nine.\n\nA b c d e. F g h i j. K l m n o.\n\nEnd.";
+  const paras = paragraphs(text);
+  assert.deepEqual(paras, ["One two three.", "Four five six seven.", "Eight nine.", "A b c d e. F g h i j. K l m n o.", "End."]);
+  const chunks = await packChunks(paras, 8, words);
+  assert.deepEqual(chunks, ["One two three.\n\nFour five six seven.", "Eight nine.\n\nA b c d e.", "F g h i j.", "K l m n o.\n\nEnd."]);
+  for (const c of chunks) assert.ok(await words(c) <= 8);
+  assert.deepEqual(paragraphs("no blank lines\nbut two lines"), ["no blank lines", "but two lines"]);
+});
 
 test("the built extension asks for few permissions and its JS has no eval / new Function (CSP)", () => {
   const manifest = JSON.parse(fs.readFileSync(path.join(EXT, "manifest.json"), "utf8"));
