@@ -32,7 +32,7 @@ try {
   await popup.setViewportSize({ width: 424, height: 300 });
   await popup.goto(`chrome-extension://${id}/popup.html?tabId=${tab.id}&maxTokens=64&model=${encodeURIComponent(server.url + SMOLLM2)}`);
   await popup.click("#summarize");
-  await popup.waitForFunction(() => document.getElementById("summary").textContent.length > 90, null, { timeout: 600_000 });
+  await popup.waitForFunction(() => document.getElementById("summary").textContent.length > 60, null, { timeout: 900_000 });
   fs.mkdirSync(path.dirname(out), { recursive: true });
   await popup.screenshot({ path: out });
   console.log(`extension-screenshot: ${out} (${fs.statSync(out).size} bytes)`);
