@@ -258,3 +258,20 @@ test("Stop ends a summary; the context menu's selection is summarised next (the 
   assert.ok(Date.now() - t0 < 30_000, "the stopped run did not hold the engine");
   await menu.close();
 });
+
+test("the options page saves the model URL and summary length, lists the cached model and clears it", async () => {
+  const options = await context.newPage();
+  await options.goto(`chrome-extension://${extensionId}/options.html`);
+  await options.waitForFunction(() => document.getElementById("model-url").value.startsWith("https://"));
+  await options.waitForFunction(() => /tiny-qwen3-q4_k_m\.gguf: [\d.]+ MB$/.test(document.getElementById("cached").textContent));
+  await options.fill("#model-url", `${server.url}${TINY}`);
+  await options.selectOption("#length", "short");
+  await options.click("#save");
+  await options.waitForFunction(() => document.getElementById("status").textContent === "Saved.");
+  assert.deepEqual(await options.evaluate(() => chrome.storage.local.get(["modelUrl", "length"])), { modelUrl: `${server.url}${TINY}`, length: "short" });
+  await options.click("#clear");
+  await options.waitForFunction(() => document.getElementById("status").textContent === "The cached models were removed.");
+  await options.waitForFunction(() => document.getElementById("cached").textContent === "None.");
+  assert.deepEqual(await options.evaluate(async () => (await import("./pkg/index.js")).cache.list()), []);
+  await options.close();
+});
