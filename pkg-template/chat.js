@@ -14,6 +14,10 @@ import { InvalidRequestError } from "./errors.js";
 
 let sequence = 0;
 
+/** `generate`'s default `maxTokens`: what a request without `max_tokens` reserves for the reply. */
+const DEFAULT_MAX_TOKENS = 128;
+const CONTEXT_OVERFLOW = ["error", "drop_oldest"];
+
 /** Maps an OpenAI-style request onto `generate` options (extensions: top_k, min_p, ...).
  * @param {ChatCompletionRequest} request
  * @returns {GenerateOptions} */
@@ -57,10 +61,35 @@ function validate(request) {
   if (request.n !== undefined && request.n !== 1) {
     throw new InvalidRequestError("only n = 1 is supported");
   }
+  const overflow = request.context_overflow;
+  if (overflow !== undefined && !CONTEXT_OVERFLOW.includes(/** @type {string} */ (overflow))) {
+    throw new InvalidRequestError(`context_overflow must be "error" or "drop_oldest", not ${JSON.stringify(overflow)}`);
+  }
 }
 
-/** @param {GenerateStats | null} stats */
-function usage(stats) {
+/** Renders the conversation; with `context_overflow: "drop_oldest"`, drops the oldest messages
+ * after the leading system message(s) until the prompt plus the reply's `maxTokens` fits the
+ * context (the last message always stays). Returns the rendered prompt and how many messages
+ * were dropped.
+ * @param {ChatEngine} engine @param {ChatCompletionRequest} request @param {GenerateOptions} options
+ * @returns {Promise<{ rendered: { text: string, ids: number[] }, dropped: number }>} */
+async function renderWithin(engine, request, options) {
+  const messages = request.messages.map((m) => ({ role: m.role, content: m.content }));
+  let rendered = await engine.applyChatTemplate(messages);
+  if (request.context_overflow !== "drop_oldest") return { rendered, dropped: 0 };
+  const budget = engine.info.contextLength - (options.maxTokens ?? DEFAULT_MAX_TOKENS);
+  const firstTurn = Math.max(0, messages.findIndex((m) => m.role !== "system"));
+  let dropped = 0;
+  while (rendered.ids.length > budget && messages.length > firstTurn + 1) {
+    messages.splice(firstTurn, 1);
+    dropped++;
+    rendered = await engine.applyChatTemplate(messages);
+  }
+  return { rendered, dropped };
+}
+
+/** @param {GenerateStats | null} stats @param {number | undefined} dropped set with "drop_oldest" */
+function usage(stats, dropped) {
   const prompt = stats ? stats.promptTokens : 0;
   const completion = stats ? stats.generatedTokens : 0;
   return {
@@ -69,15 +98,17 @@ function usage(stats) {
     total_tokens: prompt + completion,
     // Extension: prompt tokens actually computed (the rest came from the KV cache).
     prefilled_tokens: stats ? stats.prefilledTokens : 0,
+    // Extension, with context_overflow "drop_oldest": messages left out to fit the context.
+    ...(dropped === undefined ? {} : { dropped_messages: dropped }),
   };
 }
 
 /** @param {ChatEngine} engine @param {ChatCompletionRequest} request */
 async function create(engine, request) {
   validate(request);
-  const messages = request.messages.map((m) => ({ role: m.role, content: m.content }));
-  const rendered = await engine.applyChatTemplate(messages);
   const options = generateOptions(request);
+  const { rendered, dropped } = await renderWithin(engine, request, options);
+  const droppedReport = request.context_overflow === "drop_oldest" ? dropped : undefined;
   const id = `chatcmpl-${Date.now().toString(36)}${(sequence++).toString(36)}`;
   const created = Math.floor(Date.now() / 1000);
   const model = request.model || "ferrolm";
@@ -93,7 +124,7 @@ async function create(engine, request) {
         if (piece.text) yield chunk({ content: piece.text }, null);
       }
       const stats = engine.stats;
-      yield { ...chunk({}, stats ? stats.finishReason : "stop"), usage: usage(stats) };
+      yield { ...chunk({}, stats ? stats.finishReason : "stop"), usage: usage(stats, droppedReport) };
     })();
   }
   let content = "";
@@ -102,7 +133,7 @@ async function create(engine, request) {
   return {
     id, object: "chat.completion", created, model,
     choices: [{ index: 0, message: { role: "assistant", content }, logprobs: null, finish_reason: stats ? stats.finishReason : "stop" }],
-    usage: usage(stats),
+    usage: usage(stats, droppedReport),
   };
 }
 

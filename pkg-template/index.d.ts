@@ -122,6 +122,12 @@ export interface ChatCompletionRequest {
   repetition_penalty?: number;
   ignore_eos?: boolean;
   signal?: AbortSignal;
+  /** What to do when the prompt plus `max_tokens` (default 128) does not fit the context:
+   * "error" (default: the request goes as it is, and a prompt longer than the context rejects
+   * with InvalidRequestError) or "drop_oldest" (the oldest messages after the leading system
+   * message(s) are left out until it fits; the last message always stays; `usage.dropped_messages`
+   * says how many). Budget ahead with `engine.countTokens(text)` and `engine.info.contextLength`. */
+  context_overflow?: "error" | "drop_oldest";
 }
 
 export type FinishReason = "stop" | "length" | "abort";
@@ -132,6 +138,8 @@ export interface ChatCompletionUsage {
   total_tokens: number;
   /** Prompt tokens actually computed (the others came from the KV cache). */
   prefilled_tokens: number;
+  /** With `context_overflow: "drop_oldest"` only: messages left out to fit the context. */
+  dropped_messages?: number;
 }
 
 export interface ChatCompletion {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set-up for the browser tests, safe to re-run: Debian's Chromium (WebGPU headless; SwiftShader
 # without a GPU) and the npm dev packages pinned in package-lock.json (playwright-core drives
-# Chromium; typescript checks the package's declarations). Needs root (or sudo) for apt, Node.js
-# 18+ with npm, and network access to Debian's mirrors and the npm registry. No browser download.
+# Chromium; typescript checks the package's declarations; @mozilla/readability is bundled into
+# the extension). Needs root (or sudo) for apt, Node.js 18+ with npm, and network access to
+# Debian's mirrors and the npm registry. No browser download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ command -v node >/dev/null || { echo "setup-browser: Node.js (18+) and npm are n
 stamp=node_modules/.ferrolm-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "setup-browser: npm ci (playwright-core, typescript)"
+    echo "setup-browser: npm ci (playwright-core, typescript, @mozilla/readability)"
     npm ci --no-audit --no-fund --loglevel=error
     echo "$want" > "$stamp"
 fi

@@ -1,5 +1,7 @@
-// The demo page: load a GGUF model (URL, ?model=, file picker or drop), stream a completion.
+// The demo page: load a GGUF model (URL, ?model=, a known model, file picker or drop), chat with
+// it (chat.js) or stream a raw completion. ?context=N loads with an N-token context.
 import { load, cache, AbortError } from "../pkg/index.js";
+import { createChat } from "./chat.js";
 
 const DEFAULT_MODEL = "../models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const $ = (id) => document.getElementById(id);
@@ -15,6 +17,13 @@ const ui = {
 let engine = null;
 let loading = null; // AbortController of the load in progress
 let generating = null; // AbortController of the generation in progress
+const chat = createChat({
+  engine: () => engine,
+  busy: (on) => setState(on ? "generating" : engine ? "ready" : "idle"),
+  maxTokens: () => Number($("chat-max-tokens").value) || 256,
+  temperature: () => Math.max(0, Number($("chat-temperature").value) || 0),
+  fail: (e) => setStatus(`${e.name}: ${e.message}`, true),
+});
 
 const MB = (n) => (n / 1e6).toFixed(1);
 
@@ -30,12 +39,13 @@ function setState(state) {
   ui.generate.disabled = !engine || busy;
   ui.stop.disabled = state !== "generating";
   ui.progressBox.hidden = state !== "loading";
+  chat.setEnabled(!!engine && !busy);
 }
 
 function webgpuMissing(detail) {
   $("no-webgpu").hidden = false;
   if (detail) $("no-webgpu-detail").textContent = detail;
-  for (const el of [ui.url, $("load-url"), ui.file, ui.generate]) el.disabled = true;
+  for (const el of [ui.url, $("load-url"), ui.file, ui.generate, $("send")]) el.disabled = true;
   setStatus("WebGPU is not available in this browser: the model cannot run here.", true);
   document.body.dataset.state = "no-webgpu";
 }
@@ -85,6 +95,19 @@ async function showCache() {
   } catch (e) {
     ui.cacheUsage.textContent = `cache unavailable (${e.message})`;
   }
+  showModelCached();
+}
+
+/** Whether the model named in the URL field is in the cache. */
+async function showModelCached() {
+  const source = modelFromField();
+  const el = $("model-cached");
+  if (!source) { el.textContent = ""; return; }
+  try {
+    el.textContent = (await cache.has(source)) ? "In the cache: loads without a download." : "Not cached yet: the first load downloads it.";
+  } catch {
+    el.textContent = "";
+  }
 }
 
 function onProgress(p) {
@@ -114,11 +137,13 @@ async function loadModel(source, label) {
   ui.info.textContent = "";
   ui.source.textContent = "";
   lastProgress = null;
+  chat.clear();
   setState("loading");
   setStatus(`Loading ${label} …`);
   const t0 = performance.now();
   try {
-    const e = await load(source, { onProgress, signal: controller.signal });
+    const contextLength = Number(new URLSearchParams(location.search).get("context")) || undefined;
+    const e = await load(source, { onProgress, signal: controller.signal, ...(contextLength ? { contextLength } : {}) });
     if (loading !== controller) { e.dispose(); return; }
     engine = e;
     const seconds = (performance.now() - t0) / 1000;
@@ -226,6 +251,7 @@ ui.drop.addEventListener("drop", (e) => {
   const f = e.dataTransfer.files[0];
   if (f) loadModel(f, f.name);
 });
+ui.url.addEventListener("input", showModelCached);
 ui.cancelLoad.addEventListener("click", () => loading && loading.abort());
 ui.generate.addEventListener("click", generate);
 ui.stop.addEventListener("click", () => generating && generating.abort());

@@ -91,3 +91,45 @@ test("bad requests are typed errors", async () => {
   });
   assert.deepEqual(r, ["InvalidRequestError", "InvalidRequestError", "InvalidRequestError", "InvalidRequestError"]);
 });
+
+test("context_overflow: \"drop_oldest\" leaves out the oldest turns after the system message; \"error\" keeps the request as it is", async () => {
+  // The tiny zoo model at a 256-token context (its tiny vocabulary spells the template out): a few turns outgrow it.
+  const r = await page.evaluate(async (url) => {
+    const tiny = await window.ferrolm.load(url, { contextLength: 256, cache: false });
+    const turns = ["first question about the weather", "first answer about the weather",
+      "second question about the sea", "second answer about the sea",
+      "third question about mountains", "third answer about mountains", "last question"];
+    const messages = [{ role: "system", content: "Be brief." },
+      ...turns.map((content, i) => ({ role: i % 2 ? "assistant" : "user", content }))];
+    const request = { messages, max_tokens: 4, temperature: 0, ignore_eos: true };
+    const lengths = [];
+    for (let k = 0; k < turns.length; k++) {
+      lengths.push((await tiny.applyChatTemplate([messages[0], ...messages.slice(1 + k)])).ids.length);
+    }
+    const dropped = await tiny.chat.completions.create({ ...request, context_overflow: "drop_oldest" });
+    const streamed = [];
+    for await (const c of await tiny.chat.completions.create({ ...request, stream: true, context_overflow: "drop_oldest" })) streamed.push(c);
+    const fits = await tiny.chat.completions.create({ ...request, messages: [messages[0], messages.at(-1)], context_overflow: "drop_oldest" });
+    const outcome = async (req) => {
+      try { await tiny.chat.completions.create(req); return "no error"; } catch (e) { return e.name; }
+    };
+    const errorMode = await outcome({ ...request, max_tokens: 4 });
+    const badValue = await outcome({ ...request, context_overflow: "truncate" });
+    const plain = await tiny.chat.completions.create({ ...request, messages: [messages[0], messages.at(-1)] });
+    await tiny.dispose();
+    return { context: 256, lengths, dropped: dropped.usage, streamed: streamed.at(-1).usage, fits: fits.usage, errorMode, badValue, plain: plain.usage };
+  }, "/tests/fixtures/zoo/tiny-qwen3-q4_k_m.gguf");
+  const budget = r.context - 4;
+  const want = r.lengths.findIndex((n) => n <= budget);
+  assert.ok(r.lengths[0] > r.context, `the whole conversation outgrows the context: ${r.lengths}`);
+  assert.ok(want > 0, `some turns must go: ${r.lengths}`);
+  assert.equal(r.dropped.dropped_messages, want);
+  assert.equal(r.dropped.prompt_tokens, r.lengths[want]);
+  assert.equal(r.dropped.completion_tokens, 4);
+  assert.equal(r.streamed.dropped_messages, want);
+  assert.equal(r.streamed.prompt_tokens, r.lengths[want]);
+  assert.equal(r.fits.dropped_messages, 0);
+  assert.equal(r.errorMode, "InvalidRequestError", "the default leaves the too-long prompt as it is");
+  assert.equal(r.badValue, "InvalidRequestError");
+  assert.equal(r.plain.dropped_messages, undefined, "only drop_oldest reports dropped_messages");
+});

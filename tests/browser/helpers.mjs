@@ -11,8 +11,8 @@ export const SMOLLM2 = "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 export const SMOLLM2_BYTES = fs.statSync(path.join(root, SMOLLM2)).size;
 export const fixture = JSON.parse(fs.readFileSync(path.join(root, "tests/fixtures/smollm2-135m-instruct-q4_1.json"), "utf8"));
 
-const CHROMIUM = process.env.FERROLM_CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
+export const CHROMIUM = process.env.FERROLM_CHROMIUM || "/usr/bin/chromium";
+export const CHROMIUM_ARGS = [
   "--enable-unsafe-webgpu",
   "--no-sandbox",
   "--disable-background-networking",
@@ -65,7 +65,7 @@ export async function startServer(extraArgs = ["--test-hooks"]) {
 
 /** Launches headless Chromium with WebGPU (playwright gives it a fresh temporary profile). */
 export async function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 }
 
 /** A page on the test harness (window.ferrolm = the package); console errors are kept. */
