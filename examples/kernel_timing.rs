@@ -96,7 +96,7 @@ fn matrix_kernels(ctx: &Context, x: &wgpu::Buffer, y: &wgpu::Buffer, vecs: &wgpu
     let (d, f, v) = (576u32, 1536u32, 49152u32);
     for (ty, k, n) in [(GgmlType::Q4_1, d, f), (GgmlType::Q4_1, f, d), (GgmlType::Q8_0, d, v)] {
         let w = matrix(ctx, ty, k, n);
-        for t in [1u32, 4, 8] {
+        for t in [1u32, 8, 16] {
             let input = Input::dense(x, vecs, t, k);
             time(ctx, &format!("matvec {ty:?} k={k} n={n} T={t}"), 10, |s| matvec(s, &w, &input, y, Output::dense(&w)).unwrap());
             let ms = time(ctx, &format!("matvec+norm {ty:?} k={k} n={n} T={t}"), 10, |s| {
@@ -110,7 +110,7 @@ fn matrix_kernels(ctx: &Context, x: &wgpu::Buffer, y: &wgpu::Buffer, vecs: &wgpu
         }
     }
     let (gate, up) = (matrix(ctx, GgmlType::Q4_1, d, f), matrix(ctx, GgmlType::Q4_1, d, f));
-    for t in [1u32, 8] {
+    for t in [1u32, 8, 16] {
         let input = Input::dense(x, vecs, t, d).normed(0, 1e-5);
         time(ctx, &format!("ffn_in Q4_1 d={d} f={f} T={t}"), 10, |s| {
             ffn_in(s, Rows::all(&gate), Rows::all(&up), f, Glu::SwiGlu, &input, &y).unwrap()

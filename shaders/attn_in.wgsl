@@ -91,7 +91,7 @@ fn main(
     for (var r0 = 0u; r0 < hd; r0 += WG / G) {
         let r = r0 + lid / G;
         let valid = r < hd;
-        var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+        var acc = acc_zero();
         if (valid) {
             if (kind == 0u) {
                 acc = row_dot_0(p.q_first + head * hd + r, p.q_row_bytes, lane, t0);

@@ -52,7 +52,7 @@ fn main(
         for (var rp = 0u; rp < RPT; rp++) {
             let r = ((wid.x + wid.y * nwg.x) * RPT + rp) * (WG / G) + lid / G;
             let valid = r < p.rows;
-            var gate = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+            var gate = acc_zero();
             var up = gate;
             if (valid) {
                 gate = row_dot_0(p.gate_first + r, p.gate_row_bytes, lane, t0);

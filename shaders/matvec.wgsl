@@ -64,7 +64,7 @@ fn main(
         for (var rp = 0u; rp < RPT; rp++) {
             let r = ((wid.x + wid.y * nwg.x) * RPT + rp) * (WG / G) + lid / G;
             let valid = r < p.rows;
-            var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+            var acc = acc_zero();
             if (valid) {
                 acc = row_dot_0(p.first_row + r, p.row_bytes, lane, t0);
             }

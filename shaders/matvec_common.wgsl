@@ -4,8 +4,8 @@
 // multiples of 4) and `vecs: array<vec4<f32>>`, the model's f32 vectors (the input RMSNorm weight
 // at element `norm` when NORM is set).
 // A workgroup has WG = 64 threads; G = ROW_THREADS threads share one matrix row (1 on CPU drivers,
-// where barriers are expensive); TT = TILE_T tokens (1, 4 or 8) are handled per pass so that each
-// dequantized weight is reused across them (prefill).
+// where barriers are expensive); TT = TILE_T tokens (1, 4, 8 or 16) are handled per pass so that each
+// dequantized weight is reused across them (prefill); matvec and ffn_in also take TT = 16.
 
 const WG: u32 = 64u;
 const G: u32 = {{ROW_THREADS}}u;
@@ -15,16 +15,33 @@ const RPT: u32 = {{ROWS_PER_THREAD}}u;
 // "No such vector" in an offset parameter.
 const NONE: u32 = 0xffffffffu;
 
-// Partial sums of one row for up to 8 tokens: token t0 + i in a[i] (i < 4) or b[i - 4].
+// Partial sums of one row for up to 16 tokens: token t0 + i in a[i] (i < 4), b[i - 4] (i < 8),
+// then with TILE16 c[i - 8] (i < 12) and d[i - 12].
 struct Acc {
     a: vec4<f32>,
     b: vec4<f32>,
+#if TILE16
+    c: vec4<f32>,
+    d: vec4<f32>,
+#endif
+}
+
+fn acc_zero() -> Acc {
+#if TILE16
+    return Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+#else
+    return Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+#endif
 }
 
 var<workgroup> red_a: array<vec4<f32>, 64>;
 var<workgroup> red_b: array<vec4<f32>, 64>;
+#if TILE16
+var<workgroup> red_c: array<vec4<f32>, 64>;
+var<workgroup> red_d: array<vec4<f32>, 64>;
+#endif
 var<workgroup> red_s: array<f32, 64>;
-var<workgroup> norm_scale: array<f32, 8>;
+var<workgroup> norm_scale: array<f32, 16>;
 
 // Element i of the model's f32 vectors.
 fn vec_at(i: u32) -> f32 {
@@ -40,7 +57,17 @@ fn acc_at(acc: Acc, i: u32) -> f32 {
     if (i < 4u) {
         return acc.a[i];
     }
+#if TILE16
+    if (i < 8u) {
+        return acc.b[i - 4u];
+    }
+    if (i < 12u) {
+        return acc.c[i - 8u];
+    }
+    return acc.d[i - 12u];
+#else
     return acc.b[i - 4u];
+#endif
 }
 
 // Σ over the workgroup of each thread's `s` (every thread gets the total). All threads call it.
@@ -123,20 +150,36 @@ fn reduce_rows(lid: u32, acc: Acc) -> Acc {
     for (var stride = G / 2u; stride > 0u; stride >>= 1u) {
         out.a += subgroupShuffleXor(out.a, stride);
         out.b += subgroupShuffleXor(out.b, stride);
+#if TILE16
+        out.c += subgroupShuffleXor(out.c, stride);
+        out.d += subgroupShuffleXor(out.d, stride);
+#endif
     }
     return out;
 #elif REDUCE
     red_a[lid] = acc.a;
     red_b[lid] = acc.b;
+#if TILE16
+    red_c[lid] = acc.c;
+    red_d[lid] = acc.d;
+#endif
     workgroupBarrier();
     for (var stride = G / 2u; stride > 0u; stride >>= 1u) {
         if (lid % G < stride) {
             red_a[lid] += red_a[lid + stride];
             red_b[lid] += red_b[lid + stride];
+#if TILE16
+            red_c[lid] += red_c[lid + stride];
+            red_d[lid] += red_d[lid + stride];
+#endif
         }
         workgroupBarrier();
     }
+#if TILE16
+    let out = Acc(red_a[lid], red_b[lid], red_c[lid], red_d[lid]);
+#else
     let out = Acc(red_a[lid], red_b[lid]);
+#endif
     workgroupBarrier();
     return out;
 #else

@@ -26,7 +26,17 @@ fn row_dot(row: u32, row_bytes: u32, lane: u32, t0: u32) -> Acc {
     let x6 = x_row(t0 + 6u);
     let x7 = x_row(t0 + 7u);
 #endif
-    var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0));
+#if TILE16
+    let x8 = x_row(t0 + 8u);
+    let x9 = x_row(t0 + 9u);
+    let x10 = x_row(t0 + 10u);
+    let x11 = x_row(t0 + 11u);
+    let x12 = x_row(t0 + 12u);
+    let x13 = x_row(t0 + 13u);
+    let x14 = x_row(t0 + 14u);
+    let x15 = x_row(t0 + 15u);
+#endif
+    var acc = acc_zero();
     for (var u = lane; u < p.k / 8u; u += G) {
         var w = load8(row_byte, u);
 #if STAGE_X
@@ -45,6 +55,16 @@ fn row_dot(row: u32, row_bytes: u32, lane: u32, t0: u32) -> Acc {
         acc.b.y += dot8(w, x5);
         acc.b.z += dot8(w, x6);
         acc.b.w += dot8(w, x7);
+#endif
+#if TILE16
+        acc.c.x += dot8(w, x8);
+        acc.c.y += dot8(w, x9);
+        acc.c.z += dot8(w, x10);
+        acc.c.w += dot8(w, x11);
+        acc.d.x += dot8(w, x12);
+        acc.d.y += dot8(w, x13);
+        acc.d.z += dot8(w, x14);
+        acc.d.w += dot8(w, x15);
 #endif
     }
     return acc;

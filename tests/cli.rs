@@ -163,6 +163,40 @@ fn bench_reports_one_submit_and_a_small_readback_per_token() {
     assert!(v["adapter"].as_str().is_some_and(|a| !a.is_empty()), "{v}");
 }
 
+#[test]
+fn bench_of_a_synthetic_model_reports_bandwidth_and_the_tuned_kernels() {
+    let spec = "arch=llama,layers=2,d=64,ffn=128,heads=4,kv_heads=2,vocab=256,type=q8_0";
+    let args = ["bench", "--synthetic", spec, "--prompt-tokens", "8", "--gen-tokens", "4", "--context", "64"];
+    let v: Value = serde_json::from_str(stdout_of(&ferrolm(&args)).trim()).unwrap();
+    // Per block Q, K, V, O, gate, up, down (64·64 + 2·32·64 + 64·64 + 3·128·64 elements), the
+    // output matrix (256·64), one row of the embedding (64); Q8_0 is 34 bytes per 32 elements.
+    let elements = 2 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 128 * 64) + 256 * 64 + 64;
+    assert_eq!(v["weight_bytes_per_token"].as_u64(), Some(elements / 32 * 34), "{v}");
+    let copy = v["copy_gb_per_s"].as_f64().unwrap();
+    let decode = v["decode_tokens_per_s"].as_f64().unwrap();
+    assert!(copy > 0.0 && decode > 0.0, "{v}");
+    let fraction = elements as f64 / 32.0 * 34.0 * decode / (copy * 1e9);
+    assert!((v["bandwidth_fraction"].as_f64().unwrap() - fraction).abs() <= 1e-9 * fraction.max(1.0), "{v}");
+    // Five decode shapes (attention input, output projection, feed-forward input, down
+    // projection, output head), each with a variant the tuner tried.
+    let variants = v["kernel_variants"].as_object().expect("kernel_variants");
+    assert_eq!(variants.len(), 5, "{v}");
+    assert!(v["model"].as_str().unwrap().contains(spec));
+
+    let forced = [&args[..], &["--kernel", "t1r1-storage"]].concat();
+    let v: Value = serde_json::from_str(stdout_of(&ferrolm(&forced)).trim()).unwrap();
+    assert_eq!(v["kernel_forced"], "t1r1-storage", "{v}");
+    assert_eq!(v["tune"]["timed"], 0, "{v}");
+}
+
+#[test]
+fn bad_kernel_variants_and_synthetic_specs_are_usage_errors() {
+    assert_bad_input(&ferrolm(&["bench", &model(), "--kernel", "t3r1-fast"]), "bad variant", "t3r1-fast");
+    assert_bad_input(&ferrolm(&["bench", "--synthetic", "layers=1,d=64"]), "incomplete spec", "missing");
+    assert_bad_input(&ferrolm(&["bench", "--synthetic", "d=576,layers=1,ffn=64,heads=9,vocab=9,type=q4_k"]), "rows not whole blocks", "576");
+    assert_bad_input(&ferrolm(&["bench", &model(), "--synthetic", "layers=1"]), "both a model and a spec", "not both");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: exit status 2, one line on stderr naming the problem.
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! feed-forward inputs, and quantized embedding lookup.
 //!
 //! All of them read weights in their raw GGUF block layout and share the inner loop
-//! (`shaders/rowdot.wgsl`): TT tokens (1, 4 or 8) per pass so that prefill reuses every
+//! (`shaders/rowdot.wgsl`): TT tokens (1, 4, 8 or 16) per pass so that prefill reuses every
 //! dequantized weight, G threads per row (the adapter's tuning), and an optional RMSNorm of the
 //! input folded in (its weight multiplies the weights, its 1/rms the sums).
 
@@ -56,11 +56,16 @@ impl<'b> Input<'b> {
 /// the reductions, with room to spare).
 const MATRIX_KERNEL_SHARED_BYTES: u32 = 12 << 10;
 
-fn tile(n_tokens: u32) -> u32 {
+/// Tokens one pass of a matrix kernel computes (TILE_T): 1 (decode), 4, 8, or 16 for longer
+/// prefill chunks in matvec and ffn_in (attn_in keeps the tile's head values in workgroup memory,
+/// which holds 8 tokens of 256-dim heads within WebGPU's 16 KiB).
+fn tile(kernel: MatrixKernel, n_tokens: u32) -> u32 {
     match n_tokens {
         1 => 1,
         2..=4 => 4,
-        _ => 8,
+        5..=8 => 8,
+        _ if kernel == MatrixKernel::AttnIn => 8,
+        _ => 16,
     }
 }
 
@@ -89,7 +94,7 @@ impl MatrixSetup<'_> {
 /// otherwise the kernel reads storage. Subgroup reductions need subgroups at least G wide.
 fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32) -> MatrixSetup<'b> {
     let ctx = step.context();
-    let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(input.n_tokens) };
+    let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(kernel, input.n_tokens) };
     let mut variant = ctx.matrix_variant(&shape);
     let row_bytes = k as u64 * 4;
     let offset_bytes = input.x_offset as u64 * 4;
@@ -107,7 +112,8 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     let mut d = match shape.tokens {
         1 => Defines::new().constant("TILE_T", 1),
         4 => Defines::new().constant("TILE_T", 4).flag("TILE4"),
-        _ => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
+        8 => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
+        _ => Defines::new().constant("TILE_T", 16).flag("TILE4").flag("TILE8").flag("TILE16"),
     };
     let g = variant.row_threads;
     variant.subgroup &= g > 1 && g <= ctx.limits.subgroup_min_size;
@@ -423,7 +429,7 @@ pub fn attn_in(
         mscale: a.rope.mscale,
     };
     let units = a.n_heads + 2 * a.n_kv_heads;
-    let workgroups = units * input.n_tokens.div_ceil(tile(input.n_tokens));
+    let workgroups = units * input.n_tokens.div_ceil(setup.shape.tokens);
     let binds = [
         setup.x,
         Bind::Read(input.vecs),
