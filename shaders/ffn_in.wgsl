@@ -17,7 +17,7 @@ struct Params {
     up_first: u32,
     gate_row_bytes: u32,
     up_row_bytes: u32,
-    _pad0: u32,
+    y_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -64,7 +64,7 @@ fn main(
                 for (var i = 0u; i < TT; i++) {
                     if (t0 + i < p.n_tokens) {
                         let s = scale_of(i);
-                        y[(t0 + i) * p.rows + r] = activation(acc_at(gate, i) * s) * (acc_at(up, i) * s);
+                        y[p.y_offset + (t0 + i) * p.rows + r] = activation(acc_at(gate, i) * s) * (acc_at(up, i) * s);
                     }
                 }
             }

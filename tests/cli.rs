@@ -178,9 +178,10 @@ fn bench_of_a_synthetic_model_reports_bandwidth_and_the_tuned_kernels() {
     let fraction = elements as f64 / 32.0 * 34.0 * decode / (copy * 1e9);
     assert!((v["bandwidth_fraction"].as_f64().unwrap() - fraction).abs() <= 1e-9 * fraction.max(1.0), "{v}");
     // Five decode shapes (attention input, output projection, feed-forward input, down
-    // projection, output head), each with a variant the tuner tried.
+    // projection, output head) and four of a prefill chunk, each with a variant the tuner tried.
     let variants = v["kernel_variants"].as_object().expect("kernel_variants");
-    assert_eq!(variants.len(), 5, "{v}");
+    assert_eq!(variants.len(), 9, "{v}");
+    assert_eq!(variants.keys().filter(|k| k.ends_with(" t1")).count(), 5, "{v}");
     assert!(v["model"].as_str().unwrap().contains(spec));
 
     let forced = [&args[..], &["--kernel", "t1r1-storage"]].concat();

@@ -709,8 +709,10 @@ fn check_variant(name: &str, interleaved: bool, seed: u64) {
         check_matvec(&ctx, MatvecCase::dense(ty, 37, k, 1).normed(), seed + 3);
         // Rows of whole words for every type (160 elements are not, for odd block counts).
         check_matvec(&ctx, MatvecCase::dense(ty, 21, 1024, 1).normed(), seed + 5);
-        // A prefill chunk of 21 tokens: a full 16-token tile and a partial one.
-        check_matvec(&ctx, MatvecCase::dense(ty, 13, k, 21).normed(), seed + 6);
+        // Prefill chunks: 32 tokens (two 16-token tiles; with a uniform input, one dispatch per
+        // tile) and 21 (a partial tile; its uniform range would pass the buffer's end, so storage).
+        check_matvec(&ctx, MatvecCase::dense(ty, 13, k, 32).normed(), seed + 6);
+        check_matvec(&ctx, MatvecCase { accumulate: true, ..MatvecCase::dense(ty, 13, k, 21) }, seed + 7);
         check_matvec(&ctx, MatvecCase { accumulate: true, x_offset: 4, x_pad: 8, y_pad: 1, ..MatvecCase::dense(ty, 37, k, 9).normed() }, seed + 1);
         check_matvec(&ctx, MatvecCase { softcap: 2.0, ..MatvecCase::dense(ty, 5, k, 4).normed() }, seed + 2);
     }

@@ -1,4 +1,4 @@
-//! The matrix-kernel autotuner on this adapter: SmolLM2's five decode shapes are timed once and
+//! The matrix-kernel autotuner on this adapter: SmolLM2's nine decode and prefill shapes are timed once and
 //! the model still meets its fixture with the chosen kernels; a second load takes every choice
 //! from the cache; a forced variant skips the timing; the CLI's cache file round-trips.
 
@@ -31,8 +31,10 @@ fn tuning_chooses_every_decode_shape_and_the_model_still_conforms() {
     let mut engine = load(&ctx, Tune::Auto { cached: BTreeMap::new() });
     let report = engine.model().tune_report.clone();
     let chosen = ctx.kernel_choices().chosen;
-    // Attention input, output projection, feed-forward input, down projection, output head.
-    assert_eq!((report.timed, report.cached, chosen.len()), (5, 0, 5), "{report:?} {chosen:?}");
+    // Decode: attention input, output projection, feed-forward input, down projection, output
+    // head; a 16-token prefill chunk: the same but the output head.
+    assert_eq!((report.timed, report.cached, chosen.len()), (9, 0, 9), "{report:?} {chosen:?}");
+    assert_eq!(chosen.keys().filter(|s| s.tokens == 1).count(), 5);
     assert!(report.seconds > 0.0 && report.candidates.len() >= 2, "{report:?}");
     for variant in chosen.values() {
         assert!(report.candidates.contains(&variant.to_string()), "{variant} was not a candidate");
@@ -56,7 +58,7 @@ fn tuning_chooses_every_decode_shape_and_the_model_still_conforms() {
     let again = fresh_context();
     let engine = load(&again, Tune::Auto { cached: chosen.clone() });
     let report = &engine.model().tune_report;
-    assert_eq!((report.timed, report.cached), (0, 5));
+    assert_eq!((report.timed, report.cached), (0, 9));
     assert_eq!(again.kernel_choices().chosen, chosen);
 
     // A forced variant runs everything and nothing is timed.

@@ -69,41 +69,74 @@ fn tile(kernel: MatrixKernel, n_tokens: u32) -> u32 {
     }
 }
 
-/// How one matrix-kernel dispatch runs: its variant (as it applies to this input), the shader
-/// defines, and how it binds the input.
+/// How one matrix-kernel call runs: its variant (as it applies to this input), the shader
+/// defines, and how it binds the input — for a uniform input in prefill, one dispatch per token
+/// tile, each binding its tile's rows.
 struct MatrixSetup<'b> {
     shape: MatrixShape,
     variant: MatrixVariant,
     defines: Defines,
-    /// The input binding: the storage buffer, or the row's range as a uniform.
-    x: Bind<'b>,
-    /// `x_offset` as the kernel sees it (0 when the uniform range starts at the row).
-    x_offset: u32,
+    input: Input<'b>,
+    /// Bytes of input one uniform binding covers (a tile's rows).
+    uniform_bytes: u64,
 }
 
-impl MatrixSetup<'_> {
+/// One dispatch's share of the tokens and its input binding.
+struct TokenTile<'b> {
+    /// The input binding: the storage buffer, or the tile's rows as a uniform.
+    x: Bind<'b>,
+    /// `x_offset` as the kernel sees it (0 when the uniform range starts at the tile's first row).
+    x_offset: u32,
+    /// First token of the tile and how many tokens it has.
+    t0: u32,
+    n_tokens: u32,
+}
+
+impl<'b> MatrixSetup<'b> {
     /// Rows one matvec / ffn_in workgroup computes.
     fn rows_per_workgroup(&self) -> u32 {
         MATRIX_WORKGROUP / self.variant.row_threads * self.variant.rows_per_thread
     }
+
+    /// The dispatches to make: all tokens at once, or one per tile with a uniform input.
+    fn tiles(&self) -> Vec<TokenTile<'b>> {
+        let input = &self.input;
+        if self.variant.input != InputPath::Uniform {
+            return vec![TokenTile { x: Bind::Read(input.x), x_offset: input.x_offset, t0: 0, n_tokens: input.n_tokens }];
+        }
+        let tile = self.shape.tokens;
+        (0..input.n_tokens)
+            .step_by(tile as usize)
+            .map(|t0| {
+                let offset = (input.x_offset + t0 * input.x_stride) as u64 * 4;
+                TokenTile { x: Bind::Uniform(input.x, offset, self.uniform_bytes), x_offset: 0, t0, n_tokens: tile.min(input.n_tokens - t0) }
+            })
+            .collect()
+    }
 }
 
 /// The variant the context picks for `kernel` on a `rows` × `k` matrix of `ty` and this input,
-/// with the input path made to fit: a uniform input needs one token, a row within the uniform
-/// binding limit and an aligned offset; a staged one needs one token and the workgroup memory;
-/// otherwise the kernel reads storage. Subgroup reductions need subgroups at least G wide.
+/// with the input path made to fit. A uniform input binds a tile's rows (one row in decode):
+/// they must fit the uniform binding limit, start at aligned offsets and lie in the buffer, and
+/// attn_in takes it in decode only (its prefill positions are per dispatch). A staged one needs
+/// one token and the workgroup memory. Otherwise the kernel reads storage. Subgroup reductions
+/// need subgroups at least G wide.
 fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32) -> MatrixSetup<'b> {
     let ctx = step.context();
     let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(kernel, input.n_tokens) };
     let mut variant = ctx.matrix_variant(&shape);
-    let row_bytes = k as u64 * 4;
-    let offset_bytes = input.x_offset as u64 * 4;
+    let tile_rows = shape.tokens.min(input.n_tokens);
+    let uniform_bytes = ((tile_rows - 1) * input.x_stride + k) as u64 * 4;
+    let align = ctx.limits.uniform_align as u64;
+    let tiles = input.n_tokens.div_ceil(shape.tokens);
+    let last_end = (input.x_offset as u64 + ((tiles - 1) * shape.tokens) as u64 * input.x_stride as u64) * 4 + uniform_bytes;
+    let uniform_fits = uniform_bytes <= ctx.limits.max_uniform_binding
+        && (input.x_offset as u64 * 4).is_multiple_of(align)
+        && (tiles == 1 || (shape.tokens as u64 * input.x_stride as u64 * 4).is_multiple_of(align))
+        && last_end <= input.x.size()
+        && (input.n_tokens == 1 || kernel != MatrixKernel::AttnIn);
     variant.input = match variant.input {
-        InputPath::Uniform
-            if input.n_tokens == 1 && row_bytes <= ctx.limits.max_uniform_binding && offset_bytes.is_multiple_of(ctx.limits.uniform_align as u64) =>
-        {
-            InputPath::Uniform
-        }
+        InputPath::Uniform if uniform_fits => InputPath::Uniform,
         InputPath::Uniform | InputPath::Workgroup if input.n_tokens == 1 && k * 4 + MATRIX_KERNEL_SHARED_BYTES <= ctx.limits.max_workgroup_storage => {
             InputPath::Workgroup
         }
@@ -126,18 +159,12 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     if input.norm.is_some() {
         d = d.flag("NORM");
     }
-    let (x, x_offset) = match variant.input {
-        InputPath::Storage => (Bind::Read(input.x), input.x_offset),
-        InputPath::Workgroup => {
-            d = d.flag("STAGE_X").constant("XS_LEN", k / 4);
-            (Bind::Read(input.x), input.x_offset)
-        }
-        InputPath::Uniform => {
-            d = d.flag("X_UNIFORM").constant("XS_LEN", k / 4);
-            (Bind::Uniform(input.x, offset_bytes, row_bytes), 0)
-        }
-    };
-    MatrixSetup { shape, variant, defines: d, x, x_offset }
+    match variant.input {
+        InputPath::Storage => {}
+        InputPath::Workgroup => d = d.flag("STAGE_X").constant("XS_LEN", k / 4),
+        InputPath::Uniform => d = d.flag("X_UNIFORM").constant("XS_LEN", (uniform_bytes / 16) as u32),
+    }
+    MatrixSetup { shape, variant, defines: d, input: *input, uniform_bytes }
 }
 
 /// How a [`matvec`] writes its outputs.
@@ -188,26 +215,29 @@ pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer
     let defines = setup.defines.clone().matrix(0, w);
     let rows_per_workgroup = setup.rows_per_workgroup();
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
-    for part in &w.parts {
-        let params = MatvecParams {
-            k: w.k,
-            n_tokens: input.n_tokens,
-            x_offset: setup.x_offset,
-            x_stride: input.x_stride,
-            norm,
-            eps,
-            rows: part.rows,
-            row_offset: part.first_row,
-            first_row: 0,
-            row_bytes: w.row_bytes as u32,
-            y_stride: out.y_stride,
-            accumulate: out.accumulate as u32,
-            softcap: out.softcap,
-            _pad: [0; 3],
-        };
-        let buffers = [setup.x, Bind::Read(input.vecs), Bind::Read(&part.buffer), Bind::Write(y)];
-        step.tag_next(setup.shape);
-        step.dispatch(Kernel::Matvec, "main", &defines, &params, &buffers, part.rows.div_ceil(rows_per_workgroup))?;
+    for tile in setup.tiles() {
+        for part in &w.parts {
+            let params = MatvecParams {
+                k: w.k,
+                n_tokens: tile.n_tokens,
+                x_offset: tile.x_offset,
+                x_stride: input.x_stride,
+                norm,
+                eps,
+                rows: part.rows,
+                // The tile's outputs start t0 rows of y further.
+                row_offset: part.first_row + tile.t0 * out.y_stride,
+                first_row: 0,
+                row_bytes: w.row_bytes as u32,
+                y_stride: out.y_stride,
+                accumulate: out.accumulate as u32,
+                softcap: out.softcap,
+                _pad: [0; 3],
+            };
+            let buffers = [tile.x, Bind::Read(input.vecs), Bind::Read(&part.buffer), Bind::Write(y)];
+            step.tag_next(setup.shape);
+            step.dispatch(Kernel::Matvec, "main", &defines, &params, &buffers, part.rows.div_ceil(rows_per_workgroup))?;
+        }
     }
     Ok(())
 }
@@ -264,7 +294,8 @@ struct FfnParams {
     up_first: u32,
     gate_row_bytes: u32,
     up_row_bytes: u32,
-    _pad: u32,
+    /// Element of y where this dispatch's first token's outputs go.
+    y_offset: u32,
 }
 
 /// y[t, r] = act(Σ_k G[r, k] x̂[t, k]) · Σ_k U[r, k] x̂[t, k]  for r < `hidden`
@@ -279,24 +310,27 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
         defines = defines.flag("GEGLU");
     }
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
-    let params = FfnParams {
-        k,
-        n_tokens: input.n_tokens,
-        x_offset: setup.x_offset,
-        x_stride: input.x_stride,
-        norm,
-        eps,
-        rows: hidden,
-        gate_first: gate.first,
-        up_first: up.first,
-        gate_row_bytes: gate.w.row_bytes as u32,
-        up_row_bytes: up.w.row_bytes as u32,
-        _pad: 0,
-    };
     let rows_per_workgroup = setup.rows_per_workgroup();
-    let buffers = [setup.x, Bind::Read(input.vecs), Bind::Read(gate_buf), Bind::Read(up_buf), Bind::Write(y)];
-    step.tag_next(setup.shape);
-    step.dispatch(Kernel::FfnIn, "main", &defines, &params, &buffers, hidden.div_ceil(rows_per_workgroup))
+    for tile in setup.tiles() {
+        let params = FfnParams {
+            k,
+            n_tokens: tile.n_tokens,
+            x_offset: tile.x_offset,
+            x_stride: input.x_stride,
+            norm,
+            eps,
+            rows: hidden,
+            gate_first: gate.first,
+            up_first: up.first,
+            gate_row_bytes: gate.w.row_bytes as u32,
+            up_row_bytes: up.w.row_bytes as u32,
+            y_offset: tile.t0 * hidden,
+        };
+        let buffers = [tile.x, Bind::Read(input.vecs), Bind::Read(gate_buf), Bind::Read(up_buf), Bind::Write(y)];
+        step.tag_next(setup.shape);
+        step.dispatch(Kernel::FfnIn, "main", &defines, &params, &buffers, hidden.div_ceil(rows_per_workgroup))?;
+    }
+    Ok(())
 }
 
 /// Rotary embedding: how positions rotate queries and keys.
@@ -393,6 +427,8 @@ pub fn attn_in(
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
     let setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
+    // attn_in takes a uniform input in decode only: always one dispatch.
+    let attn_tile = setup.tiles().remove(0);
     let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
     if a.kv_f16 {
         defines = defines.flag("KV_F16");
@@ -401,7 +437,7 @@ pub fn attn_in(
     let params = AttnInParams {
         k: d,
         n_tokens: input.n_tokens,
-        x_offset: setup.x_offset,
+        x_offset: attn_tile.x_offset,
         x_stride: input.x_stride,
         norm,
         eps,
@@ -431,7 +467,7 @@ pub fn attn_in(
     let units = a.n_heads + 2 * a.n_kv_heads;
     let workgroups = units * input.n_tokens.div_ceil(setup.shape.tokens);
     let binds = [
-        setup.x,
+        attn_tile.x,
         Bind::Read(input.vecs),
         Bind::Read(buffers[0]),
         Bind::Read(buffers[1]),

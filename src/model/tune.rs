@@ -2,7 +2,8 @@
 //!
 //! Which matrix-kernel variant (`gpu::variant`) is fastest depends on the device: CPU Vulkan
 //! drivers want one thread per row and the input in a uniform buffer, GPUs many threads per row.
-//! After the weights are in, [`Model::tune`] records the decode step once per candidate variant,
+//! After the weights are in, [`Model::tune`] records the decode step and a 16-token prefill
+//! chunk once per candidate variant,
 //! times each distinct matrix shape's dispatch alone (wall clock around a wait for the GPU, best
 //! of a few), and keeps the fastest per shape in the context. Choices are cached by the caller
 //! per adapter, driver and ferrolm version (the CLI in a file in the user cache directory, the
@@ -40,13 +41,16 @@ pub struct TuneReport {
     pub candidates: Vec<String>,
 }
 
+/// Tokens of the prefill chunk whose shapes are tuned (one full tile of matvec and ffn_in).
+const PREFILL_TILE: u32 = 16;
 /// Dispatches per timed submission, and timed submissions per candidate and shape.
 const REPS: u32 = 2;
 const TRIALS: usize = 2;
 /// Dispatches of one shape timed per candidate (a model repeats each shape once per block).
 const SAMPLES_PER_SHAPE: usize = 2;
 
-/// The decode-step variants worth timing on this adapter, the adapter's default first.
+/// The variants worth timing on this adapter, the adapter's decode default first (in prefill,
+/// where an input path does not apply, a variant reads storage).
 pub fn candidates(ctx: &Context) -> Vec<MatrixVariant> {
     let v = |row_threads, rows_per_thread, input| MatrixVariant { row_threads, rows_per_thread, input, subgroup: false };
     let sg = |row_threads, rows_per_thread, input| MatrixVariant { row_threads, rows_per_thread, input, subgroup: true };
@@ -76,8 +80,8 @@ pub fn candidates(ctx: &Context) -> Vec<MatrixVariant> {
 }
 
 impl Model {
-    /// Chooses the matrix-kernel variant of every shape the decode step runs (see the module
-    /// docs). Recorded steps are dropped, so the next step records with the choices.
+    /// Chooses the matrix-kernel variant of every shape the decode step and a prefill chunk run
+    /// (see the module docs). Recorded steps are dropped, so the next step records with the choices.
     pub async fn tune(&mut self, mode: &Tune) -> Result<TuneReport> {
         let ctx = self.ctx.clone();
         let Tune::Auto { cached } = mode else { return Ok(TuneReport::default()) };
@@ -85,17 +89,27 @@ impl Model {
             return Ok(TuneReport::default());
         }
         let clock = Clock::start();
-        let decode = StepShape { n_tokens: 1, logits: Logits::Last, top_k: 0, penalties: false };
-        let shapes: BTreeSet<MatrixShape> = self.record_for_timing(decode)?.shapes().flatten().collect();
+        // The decode step and a prefill chunk of one full token tile.
+        let mut steps = vec![StepShape { n_tokens: 1, logits: Logits::Last, top_k: 0, penalties: false }];
+        if self.state.batch >= PREFILL_TILE {
+            steps.push(StepShape { n_tokens: PREFILL_TILE, logits: Logits::None, top_k: 0, penalties: false });
+        }
         let mut report = TuneReport::default();
-        let mut to_time = Vec::new();
-        for shape in shapes {
-            match cached.get(&shape) {
-                Some(variant) => {
-                    ctx.choose_variant(shape, *variant);
-                    report.cached += 1;
+        let mut to_time: Vec<(StepShape, Vec<MatrixShape>)> = Vec::new();
+        for step in steps {
+            let shapes: BTreeSet<MatrixShape> = self.record_for_timing(step)?.shapes().flatten().collect();
+            let mut uncached = Vec::new();
+            for shape in shapes {
+                match cached.get(&shape) {
+                    Some(variant) => {
+                        ctx.choose_variant(shape, *variant);
+                        report.cached += 1;
+                    }
+                    None => uncached.push(shape),
                 }
-                None => to_time.push(shape),
+            }
+            if !uncached.is_empty() {
+                to_time.push((step, uncached));
             }
         }
         if !to_time.is_empty() {
@@ -104,19 +118,28 @@ impl Model {
             let mut best: BTreeMap<MatrixShape, (f64, MatrixVariant)> = BTreeMap::new();
             for candidate in candidates {
                 ctx.force_variant(Some(candidate));
-                let timed = self.time_shapes(decode, &to_time).await;
+                let mut timed = Vec::new();
+                for (step, shapes) in &to_time {
+                    match self.time_shapes(*step, shapes).await {
+                        Ok(t) => timed.extend(t),
+                        Err(e) => {
+                            ctx.force_variant(None);
+                            return Err(e);
+                        }
+                    }
+                }
                 ctx.force_variant(None);
-                for (shape, seconds) in timed? {
+                for (shape, seconds) in timed {
                     let entry = best.entry(shape).or_insert((f64::INFINITY, candidate));
                     if seconds < entry.0 {
                         *entry = (seconds, candidate);
                     }
                 }
             }
+            report.timed = best.len();
             for (shape, (_, variant)) in best {
                 ctx.choose_variant(shape, variant);
             }
-            report.timed = to_time.len();
         }
         self.recordings.clear();
         report.seconds = clock.seconds();

@@ -121,6 +121,7 @@ pub fn check_some(ctx: &Context, seed: u64) {
     check_ffn(ctx, case(Layout::Fused(GgmlType::Q5_1), 21, 96, 1, Glu::GeGlu, true), seed + 1);
     check_ffn(ctx, case(Layout::Separate(GgmlType::F16, GgmlType::Q6_K), 5, 256, 3, Glu::GeGlu, false), seed + 2);
     check_ffn(ctx, case(Layout::Fused(GgmlType::Q4_0), 6, 64, 21, Glu::SwiGlu, true), seed + 3);
+    check_ffn(ctx, case(Layout::Separate(GgmlType::Q4_1, GgmlType::Q8_0), 6, 64, 32, Glu::GeGlu, true), seed + 4);
 }
 
 #[test]
