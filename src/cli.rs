@@ -55,6 +55,8 @@ pub const FLAGS: &[(&str, Kind)] = &[
     ("kv-type", Kind::Text),
     ("row-threads", Kind::Text),
     ("no-pipeline", Kind::Switch),
+    ("speculative", Kind::Text),
+    ("draft", Kind::Path),
 ];
 
 const MODEL: &[(&str, Kind)] = &[("MODEL", Kind::Path)];
@@ -74,15 +76,15 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "generate",
         positionals: MODEL,
-        flags: sampling!("prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "no-pipeline"),
+        flags: sampling!("prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "no-pipeline", "speculative", "draft"),
     },
     CommandSpec { name: "render", positionals: MODEL, flags: &["messages"] },
-    CommandSpec { name: "chat", positionals: MODEL, flags: sampling!("system", "max-tokens") },
+    CommandSpec { name: "chat", positionals: MODEL, flags: sampling!("system", "max-tokens", "speculative", "draft") },
     CommandSpec { name: "score", positionals: MODEL, flags: &["tokens", "top-k", "context", "kv-type", "row-threads"] },
     CommandSpec {
         name: "bench",
         positionals: MODEL,
-        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "context", "kv-type", "row-threads"],
+        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "context", "kv-type", "row-threads", "prompt", "speculative", "draft"],
     },
     CommandSpec { name: "help", positionals: &[], flags: &[] },
 ];

@@ -23,6 +23,7 @@ pub mod model;
 pub mod quant;
 pub mod rng;
 pub mod sampler;
+pub mod speculative;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

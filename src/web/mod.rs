@@ -44,6 +44,7 @@ fn error_name(e: &Error, aborted: bool) -> &'static str {
         Error::Io(_) => "NetworkError",
         Error::BadRequest(_) => "InvalidRequestError",
         Error::Integrity(_) => "IntegrityError",
+        Error::VocabularyMismatch(_) => "VocabularyMismatchError",
     }
 }
 
@@ -159,6 +160,8 @@ struct JsGenerateOptions {
     ignore_eos: bool,
     /// One stop string or several.
     stop: StopStrings,
+    /// "prompt-lookup" or "draft" (needs `load(url, { draft })`): speculative decoding.
+    speculative: Option<crate::speculative::Speculation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -187,6 +190,7 @@ impl Default for JsGenerateOptions {
             seed: s.seed as f64,
             ignore_eos: d.ignore_eos,
             stop: StopStrings::None,
+            speculative: None,
         }
     }
 }
@@ -212,6 +216,7 @@ impl JsGenerateOptions {
                 StopStrings::One(s) => vec![s],
                 StopStrings::Many(v) => v,
             },
+            speculative: self.speculative,
             ..Default::default()
         }
     }
@@ -290,6 +295,12 @@ struct Stats {
     decode_seconds: f64,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
+    /// Speculative decoding: tokens proposed, confirmed, their ratio, and generated tokens per
+    /// decode step of the model.
+    drafted_tokens: u32,
+    accepted_tokens: u32,
+    acceptance_rate: f64,
+    tokens_per_target_step: f64,
     finish_reason: FinishReason,
 }
 
@@ -604,6 +615,10 @@ impl WasmEngine {
                 decode_seconds: stats.decode_seconds,
                 prefill_tokens_per_s: stats.prefill_tokens_per_s,
                 decode_tokens_per_s: stats.decode_tokens_per_s,
+                drafted_tokens: stats.drafted_tokens,
+                accepted_tokens: stats.accepted_tokens,
+                acceptance_rate: stats.acceptance_rate,
+                tokens_per_target_step: stats.tokens_per_target_step,
                 finish_reason: finish,
             }))
         })
