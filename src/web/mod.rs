@@ -101,11 +101,13 @@ struct JsLoadOptions {
     parallel: u32,
     /// Retries of a failed request (network error, 5xx, 429).
     retries: u32,
+    /// URL of a draft model for speculative decoding (same vocabulary; not cached).
+    draft: Option<String>,
 }
 
 impl Default for JsLoadOptions {
     fn default() -> Self {
-        JsLoadOptions { context_length: None, max_batch: None, kv_type: None, matmul_row_threads: None, offline: false, sha256: None, parallel: 4, retries: 3 }
+        JsLoadOptions { context_length: None, max_batch: None, kv_type: None, matmul_row_threads: None, offline: false, sha256: None, parallel: 4, retries: 3, draft: None }
     }
 }
 
@@ -404,6 +406,12 @@ trait AnySource {
         options: &'a LoadOptions,
         progress: &'a mut dyn FnMut(Progress),
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Engine, Error>> + 'a>>;
+    /// Loads this source as the draft model of `engine` (speculative decoding).
+    fn load_draft<'a>(
+        &'a mut self,
+        engine: &'a mut Engine,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>>;
 }
 
 impl<S: ByteSource + 'static> AnySource for S {
@@ -417,6 +425,13 @@ impl<S: ByteSource + 'static> AnySource for S {
         progress: &'a mut dyn FnMut(Progress),
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Engine, Error>> + 'a>> {
         Box::pin(Engine::load(ctx, self, options, progress))
+    }
+    fn load_draft<'a>(
+        &'a mut self,
+        engine: &'a mut Engine,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>> {
+        Box::pin(engine.load_draft(self, progress))
     }
 }
 
@@ -495,6 +510,11 @@ impl WasmEngine {
         };
         let mut engine = source.load(ctx.clone(), &load_options, &mut forward).await?;
         abort.check()?;
+        if let Some(url) = &options.draft {
+            let (mut draft, _) = open_source(&JsValue::from_str(url), None, &JsLoadOptions::default(), abort, &cache_report).await?;
+            draft.load_draft(&mut engine, &mut |_| {}).await?;
+            abort.check()?;
+        }
 
         // Warm-up: one decode step compiles the pipelines of a generation step.
         report(Progress { phase: Phase::Shaders, done: 0, total: 1 });

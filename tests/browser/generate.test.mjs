@@ -1,6 +1,6 @@
 // The npm package's load + generate in real Chromium, in its default mode (the engine in a Web
 // Worker): the SmolLM2 fixture's greedy continuations, tokenize, KV-cache reuse, aborting and
-// leaving a generation early, queued concurrent generations, memory, dispose.
+// leaving a generation early, queued concurrent generations, speculative decoding, memory, dispose.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, launchBrowser, openHarness, SMOLLM2, fixture } from "./helpers.mjs";
@@ -165,6 +165,47 @@ test("sampling with a seed is reproducible; bad options are InvalidRequestError"
   assert.match(r.bad.message, /temperature/);
   assert.equal(r.empty.error, "InvalidRequestError");
   assert.match(r.empty.message, /empty/);
+});
+
+test("speculative decoding (prompt lookup, chat.completions, a draft model) gives the plain tokens", async () => {
+  const r = await page.evaluate(async (prompt) => {
+    // The prompt twice over: prompt lookup proposes its continuation.
+    const text = prompt + " " + prompt;
+    const opts = { maxTokens: 10, ignoreEos: true };
+    const plain = await window.collect(text, opts);
+    const spec = await window.collect(text, { ...opts, speculative: "prompt-lookup" });
+    const stats = window.engine.stats;
+    const messages = [{ role: "user", content: text }];
+    const chat = await window.engine.chat.completions.create({ messages, max_tokens: 6, temperature: 0, speculative: "prompt-lookup" });
+    const chatPlain = await window.engine.chat.completions.create({ messages, max_tokens: 6, temperature: 0 });
+    // Zoo models: a copy as the draft; another vocabulary is a typed error.
+    const zoo = (name) => `/tests/fixtures/zoo/${name}.gguf`;
+    const small = await window.ferrolm.load(zoo("tiny-llama-q4_0"), { draft: zoo("tiny-llama-q8_0"), cache: false });
+    const draftRun = async (speculative) => {
+      const tokens = [];
+      for await (const piece of small.generate(text, { maxTokens: 12, ignoreEos: true, speculative })) tokens.push(piece.token);
+      return tokens;
+    };
+    const [draftPlain, draftSpec] = [await draftRun(undefined), await draftRun("draft")];
+    const draftStats = small.stats;
+    await small.dispose();
+    let mismatch = null;
+    try {
+      await window.ferrolm.load(zoo("tiny-llama-q4_0"), { draft: zoo("tiny-qwen2-q8_0"), cache: false });
+    } catch (e) {
+      mismatch = { name: e.name, typed: e instanceof window.ferrolm.VocabularyMismatchError };
+    }
+    return { plain, spec, stats, chat: chat.choices[0].message.content, chatPlain: chatPlain.choices[0].message.content, draftPlain, draftSpec, draftStats, mismatch };
+  }, ONCE.prompt);
+  assert.equal(r.plain.tokens.length, 10);
+  assert.deepEqual(r.spec.tokens, r.plain.tokens);
+  assert.ok(r.stats.draftedTokens > 0 && r.stats.acceptedTokens > 0, JSON.stringify(r.stats));
+  assert.ok(r.stats.tokensPerTargetStep > 1, JSON.stringify(r.stats));
+  assert.equal(r.chat, r.chatPlain);
+  assert.equal(r.draftSpec.length, 12);
+  assert.deepEqual(r.draftSpec, r.draftPlain);
+  assert.ok(r.draftStats.acceptanceRate > 0.5, JSON.stringify(r.draftStats));
+  assert.deepEqual(r.mismatch, { name: "VocabularyMismatchError", typed: true });
 });
 
 test("memory: the wasm heap stays far below the model size; dispose frees the engine", async () => {
