@@ -277,7 +277,8 @@ impl Engine {
         // embedding reads it, so step t+1 is in flight while step t's token is read. A step
         // submitted past the end (EOS, a stop string, max_tokens, an abort) is simply not read:
         // its KV entry is not counted as cached.
-        let pipelined = options.pipelined && k == 1 && penalties.is_none() && speculative.is_none();
+        // (With speculation, its plain steps are pipelined the same way.)
+        let pipelined = options.pipelined && k == 1 && penalties.is_none();
         let mut in_flight: std::collections::VecDeque<PendingStep> = Default::default();
         let mut spec_stats = SpeculationStats::default();
         // Chosen tokens not yet emitted; the KV entries of all but the last are already written
@@ -318,11 +319,15 @@ impl Engine {
             spec_stats.target_steps += 1;
             // Proposals never run past the context or past max_tokens.
             let room = (ctx_len - 1 - pos as usize).min((options.max_tokens - stats.generated_tokens) as usize);
+            let more = stats.generated_tokens < options.max_tokens.saturating_sub(1);
             let result = match speculative {
-                Some(kind) => self.speculative_step(kind, &sampler, &mut spec_stats, room, k, &mut ready).await,
+                Some(kind) => {
+                    let pipeline = pipelined.then_some((&mut in_flight, more));
+                    self.speculative_step(kind, &sampler, &mut spec_stats, room, k, &mut ready, pipeline).await
+                }
                 None => {
                     let candidates = if pipelined {
-                        self.pipelined_step(&mut in_flight, token, pos, stats.generated_tokens < options.max_tokens.saturating_sub(1)).await
+                        self.pipelined_step(&mut in_flight, token, pos, more).await
                     } else {
                         let penalties = sampler.penalties(&self.cached);
                         self.model.forward_candidates(&[token], pos, k, penalties.as_ref()).await
@@ -362,7 +367,8 @@ impl Engine {
     /// One decode step with speculation: the last emitted token (the last of `self.cached`, its
     /// KV entry not written yet) plus up to `room - 1` proposed tokens run in one verify step;
     /// pushes the target's choices to `ready`: the confirmed proposals, then the target's own
-    /// next token. Without a proposal it is a plain step.
+    /// next token. Without a proposal it is a plain step, pipelined when `pipeline` gives the
+    /// steps in flight (and whether more tokens may follow).
     #[allow(clippy::too_many_arguments)]
     async fn speculative_step(
         &mut self,
@@ -372,6 +378,7 @@ impl Engine {
         room: usize,
         k: u32,
         ready: &mut std::collections::VecDeque<u32>,
+        pipeline: Option<(&mut std::collections::VecDeque<PendingStep>, bool)>,
     ) -> Result<()> {
         let clock = Clock::start();
         let pos = self.cached.len() - 1;
@@ -384,10 +391,20 @@ impl Engine {
         };
         let mut tokens = vec![self.cached[pos]];
         tokens.extend_from_slice(&draft);
-        let rows = if draft.is_empty() {
-            vec![self.model.forward_candidates(&tokens, pos as u32, k, None).await?]
-        } else {
-            self.model.verify(&tokens, pos as u32, k).await?
+        let rows = match pipeline {
+            Some((in_flight, more)) if draft.is_empty() => vec![self.pipelined_step(in_flight, tokens[0], pos as u32, more).await?],
+            pipeline => {
+                // A step still in flight ran the GPU's own pick at pos: the same token and KV
+                // entry this step writes again. It is not read.
+                if let Some((in_flight, _)) = pipeline {
+                    in_flight.clear();
+                }
+                if draft.is_empty() {
+                    vec![self.model.forward_candidates(&tokens, pos as u32, k, None).await?]
+                } else {
+                    self.model.verify(&tokens, pos as u32, k).await?
+                }
+            }
         };
         let mut choices = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {

@@ -66,10 +66,11 @@ pub fn accepted_prefix(draft: &[u32], choices: &[u32]) -> usize {
 /// estimate of the per-token acceptance probability α; a proposal of k tokens yields
 /// (1 − α^(k+1)) / (1 − α) tokens on average (the accepted run plus the target's own token).
 ///
-/// Step times are measured, never assumed: the first proposal uses the longest k, and sizes not
-/// measured yet are interpolated between measured ones (then measured when tried). When no k
-/// beats a plain step, speculation pauses (for 1, 2, 4, … up to [`MAX_PAUSE`] plain steps, then
-/// it tries again with the best k), so text without repeats decodes at about the plain speed.
+/// Step times are measured, never assumed: the first proposal has [`START_K`] tokens; sizes not
+/// measured yet are interpolated between measured ones, or extrapolated along the slope of the
+/// two largest (then measured when tried). When no k beats a plain step, speculation pauses (for
+/// 1, 2, 4, … up to [`MAX_PAUSE`] plain steps, then it tries again with the best k), so text
+/// without repeats decodes at about the plain speed.
 #[derive(Clone, Debug)]
 pub struct AdaptiveK {
     max: u32,
@@ -85,6 +86,8 @@ pub struct AdaptiveK {
     pause: u32,
 }
 
+/// Tokens of the first proposal, before any step time is known.
+pub const START_K: u32 = 3;
 /// Longest pause of speculation (in plain steps) while it does not pay.
 pub const MAX_PAUSE: u32 = 64;
 
@@ -123,17 +126,21 @@ impl AdaptiveK {
     }
 
     /// Estimated seconds of a step over `n` tokens: measured, or interpolated between the
-    /// nearest measured sizes (flat beyond the largest measured one); `None` before any.
+    /// nearest measured sizes, or extrapolated along the slope of the two largest measured
+    /// sizes (at least the largest one's time); `None` while fewer than two sizes are measured.
     fn cost_of(&self, n: usize) -> Option<f64> {
         if let Some(c) = self.cost.get(n).copied().flatten() {
             return Some(c);
         }
-        let below = (1..n).rev().find_map(|m| self.cost[m].map(|c| (m, c)));
-        let above = (n + 1..self.cost.len()).find_map(|m| self.cost[m].map(|c| (m, c)));
+        let measured: Vec<(usize, f64)> = (1..self.cost.len()).filter_map(|m| self.cost[m].map(|c| (m, c))).collect();
+        let line = |(m0, c0): (usize, f64), (m1, c1): (usize, f64)| c0 + (c1 - c0) * (n as f64 - m0 as f64) / (m1 - m0) as f64;
+        let below = measured.iter().rev().find(|(m, _)| *m < n).copied();
+        let above = measured.iter().find(|(m, _)| *m > n).copied();
         match (below, above) {
-            (Some((m0, c0)), Some((m1, c1))) => Some(c0 + (c1 - c0) * (n - m0) as f64 / (m1 - m0) as f64),
-            (Some((_, c)), None) | (None, Some((_, c))) => Some(c),
-            (None, None) => None,
+            (Some(lo), Some(hi)) => Some(line(lo, hi)),
+            (Some(hi), None) if measured.len() >= 2 => Some(line(measured[measured.len() - 2], hi).max(hi.1)),
+            (None, Some(lo)) if measured.len() >= 2 => Some(line(lo, measured[1]).min(lo.1)),
+            _ => None,
         }
     }
 
@@ -143,9 +150,9 @@ impl AdaptiveK {
             self.pause_left -= 1;
             return 0;
         }
-        // Measure the longest proposal first: the others interpolate between it and a plain step.
-        if self.cost[self.max as usize + 1].is_none() {
-            return self.max;
+        // Until a plain step and a proposal are timed, propose START_K tokens.
+        if self.cost_of(self.max as usize + 1).is_none() {
+            return START_K.min(self.max);
         }
         let rate = |k: u32| self.cost_of(k as usize + 1).map_or(0.0, |c| self.expected_tokens(k) / c.max(1e-9));
         let best = (1..=self.max).max_by(|&a, &b| rate(a).total_cmp(&rate(b))).unwrap_or(1);
@@ -222,17 +229,28 @@ mod tests {
 
     #[test]
     fn k_follows_measured_costs_and_acceptance() {
-        let mut a = AdaptiveK::new(7);
-        assert_eq!(a.next(), 7, "the longest proposal is measured first");
-        // A step over 8 tokens costs 5 plain steps; over 2..4 tokens (a tile of 4) 3.
-        a.record(7, 7, 5.0);
-        a.record(0, 0, 1.0);
+        let mut a = AdaptiveK::new(15);
+        assert_eq!(a.next(), START_K, "a short proposal first");
+        // Steps over 2..4 tokens (a tile of 4) cost 3 plain steps, over 5..8 5, over 16 9.
         a.record(3, 3, 3.0);
-        // High acceptance: the longest proposal pays best.
-        for _ in 0..20 {
-            a.record(7, 7, 5.0);
+        assert_eq!(a.next(), START_K, "no plain step timed yet");
+        a.record(0, 0, 1.0);
+        // Extrapolated along the slope from 1 to 4 tokens.
+        assert!((a.cost_of(8).unwrap() - 17.0 / 3.0).abs() < 1e-9);
+        for _ in 0..10 {
+            a.record(3, 3, 3.0);
         }
-        assert_eq!(a.next(), 7);
+        // High acceptance: longer proposals; measured, they settle on full tiles.
+        let k = a.next();
+        assert!(k > 3, "{k}");
+        a.record(7, 7, 5.0);
+        a.record(15, 15, 9.0);
+        a.record(4, 4, 5.0);
+        assert_eq!(a.cost_of(6), Some(5.0));
+        for _ in 0..10 {
+            a.record(15, 15, 9.0);
+        }
+        assert_eq!(a.next(), 15);
         // Low acceptance: plain steps, with pauses that double.
         for _ in 0..20 {
             a.record(7, 0, 5.0);
@@ -240,9 +258,5 @@ mod tests {
         let plan: Vec<u32> = (0..8).map(|_| a.next()).collect();
         assert!(plan.iter().all(|&k| k == 0), "{plan:?}");
         assert!(a.pause > 4);
-        // Size 5 is interpolated between 4 and 8 until measured.
-        assert_eq!(a.cost_of(6), Some(4.0));
-        a.record(4, 1, 5.0);
-        assert_eq!(a.cost_of(5), Some(5.0));
     }
 }
