@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, gpu, ids, smollm2_path, zoo_path, gemma3_path};
+use common::{cli_stdout, fixture, gemma3_path, gpu, ids, run_cli, smollm2_path, zoo_path};
 use ferrolm::engine::{Engine, FinishReason, GenerateOptions, GenerateStats};
 use ferrolm::error::Error;
 use ferrolm::loader::FileSource;
@@ -171,4 +171,40 @@ fn draft_models_give_the_plain_tokens_and_must_share_the_vocabulary() {
     let options = GenerateOptions { speculative: Some(Speculation::Draft), ..greedy(4) };
     let err = pollster::block_on(load(&zoo_path("tiny-qwen2-q8_0.gguf"), KvType::F32).generate(&prompt[..3], &options, &mut |_| true)).expect_err("no draft");
     assert!(matches!(err, Error::BadRequest(_)), "{err}");
+}
+
+#[test]
+fn cli_flags_and_stats() {
+    let model = zoo_path("tiny-llama-q4_0.gguf");
+    let draft = zoo_path("tiny-llama-q8_0.gguf");
+    let (model, draft) = (model.to_str().unwrap(), draft.to_str().unwrap());
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let args = [&["generate", model, "--prompt", "one two three one two three one two", "--max-tokens", "12", "--ignore-eos", "--json"][..], extra].concat();
+        serde_json::from_str(&cli_stdout(&run_cli(&args))).expect("JSON")
+    };
+    let plain = json(&[]);
+    assert_eq!((plain["drafted_tokens"].as_u64(), plain["tokens_per_target_step"].as_f64()), (Some(0), Some(1.0)));
+    for extra in [&["--speculative", "prompt-lookup"][..], &["--draft", draft], &["--speculative", "draft", "--draft", draft]] {
+        let spec = json(extra);
+        assert_eq!(spec["tokens"], plain["tokens"], "{extra:?}");
+        let (drafted, accepted) = (spec["drafted_tokens"].as_u64().unwrap(), spec["accepted_tokens"].as_u64().unwrap());
+        assert!(accepted <= drafted, "{extra:?}: {spec}");
+        let rate = spec["acceptance_rate"].as_f64().unwrap();
+        assert!(drafted == 0 || (rate - accepted as f64 / drafted as f64).abs() < 1e-9, "{spec}");
+    }
+    // Bad combinations are usage errors (exit 2) naming the flag.
+    for (bad, says) in [
+        (&["--speculative", "ngram"][..], "prompt-lookup"),
+        (&["--speculative", "draft"], "--draft"),
+        (&["--speculative", "prompt-lookup", "--draft", draft], "--draft"),
+    ] {
+        let out = run_cli(&[&["generate", model, "--prompt", "x"][..], bad].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(says), "{bad:?}: {stderr}");
+    }
+    // A draft with another vocabulary: exit 2 and the typed message.
+    let out = run_cli(&["generate", model, "--prompt", "x", "--draft", smollm2_path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vocabulary does not match"));
 }
