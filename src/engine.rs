@@ -392,7 +392,11 @@ impl Engine {
         let mut tokens = vec![self.cached[pos]];
         tokens.extend_from_slice(&draft);
         let rows = match pipeline {
-            Some((in_flight, more)) if draft.is_empty() => vec![self.pipelined_step(in_flight, tokens[0], pos as u32, more).await?],
+            Some((in_flight, more)) if draft.is_empty() => {
+                // The step after this one is submitted ahead only when it will be plain too.
+                let ahead = more && self.adaptive[&kind].pausing();
+                vec![self.pipelined_step(in_flight, tokens[0], pos as u32, ahead).await?]
+            }
             pipeline => {
                 // A step still in flight ran the GPU's own pick at pos: the same token and KV
                 // entry this step writes again. It is not read.

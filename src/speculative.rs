@@ -164,6 +164,11 @@ impl AdaptiveK {
         best
     }
 
+    /// True when the next step is sure to be plain (speculation is paused).
+    pub fn pausing(&self) -> bool {
+        self.pause_left > 0
+    }
+
     /// Records a step over `n` tokens (`drafted` proposed, `accepted` of them confirmed) that
     /// took `seconds`.
     pub fn record(&mut self, drafted: u32, accepted: u32, seconds: f64) {
