@@ -383,7 +383,7 @@ impl Engine {
         let clock = Clock::start();
         let pos = self.cached.len() - 1;
         let adaptive = self.adaptive.get_mut(&kind).expect("set up by generate");
-        let want = (adaptive.next() as usize).min(room.saturating_sub(1));
+        let want = (adaptive.next_k() as usize).min(room.saturating_sub(1));
         let draft = match (want, kind) {
             (0, _) => Vec::new(),
             (_, Speculation::PromptLookup) => prompt_lookup(&self.cached, want, 1),
@@ -421,7 +421,6 @@ impl Engine {
         let accepted = accepted_prefix(&draft, &choices) as u32;
         let adaptive = self.adaptive.get_mut(&kind).expect("set up by generate");
         adaptive.record(draft.len() as u32, accepted, clock.seconds());
-        if std::env::var("SPEC_TRACE").is_ok() { eprintln!("n={} acc={} t={:.3}", draft.len()+1, accepted, clock.seconds()); }
         stats.drafted += draft.len() as u32;
         stats.accepted += accepted;
         ready.extend(choices);

@@ -145,7 +145,7 @@ impl AdaptiveK {
     }
 
     /// Tokens to propose now (0: take a plain step).
-    pub fn next(&mut self) -> u32 {
+    pub fn next_k(&mut self) -> u32 {
         if self.pause_left > 0 {
             self.pause_left -= 1;
             return 0;
@@ -235,10 +235,10 @@ mod tests {
     #[test]
     fn k_follows_measured_costs_and_acceptance() {
         let mut a = AdaptiveK::new(15);
-        assert_eq!(a.next(), START_K, "a short proposal first");
+        assert_eq!(a.next_k(), START_K, "a short proposal first");
         // Steps over 2..4 tokens (a tile of 4) cost 3 plain steps, over 5..8 5, over 16 9.
         a.record(3, 3, 3.0);
-        assert_eq!(a.next(), START_K, "no plain step timed yet");
+        assert_eq!(a.next_k(), START_K, "no plain step timed yet");
         a.record(0, 0, 1.0);
         // Extrapolated along the slope from 1 to 4 tokens.
         assert!((a.cost_of(8).unwrap() - 17.0 / 3.0).abs() < 1e-9);
@@ -246,7 +246,7 @@ mod tests {
             a.record(3, 3, 3.0);
         }
         // High acceptance: longer proposals; measured, they settle on full tiles.
-        let k = a.next();
+        let k = a.next_k();
         assert!(k > 3, "{k}");
         a.record(7, 7, 5.0);
         a.record(15, 15, 9.0);
@@ -255,12 +255,12 @@ mod tests {
         for _ in 0..10 {
             a.record(15, 15, 9.0);
         }
-        assert_eq!(a.next(), 15);
+        assert_eq!(a.next_k(), 15);
         // Low acceptance: plain steps, with pauses that double.
         for _ in 0..20 {
             a.record(7, 0, 5.0);
         }
-        let plan: Vec<u32> = (0..8).map(|_| a.next()).collect();
+        let plan: Vec<u32> = (0..8).map(|_| a.next_k()).collect();
         assert!(plan.iter().all(|&k| k == 0), "{plan:?}");
         assert!(a.pause > 4);
     }
