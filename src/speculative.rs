@@ -150,7 +150,10 @@ impl AdaptiveK {
             self.pause_left -= 1;
             return 0;
         }
-        // Until a plain step and a proposal are timed, propose START_K tokens.
+        // Time a proposal of START_K tokens and a plain step before choosing.
+        if self.cost[1].is_none() && self.cost.iter().any(|c| c.is_some()) {
+            return 0;
+        }
         if self.cost_of(self.max as usize + 1).is_none() {
             return START_K.min(self.max);
         }
@@ -238,7 +241,7 @@ mod tests {
         assert_eq!(a.next_k(), START_K, "a short proposal first");
         // Steps over 2..4 tokens (a tile of 4) cost 3 plain steps, over 5..8 5, over 16 9.
         a.record(3, 3, 3.0);
-        assert_eq!(a.next_k(), START_K, "no plain step timed yet");
+        assert_eq!(a.next_k(), 0, "then a plain step, to time it");
         a.record(0, 0, 1.0);
         // Extrapolated along the slope from 1 to 4 tokens.
         assert!((a.cost_of(8).unwrap() - 17.0 / 3.0).abs() < 1e-9);
