@@ -37,6 +37,7 @@ function generateOptions(request) {
     frequency_penalty: "frequencyPenalty",
     repetition_penalty: "repetitionPenalty",
     ignore_eos: "ignoreEos",
+    speculative: "speculative",
     signal: "signal",
   };
   for (const [from, to] of Object.entries(map)) {

@@ -85,7 +85,7 @@ function sampleMemory() {
 /** The `generate` options handed to the Rust engine. */
 const GENERATE_OPTIONS = [
   "maxTokens", "temperature", "topK", "topP", "minP", "repetitionPenalty", "presencePenalty",
-  "frequencyPenalty", "penaltyWindow", "seed", "stop", "ignoreEos",
+  "frequencyPenalty", "penaltyWindow", "seed", "stop", "ignoreEos", "speculative",
 ];
 
 /** @param {string} what */

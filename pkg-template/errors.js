@@ -36,11 +36,13 @@ export class EngineCrashedError extends FerrolmError {}
 /** The model's bytes are not the file that was asked for (sha256 mismatch): it was not cached
  * and never ran. */
 export class IntegrityError extends FerrolmError {}
+/** A draft model (`load(url, { draft })`) whose vocabulary is not the model's. */
+export class VocabularyMismatchError extends FerrolmError {}
 
 const CLASSES = {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError,
   DeviceLimitError, NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError,
-  DeviceLostError, EngineCrashedError,
+  DeviceLostError, EngineCrashedError, VocabularyMismatchError,
 };
 
 // Names survive minification: set them explicitly rather than from the class name.

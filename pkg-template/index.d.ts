@@ -64,7 +64,17 @@ export interface LoadOptions {
   retries?: number;
   /** Ask the browser to keep the cache under storage pressure (`navigator.storage.persist()`). */
   persist?: boolean;
+  /** URL of a smaller model with the same vocabulary, loaded beside this one for speculative
+   * decoding (`generate(…, { speculative: "draft" })`). Not cached. A model with another
+   * vocabulary rejects with VocabularyMismatchError. */
+  draft?: string;
 }
+
+/** Speculative decoding: "prompt-lookup" proposes the tokens that followed the last 3, 2 or 1
+ * tokens earlier in the prompt or output; "draft" asks the draft model (`load(url, { draft })`).
+ * One batched step checks the proposals; the tokens are exactly those without speculation.
+ * Repetition penalties turn it off. */
+export type Speculation = "prompt-lookup" | "draft";
 
 export interface GenerateOptions {
   /** Most tokens to generate (default 128). */
@@ -91,6 +101,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Keep generating past end-of-generation tokens (default false). */
   ignoreEos?: boolean;
+  /** Speculative decoding (default off): same tokens, often faster on text that repeats. */
+  speculative?: Speculation;
   /** Stops the generation: the iterator then throws AbortError. */
   signal?: AbortSignal;
 }
@@ -121,6 +133,7 @@ export interface ChatCompletionRequest {
   min_p?: number;
   repetition_penalty?: number;
   ignore_eos?: boolean;
+  speculative?: Speculation;
   signal?: AbortSignal;
   /** What to do when the prompt plus `max_tokens` (default 128) does not fit the context:
    * "error" (default: the request goes as it is, and a prompt longer than the context rejects
@@ -177,6 +190,12 @@ export interface GenerateStats {
   decodeSeconds: number;
   prefillTokensPerS: number;
   decodeTokensPerS: number;
+  /** Speculative decoding: tokens proposed, confirmed, their ratio (0 without speculation). */
+  draftedTokens: number;
+  acceptedTokens: number;
+  acceptanceRate: number;
+  /** Generated tokens per decode step of the model (1 without speculation). */
+  tokensPerTargetStep: number;
   finishReason: "stop" | "length" | "abort";
 }
 
@@ -310,6 +329,8 @@ export class DeviceLostError extends GPUDeviceError {
 export class EngineCrashedError extends FerrolmError {}
 /** The model's bytes are not the file asked for (the `sha256` option): not cached, never run. */
 export class IntegrityError extends FerrolmError {}
+/** A draft model (`load(url, { draft })`) whose vocabulary is not the model's. */
+export class VocabularyMismatchError extends FerrolmError {}
 
 /** A model in the cache. */
 export interface CachedModel {

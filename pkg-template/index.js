@@ -18,7 +18,7 @@ import {
 export {
   FerrolmError, WebGPUUnavailableError, ModelFormatError, UnsupportedModelError, DeviceLimitError,
   NetworkError, AbortError, InvalidRequestError, GPUDeviceError, IntegrityError, DeviceLostError,
-  EngineCrashedError,
+  EngineCrashedError, VocabularyMismatchError,
 } from "./errors.js";
 export { cache } from "./cache.js";
 

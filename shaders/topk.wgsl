@@ -8,7 +8,8 @@
 //               [1024c, 1024c + 1024) and writes its k best as (value bits, index) to
 //               dst[2 (c k + j) ..]                                    dst: [n_chunks, k, 2] u32
 //   merge_topk: src = those candidates (n = n_chunks * k pairs); one workgroup writes the k best
-//               to dst[2j ..]; missing entries are (lowest, 0xffffffff).  dst: [k, 2] u32
+//               to dst[offset + 2j ..]; missing entries are (lowest, 0xffffffff).
+//               dst: [rows, k, 2] u32 (offset = 2 k row; the best id goes to next_id[0] for row 0)
 
 struct Params {
     n: u32,
@@ -147,9 +148,9 @@ fn merge_topk(@builtin(local_invocation_index) lid: u32) {
         let nv = best_v[0];
         let ni = best_i[0];
         if (lid == 0u) {
-            dst[2u * j] = bitcast<u32>(select(NEG_INF, nv, ni != NONE));
-            dst[2u * j + 1u] = ni;
-            if (j == 0u && ni != NONE) {
+            dst[p.offset + 2u * j] = bitcast<u32>(select(NEG_INF, nv, ni != NONE));
+            dst[p.offset + 2u * j + 1u] = ni;
+            if (j == 0u && ni != NONE && p.offset == 0u) {
                 next_id[0] = ni;
             }
         }

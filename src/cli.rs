@@ -57,6 +57,8 @@ pub const FLAGS: &[(&str, Kind)] = &[
     ("no-tune", Kind::Switch),
     ("no-pipeline", Kind::Switch),
     ("synthetic", Kind::Text),
+    ("speculative", Kind::Text),
+    ("draft", Kind::Path),
 ];
 
 const MODEL: &[(&str, Kind)] = &[("MODEL", Kind::Path)];
@@ -76,15 +78,15 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "generate",
         positionals: MODEL,
-        flags: sampling!("prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "no-pipeline"),
+        flags: sampling!("prompt", "chat", "system", "max-tokens", "ignore-eos", "json", "no-pipeline", "speculative", "draft"),
     },
     CommandSpec { name: "render", positionals: MODEL, flags: &["messages"] },
-    CommandSpec { name: "chat", positionals: MODEL, flags: sampling!("system", "max-tokens") },
+    CommandSpec { name: "chat", positionals: MODEL, flags: sampling!("system", "max-tokens", "speculative", "draft") },
     CommandSpec { name: "score", positionals: MODEL, flags: &["tokens", "top-k", "context", "kv-type", "kernel", "no-tune"] },
     CommandSpec {
         name: "bench",
         positionals: MODEL,
-        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "kernel", "no-tune"],
+        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "kernel", "no-tune", "prompt", "speculative", "draft"],
     },
     CommandSpec { name: "help", positionals: &[], flags: &[] },
 ];

@@ -9,6 +9,7 @@ use crate::gpu::Context;
 use crate::loader::{read_model_header, stream_weights, ByteSource, Phase, Progress};
 use crate::model::{LoadOptions, Model, PendingStep};
 use crate::sampler::{Sampler, SamplerOptions};
+use crate::speculative::{accepted_prefix, prompt_lookup, AdaptiveK, Speculation, SpeculationStats};
 use crate::tokenizer::{end_of_generation_ids, Tokenizer, Utf8Assembler};
 
 /// What a generation should do.
@@ -25,11 +26,22 @@ pub struct GenerateOptions {
     /// the GPU never waits for the host. Sampling (temperature > 0) and penalties need the host's
     /// choice first and always wait. The tokens are the same either way.
     pub pipelined: bool,
+    /// Speculative decoding: proposals checked several at a time by one verify step
+    /// ([`crate::speculative`]). The tokens are the same as without it. Repetition penalties
+    /// turn it off (their state changes with every accepted token): such runs decode plainly.
+    pub speculative: Option<Speculation>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 128, sampler: SamplerOptions::default(), ignore_eos: false, stop: Vec::new(), pipelined: true }
+        GenerateOptions {
+            max_tokens: 128,
+            sampler: SamplerOptions::default(),
+            ignore_eos: false,
+            stop: Vec::new(),
+            pipelined: true,
+            speculative: None,
+        }
     }
 }
 
@@ -56,6 +68,13 @@ pub struct GenerateStats {
     pub decode_seconds: f64,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
+    /// Speculative decoding: tokens proposed and confirmed, and the target's decode steps.
+    pub drafted_tokens: u32,
+    pub accepted_tokens: u32,
+    /// accepted / drafted (0 without speculation).
+    pub acceptance_rate: f64,
+    /// Generated tokens per decode step of the target (1 without speculation).
+    pub tokens_per_target_step: f64,
 }
 
 /// A generated token as the callback sees it.
@@ -79,6 +98,17 @@ pub struct Engine {
     chat: std::result::Result<ChatTemplate, String>,
     /// Tokens whose keys and values are in the KV cache, in order from position 0.
     cached: Vec<u32>,
+    /// The draft model of speculative decoding, if one is loaded.
+    draft: Option<DraftModel>,
+    /// The proposal length of each kind of speculation, with the step times it measured.
+    adaptive: std::collections::HashMap<Speculation, AdaptiveK>,
+}
+
+/// A smaller model with the target's vocabulary that proposes tokens, with its own KV cache.
+struct DraftModel {
+    model: Model,
+    /// Tokens in the draft's KV cache, from position 0.
+    cached: Vec<u32>,
 }
 
 impl Engine {
@@ -89,12 +119,7 @@ impl Engine {
         options: &LoadOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Engine> {
-        progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
-        let header = read_model_header(source).await?;
-        // The architecture first: it is the most basic reason a file cannot run.
-        // (Model::new then checks that every buffer fits the device before any weight is fetched.)
-        crate::model::Config::from_gguf(&header)?;
-        let tokenizer = Tokenizer::from_gguf(&header)?;
+        let (header, tokenizer, model) = load_model(ctx, source, options, progress).await?;
         let mut end_ids = end_of_generation_ids(&header)?;
         let chat = ChatTemplate::from_gguf(&header, &tokenizer).map_err(|e| e.to_string());
         if let Ok(template) = &chat {
@@ -104,27 +129,27 @@ impl Engine {
                 }
             }
         }
-        // Allocation failures (the model or its KV cache does not fit the GPU) are reported as a
-        // device-limit error instead of poisoning the device.
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let model = Model::new(ctx.clone(), &header, options);
-        let out_of_memory = scope.pop().await;
-        let mut model = model?;
-        if let Some(e) = out_of_memory {
-            return Err(Error::Gpu(crate::gpu::GpuError::Limit(format!(
-                "the model needs {} MiB of GPU memory (weights and a {}-token KV cache) and the device could not provide it \
-                 ({e}); try a smaller context length or model",
-                model.gpu_bytes() >> 20,
-                model.context_length
-            ))));
-        }
-        stream_weights(source, &mut model, progress).await?;
-        if options.tune != crate::model::Tune::Off {
-            model.tune_report = model.tune(&options.tune).await?;
-            model.prepare_decode(1, false)?;
-        }
-        progress(Progress { phase: Phase::Ready, done: source.len(), total: source.len() });
-        Ok(Engine { model, tokenizer, header, end_ids, chat, cached: Vec::new() })
+        Ok(Engine { model, tokenizer, header, end_ids, chat, cached: Vec::new(), draft: None, adaptive: Default::default() })
+    }
+
+    /// Loads a draft model for speculative decoding ([`Speculation::Draft`]) on the target's
+    /// device, with the target's context length. Its vocabulary must be the target's (the same
+    /// bytes for every token id): otherwise [`Error::VocabularyMismatch`], and the engine keeps
+    /// its previous draft (if any).
+    pub async fn load_draft<S: ByteSource>(&mut self, source: &mut S, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        let header = read_model_header(source).await?;
+        check_same_vocabulary(&self.tokenizer, &Tokenizer::from_gguf(&header)?)?;
+        let ctx = self.model.context().clone();
+        let options = LoadOptions { context_length: Some(self.model.context_length), ..Default::default() };
+        let (_, _, model) = load_model(ctx, source, &options, progress).await?;
+        self.draft = Some(DraftModel { model, cached: Vec::new() });
+        self.adaptive.remove(&Speculation::Draft);
+        Ok(())
+    }
+
+    /// True when a draft model is loaded.
+    pub fn has_draft(&self) -> bool {
+        self.draft.is_some()
     }
 
     pub fn model(&self) -> &Model {
@@ -184,6 +209,9 @@ impl Engine {
     /// Forgets the KV cache contents.
     pub fn reset(&mut self) {
         self.cached.clear();
+        if let Some(d) = &mut self.draft {
+            d.cached.clear();
+        }
     }
 
     /// Generates from `prompt` ids. `on_piece` receives every token with its new text and returns
@@ -205,7 +233,10 @@ impl Engine {
             )));
         }
         options.sampler.validate().map_err(Error::BadRequest)?;
-        let mut sampler = Sampler::new(options.sampler.clone());
+        if options.speculative == Some(Speculation::Draft) && self.draft.is_none() {
+            return Err(Error::BadRequest("speculation with a draft model needs a draft model loaded".into()));
+        }
+        let sampler = Sampler::new(options.sampler.clone());
         let k = sampler.candidates_needed();
         // Reuse the longest cached prefix; always run at least the last prompt token for its logits.
         let reuse = common_prefix(&self.cached, prompt).min(prompt.len() - 1);
@@ -218,8 +249,17 @@ impl Engine {
             self.cached.clear();
             return Err(e);
         }
+        let speculative = options.speculative.filter(|_| penalties.is_none());
+        if let Some(kind) = speculative {
+            if let Err(e) = self.model.prepare_verify(k) {
+                self.cached.clear();
+                return Err(e);
+            }
+            let max = self.model.max_verify_tokens() - 1;
+            self.adaptive.entry(kind).or_insert_with(|| AdaptiveK::new(max)).restart();
+        }
         let result = self.model.forward_candidates(&prompt[reuse..], reuse as u32, k, penalties.as_ref()).await;
-        let mut candidates = match result {
+        let candidates = match result {
             Ok(c) => c,
             Err(e) => {
                 self.cached.clear();
@@ -237,13 +277,20 @@ impl Engine {
         // embedding reads it, so step t+1 is in flight while step t's token is read. A step
         // submitted past the end (EOS, a stop string, max_tokens, an abort) is simply not read:
         // its KV entry is not counted as cached.
+        // (With speculation, its plain steps are pipelined the same way.)
         let pipelined = options.pipelined && k == 1 && penalties.is_none();
         let mut in_flight: std::collections::VecDeque<PendingStep> = Default::default();
+        let mut spec_stats = SpeculationStats::default();
+        // Chosen tokens not yet emitted; the KV entries of all but the last are already written
+        // (by a verify step that confirmed them).
+        let mut ready: std::collections::VecDeque<u32> = Default::default();
+        let Some(first) = sampler.sample_at(&candidates, prompt.len()) else {
+            return Err(Error::Gpu(crate::gpu::GpuError::Device("the GPU returned no candidates".into())));
+        };
+        ready.push_back(first);
         // max_tokens 0: the prompt is prefilled (and cached), nothing is generated.
         while stats.generated_tokens < options.max_tokens {
-            let Some(token) = sampler.sample(&candidates) else {
-                return Err(Error::Gpu(crate::gpu::GpuError::Device("the GPU returned no candidates".into())));
-            };
+            let token = ready.pop_front().expect("a chosen token is ready");
             if !options.ignore_eos && self.end_ids.contains(&token) {
                 finish = FinishReason::Stop;
                 break;
@@ -266,20 +313,41 @@ impl Engine {
             }
             let pos = self.cached.len() as u32;
             self.cached.push(token);
-            let result = if pipelined {
-                self.pipelined_step(&mut in_flight, token, pos, stats.generated_tokens < options.max_tokens.saturating_sub(1)).await
-            } else {
-                let penalties = sampler.penalties(&self.cached);
-                self.model.forward_candidates(&[token], pos, k, penalties.as_ref()).await
-            };
-            match result {
-                Ok(c) => candidates = c,
-                Err(e) => {
-                    self.cached.clear();
-                    return Err(e);
+            if !ready.is_empty() {
+                continue;
+            }
+            spec_stats.target_steps += 1;
+            // Proposals never run past the context or past max_tokens.
+            let room = (ctx_len - 1 - pos as usize).min((options.max_tokens - stats.generated_tokens) as usize);
+            let more = stats.generated_tokens < options.max_tokens.saturating_sub(1);
+            let result = match speculative {
+                Some(kind) => {
+                    let pipeline = pipelined.then_some((&mut in_flight, more));
+                    self.speculative_step(kind, &sampler, &mut spec_stats, room, k, &mut ready, pipeline).await
                 }
+                None => {
+                    let candidates = if pipelined {
+                        self.pipelined_step(&mut in_flight, token, pos, more).await
+                    } else {
+                        let penalties = sampler.penalties(&self.cached);
+                        self.model.forward_candidates(&[token], pos, k, penalties.as_ref()).await
+                    };
+                    candidates.and_then(|c| choose(&sampler, &c, pos as usize + 1).map(|t| ready.push_back(t)))
+                }
+            };
+            if let Err(e) = result {
+                self.cached.clear();
+                return Err(e);
             }
         }
+        stats.drafted_tokens = spec_stats.drafted;
+        stats.accepted_tokens = spec_stats.accepted;
+        stats.acceptance_rate = spec_stats.acceptance_rate();
+        stats.tokens_per_target_step = if spec_stats.target_steps > 0 {
+            stats.generated_tokens.saturating_sub(1) as f64 / spec_stats.target_steps as f64
+        } else {
+            1.0
+        };
         if finish != FinishReason::Stop || !stop.stopped {
             let (rest, _) = stop.push(&decoder.finish());
             let rest = rest + &stop.finish();
@@ -296,6 +364,102 @@ impl Engine {
 }
 
 impl Engine {
+    /// One decode step with speculation: the last emitted token (the last of `self.cached`, its
+    /// KV entry not written yet) plus up to `room - 1` proposed tokens run in one verify step;
+    /// pushes the target's choices to `ready`: the confirmed proposals, then the target's own
+    /// next token. Without a proposal it is a plain step, pipelined when `pipeline` gives the
+    /// steps in flight (and whether more tokens may follow).
+    #[allow(clippy::too_many_arguments)]
+    async fn speculative_step(
+        &mut self,
+        kind: Speculation,
+        sampler: &Sampler,
+        stats: &mut SpeculationStats,
+        room: usize,
+        k: u32,
+        ready: &mut std::collections::VecDeque<u32>,
+        pipeline: Option<(&mut std::collections::VecDeque<PendingStep>, bool)>,
+    ) -> Result<()> {
+        let clock = Clock::start();
+        let pos = self.cached.len() - 1;
+        let adaptive = self.adaptive.get_mut(&kind).expect("set up by generate");
+        let want = (adaptive.next_k() as usize).min(room.saturating_sub(1));
+        let draft = match (want, kind) {
+            (0, _) => Vec::new(),
+            (_, Speculation::PromptLookup) => prompt_lookup(&self.cached, want, 1),
+            (_, Speculation::Draft) => self.draft_tokens(want).await?,
+        };
+        let mut tokens = vec![self.cached[pos]];
+        tokens.extend_from_slice(&draft);
+        let rows = match pipeline {
+            Some((in_flight, more)) if draft.is_empty() => {
+                // The step after this one is submitted ahead only when it will be plain too.
+                let ahead = more && self.adaptive[&kind].pausing();
+                vec![self.pipelined_step(in_flight, tokens[0], pos as u32, ahead).await?]
+            }
+            pipeline => {
+                // A step still in flight ran the GPU's own pick at pos: the same token and KV
+                // entry this step writes again. It is not read.
+                if let Some((in_flight, _)) = pipeline {
+                    in_flight.clear();
+                }
+                if draft.is_empty() {
+                    vec![self.model.forward_candidates(&tokens, pos as u32, k, None).await?]
+                } else {
+                    self.model.verify(&tokens, pos as u32, k).await?
+                }
+            }
+        };
+        let mut choices = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let choice = choose(sampler, row, pos + 1 + i)?;
+            choices.push(choice);
+            if draft.get(i) != Some(&choice) {
+                break;
+            }
+        }
+        let accepted = accepted_prefix(&draft, &choices) as u32;
+        let adaptive = self.adaptive.get_mut(&kind).expect("set up by generate");
+        adaptive.record(draft.len() as u32, accepted, clock.seconds());
+        stats.drafted += draft.len() as u32;
+        stats.accepted += accepted;
+        ready.extend(choices);
+        Ok(())
+    }
+
+    /// Up to `k` tokens the draft model proposes (greedily) after `self.cached`; the draft's KV
+    /// cache keeps what it shares with `self.cached` and runs the rest.
+    async fn draft_tokens(&mut self, k: usize) -> Result<Vec<u32>> {
+        let vocab = self.model.config.vocab_size;
+        let history = &self.cached;
+        let Some(d) = self.draft.as_mut() else { return Ok(Vec::new()) };
+        let result = async {
+            let reuse = common_prefix(&d.cached, history).min(history.len() - 1);
+            d.cached.truncate(reuse);
+            let mut candidates = d.model.forward_candidates(&history[reuse..], reuse as u32, 1, None).await?;
+            d.cached.extend_from_slice(&history[reuse..]);
+            let mut out = Vec::with_capacity(k);
+            while let Some(&(t, _)) = candidates.first() {
+                if t >= vocab {
+                    break;
+                }
+                out.push(t);
+                if out.len() == k || d.cached.len() + 1 >= d.model.context_length as usize {
+                    break;
+                }
+                let pos = d.cached.len() as u32;
+                d.cached.push(t);
+                candidates = d.model.forward_candidates(&[t], pos, 1, None).await?;
+            }
+            Ok(out)
+        }
+        .await;
+        if result.is_err() {
+            d.cached.clear();
+        }
+        result
+    }
+
     /// One step of pipelined greedy decoding: `token` (at `pos`) was just accepted. Makes sure
     /// the step that consumes it is in flight (it is, when the previous call submitted it with
     /// the GPU's own pick), submits the step after it when `more` tokens may follow, and reads
@@ -356,6 +520,67 @@ impl<'a> StopFilter<'a> {
     fn finish(&mut self) -> String {
         std::mem::take(&mut self.pending)
     }
+}
+
+/// The sampler's choice at sequence `position` from the GPU's candidates.
+fn choose(sampler: &Sampler, candidates: &[(u32, f32)], position: usize) -> Result<u32> {
+    sampler.sample_at(candidates, position).ok_or_else(|| Error::Gpu(crate::gpu::GpuError::Device("the GPU returned no candidates".into())))
+}
+
+/// Reads a model's header, checks that it can run, allocates its GPU memory and streams its
+/// weights: (header, tokenizer, model).
+async fn load_model<S: ByteSource>(
+    ctx: Arc<Context>,
+    source: &mut S,
+    options: &LoadOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(GgufFile, Tokenizer, Model)> {
+    progress(Progress { phase: Phase::Header, done: 0, total: source.len() });
+    let header = read_model_header(source).await?;
+    // The architecture first: it is the most basic reason a file cannot run.
+    // (Model::new then checks that every buffer fits the device before any weight is fetched.)
+    crate::model::Config::from_gguf(&header)?;
+    let tokenizer = Tokenizer::from_gguf(&header)?;
+    // Allocation failures (the model or its KV cache does not fit the GPU) are reported as a
+    // device-limit error instead of poisoning the device.
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let model = Model::new(ctx.clone(), &header, options);
+    let out_of_memory = scope.pop().await;
+    let mut model = model?;
+    if let Some(e) = out_of_memory {
+        return Err(Error::Gpu(crate::gpu::GpuError::Limit(format!(
+            "the model needs {} MiB of GPU memory (weights and a {}-token KV cache) and the device could not provide it \
+             ({e}); try a smaller context length or model",
+            model.gpu_bytes() >> 20,
+            model.context_length
+        ))));
+    }
+    stream_weights(source, &mut model, progress).await?;
+    if options.tune != crate::model::Tune::Off {
+        model.tune_report = model.tune(&options.tune).await?;
+        model.prepare_decode(1, false)?;
+    }
+    progress(Progress { phase: Phase::Ready, done: source.len(), total: source.len() });
+    Ok((header, tokenizer, model))
+}
+
+/// Checks that a draft model's tokenizer gives every token id the same bytes as the target's.
+fn check_same_vocabulary(target: &Tokenizer, draft: &Tokenizer) -> Result<()> {
+    if target.vocab_size() != draft.vocab_size() {
+        return Err(Error::VocabularyMismatch(format!(
+            "the draft model's vocabulary has {} tokens, the target's {}",
+            draft.vocab_size(),
+            target.vocab_size()
+        )));
+    }
+    if let Some(id) = (0..target.vocab_size() as u32).find(|&id| target.token_bytes(id) != draft.token_bytes(id)) {
+        return Err(Error::VocabularyMismatch(format!(
+            "token {id} is {} in the draft model and {} in the target",
+            crate::error::quote(&String::from_utf8_lossy(draft.token_bytes(id))),
+            crate::error::quote(&String::from_utf8_lossy(target.token_bytes(id)))
+        )));
+    }
+    Ok(())
 }
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {

@@ -23,13 +23,16 @@ pub enum Error {
     /// The model's bytes are not the file that was asked for (a sha256 mismatch).
     #[error("{0}")]
     Integrity(String),
+    /// A draft model for speculative decoding whose vocabulary is not the target's.
+    #[error("the draft model's vocabulary does not match the target's: {0}")]
+    VocabularyMismatch(String),
 }
 
 impl Error {
     /// True when the caller's input is at fault (CLI exit status 2) rather than the environment.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Format(_) | Error::Unsupported(_) | Error::BadRequest(_) => true,
+            Error::Format(_) | Error::Unsupported(_) | Error::BadRequest(_) | Error::VocabularyMismatch(_) => true,
             Error::Gpu(GpuError::UnsupportedType { .. } | GpuError::Shape(_) | GpuError::Limit(_)) => true,
             Error::Io(_) | Error::Gpu(_) | Error::Integrity(_) => false,
         }

@@ -26,6 +26,7 @@ pub mod rng;
 pub mod sampler;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod synthetic;
+pub mod speculative;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

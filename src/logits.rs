@@ -32,8 +32,8 @@ pub struct LogitsStage {
     vocab: u32,
     /// (token id, count) pairs of the repetition penalties: [MAX_PENALTY_WINDOW, 2] u32.
     penalty_pairs: wgpu::Buffer,
-    /// One selection per k asked for.
-    topk: HashMap<u32, TopK>,
+    /// One selection per (k, rows) asked for.
+    topk: HashMap<(u32, u32), TopK>,
 }
 
 impl LogitsStage {
@@ -48,10 +48,20 @@ impl LogitsStage {
         if penalties {
             penalize(step, &self.penalty_pairs, logits, 0)?;
         }
-        if !self.topk.contains_key(&k) {
-            self.topk.insert(k, TopK::new(ctx, self.vocab, k)?);
+        if !self.topk.contains_key(&(k, 1)) {
+            self.topk.insert((k, 1), TopK::new(ctx, self.vocab, k)?);
         }
-        self.topk[&k].record(step, logits, 0, next_id)?;
+        self.topk[&(k, 1)].record(step, logits, 0, next_id)?;
+        Ok(())
+    }
+
+    /// Records the top-k selection of each of the first `rows` rows of `logits`: [rows, vocab]
+    /// (no penalties: the verify step of speculative decoding).
+    pub fn record_rows(&mut self, ctx: &Context, step: &mut Step, logits: &wgpu::Buffer, next_id: &wgpu::Buffer, k: u32, rows: u32) -> Result<()> {
+        if !self.topk.contains_key(&(k, rows)) {
+            self.topk.insert((k, rows), TopK::with_rows(ctx, self.vocab, k, rows)?);
+        }
+        self.topk[&(k, rows)].record_rows(step, logits, next_id)?;
         Ok(())
     }
 
@@ -70,10 +80,11 @@ impl LogitsStage {
         Ok(())
     }
 
-    /// The result buffer of the top-k selection for `k` (after [`LogitsStage::record`]): the k
-    /// best as (f32 bits, token id) pairs, `8 k` bytes.
-    pub fn result(&self, k: u32) -> Option<&wgpu::Buffer> {
-        self.topk.get(&k).map(|t| &t.result)
+    /// The result buffer of the top-k selection for `k` over `rows` rows (after
+    /// [`LogitsStage::record`] or [`LogitsStage::record_rows`]): the k best of each row as
+    /// (f32 bits, token id) pairs, `8 k rows` bytes.
+    pub fn result(&self, k: u32, rows: u32) -> Option<&wgpu::Buffer> {
+        self.topk.get(&(k, rows)).map(|t| &t.result)
     }
 
     /// Bytes of GPU memory held.

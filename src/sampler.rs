@@ -119,8 +119,25 @@ impl Sampler {
         Some(Penalties { counts, repeat: o.repeat_penalty, presence: o.presence_penalty, frequency: o.frequency_penalty })
     }
 
-    /// Picks a token from `(id, logit)` candidates sorted best first.
+    /// Picks a token from `(id, logit)` candidates sorted best first, drawing from the sampler's
+    /// running RNG.
     pub fn sample(&mut self, candidates: &[(u32, f32)]) -> Option<u32> {
+        let r = self.rng.next_f64();
+        self.choose(candidates, r)
+    }
+
+    /// Picks the token at sequence `position` from its `(id, logit)` candidates sorted best
+    /// first. The draw depends only on the seed and the position, not on how many draws came
+    /// before: generation uses it so that speculative decoding (which checks several positions
+    /// in one step) draws exactly what one-token-at-a-time decoding draws.
+    pub fn sample_at(&self, candidates: &[(u32, f32)], position: usize) -> Option<u32> {
+        let mut rng = Rng::new(self.options.seed ^ (position as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let r = rng.next_f64();
+        self.choose(candidates, r)
+    }
+
+    /// The token that the uniform draw `r` in [0, 1) picks from `candidates`.
+    fn choose(&self, candidates: &[(u32, f32)], r: f64) -> Option<u32> {
         let (best, best_logit) = *candidates.first()?;
         let o = &self.options;
         if o.temperature <= 0.0 || candidates.len() == 1 {
@@ -147,7 +164,7 @@ impl Sampler {
         let t = o.temperature as f64;
         let weights: Vec<f64> = candidates[..keep].iter().map(|&(_, l)| ((l - best_logit) as f64 / t).exp()).collect();
         let total: f64 = weights.iter().sum();
-        let mut r = self.rng.next_f64() * total;
+        let mut r = r * total;
         for (&(id, _), w) in candidates.iter().zip(&weights) {
             if r < *w {
                 return Some(id);
@@ -178,6 +195,15 @@ mod tests {
         let draws = run(42);
         assert!(draws.contains(&5) && draws.contains(&7), "both likely tokens are drawn: {draws:?}");
         assert_ne!(run(42), run(43));
+        // Draws by position depend on (seed, position) only.
+        let by_position = |seed| {
+            let s = sampler(1.0, seed);
+            (0..50).map(|p| s.sample_at(&c, p).unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(by_position(42), by_position(42));
+        assert_ne!(by_position(42), by_position(43));
+        let draws = by_position(42);
+        assert!(draws.contains(&5) && draws.contains(&7), "both likely tokens are drawn: {draws:?}");
     }
 
     #[test]

@@ -17,16 +17,18 @@ use ferrolm::loader::{read_model_header, ByteSource, FileSource};
 use ferrolm::synthetic::{SyntheticSource, SyntheticSpec};
 use ferrolm::model::{tune, LoadOptions, Tune};
 use ferrolm::sampler::SamplerOptions;
+use ferrolm::speculative::Speculation;
 use ferrolm::tokenizer::Tokenizer;
 
 const USAGE: &str = "usage:
   ferrolm inspect MODEL [--context N]
   ferrolm tokenize MODEL TEXT
-  ferrolm generate MODEL --prompt TEXT [--chat [--system TEXT]] [--max-tokens N] [--ignore-eos] [--json] [--no-pipeline] [LOAD] [SAMPLING]
+  ferrolm generate MODEL --prompt TEXT [--chat [--system TEXT]] [--max-tokens N] [--ignore-eos] [--json] [--no-pipeline] [SPEC] [LOAD] [SAMPLING]
   ferrolm render MODEL --messages FILE.json
-  ferrolm chat MODEL [--system TEXT] [--max-tokens N] [LOAD] [SAMPLING]
+  ferrolm chat MODEL [--system TEXT] [--max-tokens N] [SPEC] [LOAD] [SAMPLING]
   ferrolm score MODEL --tokens ID,ID,... [--top-k K] [LOAD]
-  ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N] [--gen-tokens M] [--no-pipeline] [LOAD]
+  ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N | --prompt TEXT] [--gen-tokens M] [--no-pipeline] [SPECULATE] [LOAD]
+SPECULATE: [--speculative prompt-lookup|draft] [--draft DRAFT_MODEL.gguf]   (speculative decoding)
 LOAD:     [--context N] [--kv-type f16|f32] [--kernel VARIANT] [--no-tune]
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
           [--frequency-penalty F] [--penalty-window N] [--seed S] [--stop TEXT]...
@@ -118,7 +120,19 @@ fn generate_options(args: &Args, max_tokens: u32) -> CliResult<GenerateOptions> 
         sampler: sampler_options(args)?,
         stop: args.all("stop"),
         pipelined: !args.has("no-pipeline"),
+        speculative: speculation(args)?,
     })
+}
+
+/// `--speculative KIND` and `--draft MODEL` (which implies `--speculative draft`).
+fn speculation(args: &Args) -> CliResult<Option<Speculation>> {
+    let kind = args.string("speculative").map(|s| s.parse::<Speculation>()).transpose().map_err(|e| CliError::Usage(e.to_string()))?;
+    match (kind, args.has("draft")) {
+        (Some(Speculation::PromptLookup), true) => Err(CliError::Usage("--draft MODEL speculates with the draft model, not prompt-lookup".into())),
+        (Some(Speculation::Draft), false) => Err(CliError::Usage("--speculative draft needs --draft MODEL".into())),
+        (_, true) => Ok(Some(Speculation::Draft)),
+        (kind, false) => Ok(kind),
+    }
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -170,9 +184,13 @@ fn load_engine_from<S: ByteSource>(args: &Args, source: &mut S) -> CliResult<Eng
     let tune = if args.has("no-tune") { Tune::Off } else { Tune::Auto { cached: tune::file_cache::load(&ctx.adapter_key()) } };
     let options = LoadOptions { context_length: args.string("context").map(|_| args.number("context", 0u32)).transpose()?, kv_type, tune, ..Default::default() };
     let ctx = Arc::new(ctx);
-    let engine = block(Engine::load(ctx.clone(), source, &options, &mut |_| {}))?;
+    let mut engine = block(Engine::load(ctx.clone(), source, &options, &mut |_| {}))?;
     if engine.model().tune_report.timed > 0 {
         tune::file_cache::store(&ctx.adapter_key(), &ctx.kernel_choices());
+    }
+    if let Some(draft) = args.path_flag("draft") {
+        let mut source = FileSource::open_model(&[draft])?;
+        block(engine.load_draft(&mut source, &mut |_| {}))?;
     }
     Ok(engine)
 }
@@ -219,6 +237,10 @@ fn generate(args: Args) -> CliResult {
             "prefilled_tokens": stats.prefilled_tokens,
             "prefill_tokens_per_s": stats.prefill_tokens_per_s,
             "decode_tokens_per_s": stats.decode_tokens_per_s,
+            "drafted_tokens": stats.drafted_tokens,
+            "accepted_tokens": stats.accepted_tokens,
+            "acceptance_rate": stats.acceptance_rate,
+            "tokens_per_target_step": stats.tokens_per_target_step,
         }));
     } else {
         println!();
@@ -318,6 +340,7 @@ fn bench(args: Args) -> CliResult {
     if prompt_tokens == 0 || gen_tokens == 0 {
         return Err(CliError::Usage("--prompt-tokens and --gen-tokens must be at least 1".into()));
     }
+    let speculative = speculation(&args)?;
     let load_clock = Clock::start();
     let (mut engine, model_name) = match args.string("synthetic") {
         Some(spec) => {
@@ -330,25 +353,45 @@ fn bench(args: Args) -> CliResult {
         None => (load_engine(&args)?, args.model_paths()?[0].display().to_string()),
     };
     let load_seconds = load_clock.seconds();
-    if prompt_tokens + gen_tokens >= engine.model().context_length {
+    // The prompt: the text given, or a deterministic run of ordinary tokens.
+    let vocab = engine.model().config.vocab_size;
+    let prompt: Vec<u32> = match args.string("prompt") {
+        Some(text) => engine.prompt_ids(text),
+        None => (0..prompt_tokens).map(|i| (100 + i.wrapping_mul(7919)) % vocab).collect(),
+    };
+    if prompt.len() as u32 + gen_tokens >= engine.model().context_length {
         return Err(CliError::Usage(format!(
-            "--prompt-tokens {prompt_tokens} + --gen-tokens {gen_tokens} do not fit the context of {} tokens (--context N)",
+            "{} prompt tokens + --gen-tokens {gen_tokens} do not fit the context of {} tokens (--context N)",
+            prompt.len(),
             engine.model().context_length
         )));
     }
-    // A deterministic prompt of ordinary tokens.
-    let vocab = engine.model().config.vocab_size;
-    let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (100 + i.wrapping_mul(7919)) % vocab).collect();
     let ctx = engine.model().context().clone();
-    let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, pipelined: !args.has("no-pipeline"), ..Default::default() };
+    let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, pipelined: !args.has("no-pipeline"), speculative, ..Default::default() };
     // Warm-up: compiles every pipeline and records the steps.
     block(engine.generate(&prompt[..prompt.len().min(8)], &GenerateOptions { max_tokens: 2, ..options.clone() }, &mut |_| true))?;
+    // With speculation, the plain run first: the speed-up and whether the tokens are the same.
+    let plain = match speculative {
+        Some(_) => {
+            engine.reset();
+            let mut tokens = Vec::new();
+            let plain = GenerateOptions { speculative: None, ..options.clone() };
+            let (stats, _) = block(engine.generate(&prompt, &plain, &mut |p| {
+                tokens.extend(p.token);
+                true
+            }))?;
+            Some((stats, tokens))
+        }
+        None => None,
+    };
     engine.reset();
     // Submits and bind groups counted from the first token (which ends the prefill) to the end
     // are the decode's.
     let mut after_prefill = None;
-    let (stats, _) = block(engine.generate(&prompt, &options, &mut |_| {
+    let mut tokens = Vec::new();
+    let (stats, _) = block(engine.generate(&prompt, &options, &mut |p| {
         after_prefill.get_or_insert((ctx.submit_count(), ctx.bind_group_count()));
+        tokens.extend(p.token);
         true
     }))?;
     let (submits0, bind_groups0) = after_prefill.unwrap_or((ctx.submit_count(), ctx.bind_group_count()));
@@ -357,12 +400,12 @@ fn bench(args: Args) -> CliResult {
     // The device's memory speed: what a decode step that reads every weight once could reach.
     let copy_gb_per_s = ctx.copy_bandwidth(COPY_BENCH_BYTES, 5).map_err(Error::from)?;
     let weight_bytes_per_token = model.weight_bytes_per_token();
-    print_json(&serde_json::json!({
+    let mut report = serde_json::json!({
         "model": model_name,
         "adapter": ctx.adapter_name,
         "backend": ctx.backend,
         "load_seconds": load_seconds,
-        "prompt_tokens": prompt_tokens,
+        "prompt_tokens": prompt.len(),
         "generated_tokens": stats.generated_tokens,
         "prefill_tokens_per_s": stats.prefill_tokens_per_s,
         "decode_tokens_per_s": stats.decode_tokens_per_s,
@@ -381,6 +424,17 @@ fn bench(args: Args) -> CliResult {
         "weight_bytes_per_token": weight_bytes_per_token,
         "copy_gb_per_s": copy_gb_per_s,
         "bandwidth_fraction": weight_bytes_per_token as f64 * stats.decode_tokens_per_s / (copy_gb_per_s * 1e9),
-    }));
+    });
+    if let Some((plain, plain_tokens)) = plain {
+        report["speculative"] = serde_json::json!(speculative);
+        report["plain_decode_tokens_per_s"] = serde_json::json!(plain.decode_tokens_per_s);
+        report["speedup"] = serde_json::json!(stats.decode_tokens_per_s / plain.decode_tokens_per_s.max(1e-9));
+        report["identical_tokens"] = serde_json::json!(plain_tokens == tokens);
+        report["drafted_tokens"] = serde_json::json!(stats.drafted_tokens);
+        report["accepted_tokens"] = serde_json::json!(stats.accepted_tokens);
+        report["acceptance_rate"] = serde_json::json!(stats.acceptance_rate);
+        report["tokens_per_target_step"] = serde_json::json!(stats.tokens_per_target_step);
+    }
+    print_json(&report);
     Ok(())
 }

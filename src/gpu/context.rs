@@ -29,7 +29,7 @@ pub struct DeviceLimits {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Tuning {
     /// Threads that share one matrix row in the matrix kernels (1 on CPU drivers: no barriers;
-    /// 16 on GPUs). Override with [`Context::set_row_threads`].
+    /// 16 on GPUs): the default variant's; the autotuner or `Context::force_variant` choose others.
     pub matmul_row_threads: u32,
     /// Slices a decode step's attention splits the cached positions into (few on CPU drivers,
     /// where each workgroup has a fixed cost; many on GPUs, so that one head fills many cores).

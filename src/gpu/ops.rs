@@ -148,23 +148,46 @@ pub fn penalize(step: &mut Step, pairs: &wgpu::Buffer, logits: &wgpu::Buffer, of
 pub struct TopK {
     pub n: u32,
     pub k: u32,
+    /// Rows selected from (each independently).
+    pub rows: u32,
     candidates: wgpu::Buffer,
-    /// The k best as (f32 bits, token id) u32 pairs: [k, 2].
+    /// The k best of each row as (f32 bits, token id) u32 pairs: [rows, k, 2].
     pub result: wgpu::Buffer,
 }
 
 impl TopK {
+    /// A selection of the k best of one row.
     pub fn new(ctx: &Context, n: u32, k: u32) -> Result<TopK, GpuError> {
-        if k == 0 || k > MAX_TOP_K {
-            return Err(GpuError::Shape(format!("top-k of {k}: k must be between 1 and {MAX_TOP_K}")));
+        Self::with_rows(ctx, n, k, 1)
+    }
+
+    /// A selection of the k best of each of `rows` rows (the verify step of speculative decoding).
+    pub fn with_rows(ctx: &Context, n: u32, k: u32, rows: u32) -> Result<TopK, GpuError> {
+        if k == 0 || k > MAX_TOP_K || rows == 0 {
+            return Err(GpuError::Shape(format!("top-k of {k} over {rows} rows: k must be between 1 and {MAX_TOP_K}")));
         }
         let chunks = n.div_ceil(TOPK_CHUNK) as u64;
         Ok(TopK {
             n,
             k,
+            rows,
             candidates: ctx.storage_buffer("topk candidates", chunks * k as u64 * 8)?,
-            result: ctx.storage_buffer("topk result", k as u64 * 8)?,
+            result: ctx.storage_buffer("topk result", rows as u64 * k as u64 * 8)?,
         })
+    }
+
+    /// Records the selection of each row r < `rows` of logits: [rows, n] into result row r (the
+    /// rows run one after the other and share the scratch); row 0's best id goes to `next_id[0]`.
+    pub fn record_rows(&self, step: &mut Step, logits: &wgpu::Buffer, next_id: &wgpu::Buffer) -> Result<(), GpuError> {
+        let chunks = self.n.div_ceil(TOPK_CHUNK);
+        for r in 0..self.rows {
+            let p1 = TopKParams::new(self.n, self.k, r * self.n);
+            step.dispatch(Kernel::TopK, "chunk_topk", no_defines(), &p1, &[Bind::Read(logits), Bind::Write(&self.candidates)], chunks)?;
+            let p2 = TopKParams::new(chunks * self.k, self.k, 2 * self.k * r);
+            let buffers = [Bind::Read(&self.candidates), Bind::Write(&self.result), Bind::Write(next_id)];
+            step.dispatch(Kernel::TopK, "merge_topk", no_defines(), &p2, &buffers, 1)?;
+        }
+        Ok(())
     }
 
     /// Records the selection of the k largest of logits[offset .. offset + n]; the best id also

@@ -89,7 +89,8 @@ struct RunState {
     logits: wgpu::Buffer,
     logit_rows: u32,
     /// Two mappable copies of a step's top-k result, so a step can run while the previous one's
-    /// result is read: [MAX_TOP_K, 2] u32 each.
+    /// result is read: [MAX_VERIFY_TOKENS, MAX_TOP_K, 2] u32 each (a verify step reads a top-k
+    /// per token).
     readback: [wgpu::Buffer; 2],
 }
 
@@ -113,11 +114,16 @@ struct StepShape {
 /// Recordings kept at most (the decode step, the prefill chunk sizes seen recently).
 const MAX_RECORDINGS: usize = 16;
 
+/// Most tokens one verify step ([`Model::verify`]) checks.
+pub const MAX_VERIFY_TOKENS: u32 = 16;
+
 /// A step submitted but not read yet: its top-k result lands in `readback[slot]`.
 #[must_use]
 pub struct PendingStep {
     slot: usize,
     k: u32,
+    /// Rows with a top-k each (1, or the tokens of a verify step).
+    rows: u32,
     submission: wgpu::SubmissionIndex,
 }
 
@@ -184,7 +190,7 @@ impl Model {
             gate: buf("gate", b * c.ffn_dim as u64)?,
             logits: buf("logits", logit_rows as u64 * c.vocab_size as u64)?,
             logit_rows,
-            readback: [0, 1].map(|i| ctx.readback_buffer(&format!("top-k readback {i}"), MAX_TOP_K as u64 * 8)),
+            readback: [0, 1].map(|i| ctx.readback_buffer(&format!("top-k readback {i}"), (MAX_VERIFY_TOKENS * MAX_TOP_K) as u64 * 8)),
         };
         let f16 = opts.kv_type == KvType::F16;
         let kv_words = 2 * context_length as u64 * (c.n_kv_heads * c.head_dim) as u64 / if f16 { 2 } else { 1 };
@@ -287,11 +293,14 @@ impl Model {
             let mut step = Step::new(&ctx);
             let splits = if shape.n_tokens == 1 { self.decode_splits } else { 1 };
             transformer::record(self, &mut step, shape.n_tokens, shape.logits, splits)?;
-            if shape.top_k > 0 {
+            if shape.top_k > 0 && shape.logits == Logits::All {
+                self.logits_stage.record_rows(&ctx, &mut step, &self.state.logits, &self.state.ids, shape.top_k, shape.n_tokens)?;
+            } else if shape.top_k > 0 {
                 self.logits_stage.record(&ctx, &mut step, &self.state.logits, &self.state.ids, shape.top_k, shape.penalties)?;
             }
             if self.recordings.len() >= MAX_RECORDINGS {
-                self.recordings.retain(|s, _| s.n_tokens == 1);
+                // The decode and verify steps stay (at most MAX_VERIFY_TOKENS per k).
+                self.recordings.retain(|s, _| s.n_tokens == 1 || (s.logits == Logits::All && s.top_k > 0));
             }
             self.recordings.insert(shape, step.finish());
         }
@@ -363,18 +372,54 @@ impl Model {
         }
         let slot = self.next_slot;
         self.next_slot = 1 - slot;
-        let bytes = shape.top_k as u64 * 8;
-        let result = self.logits_stage.result(shape.top_k).expect("recorded with this k");
+        let rows = if shape.logits == Logits::All { shape.n_tokens } else { 1 };
+        let bytes = shape.top_k as u64 * rows as u64 * 8;
+        let result = self.logits_stage.result(shape.top_k, rows).expect("recorded with this k");
         let submission = recording.run(ctx, &state, Some((result, &self.state.readback[slot], bytes)));
         self.last_readback_bytes = bytes;
-        Ok(Some(PendingStep { slot, k: shape.top_k, submission }))
+        Ok(Some(PendingStep { slot, k: shape.top_k, rows, submission }))
     }
 
     /// Waits for a submitted step and reads its k candidates (token id, logit), best first.
     pub async fn read_step(&self, pending: PendingStep) -> Result<Vec<(u32, f32)>> {
-        let bytes = pending.k as u64 * 8;
+        Ok(self.read_rows(pending).await?.swap_remove(0))
+    }
+
+    /// Waits for a submitted step and reads the k candidates of each of its rows.
+    async fn read_rows(&self, pending: PendingStep) -> Result<Vec<Vec<(u32, f32)>>> {
+        let row_bytes = pending.k as usize * 8;
+        let bytes = (row_bytes * pending.rows as usize) as u64;
         let data = self.ctx.read_mapped_after(&self.state.readback[pending.slot], bytes, Some(pending.submission)).await?;
-        Ok(TopK::decode(&data))
+        Ok(data.chunks_exact(row_bytes).map(TopK::decode).collect())
+    }
+
+    /// Records the verify steps of every size for `k` candidates per token unless they exist,
+    /// so that speculative decoding creates no bind group (and compiles no pipeline) mid-way.
+    pub fn prepare_verify(&mut self, k: u32) -> Result<()> {
+        for n in 2..=self.max_verify_tokens() {
+            self.recording(StepShape { n_tokens: n, logits: Logits::All, top_k: k, penalties: false })?;
+        }
+        Ok(())
+    }
+
+    /// Most tokens one [`Model::verify`] step takes.
+    pub fn max_verify_tokens(&self) -> u32 {
+        MAX_VERIFY_TOKENS.min(self.state.logit_rows).min(self.state.batch)
+    }
+
+    /// The verify step of speculative decoding: runs `tokens` (the last accepted token, then the
+    /// proposed ones) at positions `pos0..` in one step, writing their keys and values, and
+    /// returns the `k` most likely next tokens after each of them: [tokens.len()][k] (id, logit),
+    /// best first. Only those pairs are read back, never the logits. At most
+    /// [`Model::max_verify_tokens`] tokens; no penalties.
+    pub async fn verify(&mut self, tokens: &[u32], pos0: u32, k: u32) -> Result<Vec<Vec<(u32, f32)>>> {
+        self.check_request(tokens, pos0)?;
+        if tokens.len() as u32 > self.max_verify_tokens() {
+            return Err(Error::BadRequest(format!("a verify step takes at most {} tokens", self.max_verify_tokens())));
+        }
+        let shape = StepShape { n_tokens: tokens.len() as u32, logits: Logits::All, top_k: k, penalties: false };
+        let pending = self.submit(shape, Some(tokens), pos0, None)?.expect("a step with top-k has a result");
+        self.read_rows(pending).await
     }
 
     /// Runs `tokens` at positions `pos0..` and returns the full logits after every token:

@@ -45,6 +45,7 @@ fn error_name(e: &Error, aborted: bool) -> &'static str {
         Error::Io(_) => "NetworkError",
         Error::BadRequest(_) => "InvalidRequestError",
         Error::Integrity(_) => "IntegrityError",
+        Error::VocabularyMismatch(_) => "VocabularyMismatchError",
     }
 }
 
@@ -107,6 +108,8 @@ struct JsLoadOptions {
     parallel: u32,
     /// Retries of a failed request (network error, 5xx, 429).
     retries: u32,
+    /// URL of a draft model for speculative decoding (same vocabulary; not cached).
+    draft: Option<String>,
 }
 
 impl Default for JsLoadOptions {
@@ -122,6 +125,7 @@ impl Default for JsLoadOptions {
             sha256: None,
             parallel: 4,
             retries: 3,
+            draft: None,
         }
     }
 }
@@ -177,6 +181,8 @@ struct JsGenerateOptions {
     ignore_eos: bool,
     /// One stop string or several.
     stop: StopStrings,
+    /// "prompt-lookup" or "draft" (needs `load(url, { draft })`): speculative decoding.
+    speculative: Option<crate::speculative::Speculation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -205,6 +211,7 @@ impl Default for JsGenerateOptions {
             seed: s.seed as f64,
             ignore_eos: d.ignore_eos,
             stop: StopStrings::None,
+            speculative: None,
         }
     }
 }
@@ -230,6 +237,7 @@ impl JsGenerateOptions {
                 StopStrings::One(s) => vec![s],
                 StopStrings::Many(v) => v,
             },
+            speculative: self.speculative,
             ..Default::default()
         }
     }
@@ -321,6 +329,12 @@ struct Stats {
     decode_seconds: f64,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
+    /// Speculative decoding: tokens proposed, confirmed, their ratio, and generated tokens per
+    /// decode step of the model.
+    drafted_tokens: u32,
+    accepted_tokens: u32,
+    acceptance_rate: f64,
+    tokens_per_target_step: f64,
     finish_reason: FinishReason,
 }
 
@@ -424,6 +438,12 @@ trait AnySource {
         options: &'a LoadOptions,
         progress: &'a mut dyn FnMut(Progress),
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Engine, Error>> + 'a>>;
+    /// Loads this source as the draft model of `engine` (speculative decoding).
+    fn load_draft<'a>(
+        &'a mut self,
+        engine: &'a mut Engine,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>>;
 }
 
 impl<S: ByteSource + 'static> AnySource for S {
@@ -437,6 +457,13 @@ impl<S: ByteSource + 'static> AnySource for S {
         progress: &'a mut dyn FnMut(Progress),
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Engine, Error>> + 'a>> {
         Box::pin(Engine::load(ctx, self, options, progress))
+    }
+    fn load_draft<'a>(
+        &'a mut self,
+        engine: &'a mut Engine,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>> {
+        Box::pin(engine.load_draft(self, progress))
     }
 }
 
@@ -519,6 +546,11 @@ impl WasmEngine {
         };
         let mut engine = source.load(ctx.clone(), &load_options, &mut forward).await?;
         abort.check()?;
+        if let Some(url) = &options.draft {
+            let (mut draft, _) = open_source(&JsValue::from_str(url), None, &JsLoadOptions::default(), abort, &cache_report).await?;
+            draft.load_draft(&mut engine, &mut |_| {}).await?;
+            abort.check()?;
+        }
 
         // Warm-up: one decode step compiles the pipelines of a generation step.
         report(Progress { phase: Phase::Shaders, done: 0, total: 1 });
@@ -644,6 +676,10 @@ impl WasmEngine {
                 decode_seconds: stats.decode_seconds,
                 prefill_tokens_per_s: stats.prefill_tokens_per_s,
                 decode_tokens_per_s: stats.decode_tokens_per_s,
+                drafted_tokens: stats.drafted_tokens,
+                accepted_tokens: stats.accepted_tokens,
+                acceptance_rate: stats.acceptance_rate,
+                tokens_per_target_step: stats.tokens_per_target_step,
                 finish_reason: finish,
             }))
         })

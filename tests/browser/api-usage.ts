@@ -2,7 +2,7 @@
 // usage compiles, and misuse does not.
 import {
   load, cache, AbortError, ModelFormatError, NetworkError, WebGPUUnavailableError, IntegrityError,
-  DeviceLostError, EngineCrashedError, GPUDeviceError, type DeviceLostInfo, type CachedModel, type Engine, type GenerateStats, type LoadProgress, type MemoryInfo,
+  DeviceLostError, EngineCrashedError, GPUDeviceError, VocabularyMismatchError, type DeviceLostInfo, type CachedModel, type Engine, type GenerateStats, type LoadProgress, type MemoryInfo,
 } from "../../pkg/index.js";
 
 export async function example(file: File): Promise<string> {
@@ -23,6 +23,17 @@ export async function example(file: File): Promise<string> {
   }
   const stats: GenerateStats | null = engine.stats;
   const rate: number = stats ? stats.decodeTokensPerS + stats.prefillTokensPerS : 0;
+  // Speculative decoding: prompt lookup, or a draft model loaded beside the model.
+  for await (const piece of engine.generate(text, { maxTokens: 8, speculative: "prompt-lookup" })) text += piece.text;
+  const speculated = engine.stats;
+  const perStep: number = speculated ? speculated.tokensPerTargetStep * speculated.acceptanceRate + speculated.draftedTokens + speculated.acceptedTokens : 0;
+  void perStep;
+  try {
+    const pair = await load("/models/target.gguf", { draft: "/models/draft.gguf" });
+    await pair.chat.completions.create({ messages: [{ role: "user", content: "hi" }], speculative: "draft" });
+  } catch (e) {
+    if (e instanceof VocabularyMismatchError) console.warn(e.message);
+  }
   const ids: number[] = await engine.tokenize(text);
   const count: number = await engine.countTokens(text);
   void count;
@@ -66,6 +77,8 @@ export async function example(file: File): Promise<string> {
   engine.generate("x", { maxTokens: "8" });
   // @ts-expect-error: a number is not a model source
   await load(42);
+  // @ts-expect-error: speculation is "prompt-lookup" or "draft"
+  engine.generate("x", { speculative: "ngram" });
   return `${text} ${rate} ${ids.length} ${memory.peakWasmHeapBytes} ${arch} ${adapter} ${rendered.text}`;
 }
 

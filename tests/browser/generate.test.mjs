@@ -1,6 +1,6 @@
 // The npm package's load + generate in real Chromium, in its default mode (the engine in a Web
 // Worker): the SmolLM2 fixture's greedy continuations, tokenize, KV-cache reuse, aborting and
-// leaving a generation early, queued concurrent generations, memory, dispose.
+// leaving a generation early, queued concurrent generations, speculative decoding, memory, dispose.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, launchBrowser, openHarness, SMOLLM2, fixture } from "./helpers.mjs";
@@ -192,6 +192,49 @@ test("sampling with a seed is reproducible; bad options are InvalidRequestError"
   assert.match(r.bad.message, /temperature/);
   assert.equal(r.empty.error, "InvalidRequestError");
   assert.match(r.empty.message, /empty/);
+});
+
+test("speculative decoding (prompt lookup, chat.completions, a draft model) gives the plain tokens", async () => {
+  // A zoo model (fast on SwiftShader) with a differently quantised copy of itself as the draft.
+  const r = await page.evaluate(async ([prompt, smollm2]) => {
+    const zoo = (name) => `/tests/fixtures/zoo/${name}.gguf`;
+    const engine = await window.ferrolm.load(zoo("tiny-llama-q4_0"), { draft: zoo("tiny-llama-q8_0"), cache: false });
+    const run = async (speculative) => {
+      const tokens = [];
+        for await (const piece of engine.generate(prompt + " " + prompt, { maxTokens: 16, ignoreEos: true, speculative })) tokens.push(piece.token);
+      return { tokens, stats: engine.stats };
+    };
+    const plain = await run(undefined);
+    const lookup = await run("prompt-lookup");
+    const draft = await run("draft");
+    const messages = [{ role: "user", content: prompt + " " + prompt }];
+    const chat = async (speculative) =>
+      (await engine.chat.completions.create({ messages, max_tokens: 8, temperature: 0, speculative })).choices[0].message.content;
+    const chats = [await chat(undefined), await chat("prompt-lookup")];
+    await engine.dispose();
+    let mismatch = null;
+    try {
+      // (Checked on the draft's header, before its weights are fetched.)
+      await window.ferrolm.load(zoo("tiny-llama-q4_0"), { draft: smollm2, cache: false });
+    } catch (e) {
+      mismatch = { name: e.name, typed: e instanceof window.ferrolm.VocabularyMismatchError };
+    }
+    return { plain, lookup, draft, chats, mismatch };
+  }, [ONCE.prompt, SMOLLM2]);
+  assert.equal(r.plain.tokens.length, 16);
+  assert.deepEqual(r.lookup.tokens, r.plain.tokens);
+  assert.deepEqual(r.draft.tokens, r.plain.tokens);
+  assert.equal(r.plain.stats.draftedTokens, 0);
+  assert.equal(r.plain.stats.tokensPerTargetStep, 1);
+  // (This random-weight model writes tokens its prompt lacks, so prompt lookup rarely proposes;
+  // the draft model always makes a first proposal, checked by the same verify step.)
+  assert.equal(typeof r.lookup.stats.draftedTokens, "number");
+  const { stats } = r.draft;
+  assert.ok(stats.draftedTokens > 0 && stats.acceptedTokens <= stats.draftedTokens, JSON.stringify(stats));
+  assert.equal(stats.acceptanceRate, stats.acceptedTokens / stats.draftedTokens);
+  assert.ok(stats.tokensPerTargetStep >= 1, JSON.stringify(stats));
+  assert.equal(r.chats[1], r.chats[0]);
+  assert.deepEqual(r.mismatch, { name: "VocabularyMismatchError", typed: true });
 });
 
 test("memory: the wasm heap stays far below the model size; dispose frees the engine", async () => {
