@@ -357,6 +357,9 @@ fn hostile_templates_are_refused_with_one_line() {
     let cases = [
         (long_sum.as_str(), "tokens"),
         (doubling, "concatenates"),
+        // The fuzzer's find: a namespace printed into its own attribute re-escapes its quotes
+        // every round (exponential growth from a single mention).
+        ("{% set ns = namespace(t='') %}{% for i in range(40) %}{% set ns.t = ns ~ 'x' %}{% endfor %}{{ ns.t|length }}", "concatenates"),
         ("{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxxxxxxxxxx{% endfor %}{% endfor %}", "bytes"),
         ("{{ 'x' * 50000000 }}", "bytes"),
         ("{% for i in range(3) %}{{ raise_exception('bad\n\u{1b}[2Jrole') }}{% endfor %}", "bad\\n"),

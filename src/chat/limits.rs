@@ -10,7 +10,9 @@
 //!    `{% set %}` capture or macro result alike), and the output itself is capped.
 //! 3. Growth inside the template: a `{% set %}` whose value concatenates (`~`, `+`, `*`) two
 //!    mentions of assigned variables is refused (`ns.s ~ ns.s` doubles a string per iteration, so
-//!    31 iterations ask for 2 GiB before any byte is printed). This check is not a proof: see the
+//!    31 iterations ask for 2 GiB before any byte is printed); a whole namespace whose attributes
+//!    are assigned counts twice (`ns.s = ns ~ x` re-escapes its own quotes every round: the
+//!    fuzzer's find). This check is not a proof: see the
 //!    README's reliability section for what it does not catch and what backs it up.
 
 use minijinja::machinery::{tokenize, Token};
@@ -118,10 +120,13 @@ fn check_growth(sets: &[Vec<Token>]) -> Result<(), String> {
         let mut i = 0;
         while i < value.len() {
             match path_at(value, i) {
-                Some((path, len)) if targets.contains(&path) => {
+                Some((path, len)) if targets.iter().any(|t| *t == path || t.starts_with(&format!("{path}."))) => {
                     let before = i.checked_sub(1).and_then(|j| value.get(j));
                     if concat(before) || concat(value.get(i + len)) {
-                        mentions += 1;
+                        // A whole namespace (`ns ~ …` while `ns.s` is assigned) prints its
+                        // attributes quoted and escaped: every round escapes the last one's
+                        // escapes again, which grows exponentially even from one mention.
+                        mentions += if targets.contains(&path) && !path.contains('.') && targets.iter().any(|t| t.starts_with(&format!("{path}."))) { 2 } else { 1 };
                     }
                     i += len;
                 }
