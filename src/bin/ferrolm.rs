@@ -400,6 +400,7 @@ fn bench(args: Args) -> CliResult {
     // The device's memory speed: what a decode step that reads every weight once could reach.
     let copy_gb_per_s = ctx.copy_bandwidth(COPY_BENCH_BYTES, 5).map_err(Error::from)?;
     let weight_bytes_per_token = model.weight_bytes_per_token();
+    let choices = ctx.kernel_choices();
     let mut report = serde_json::json!({
         "model": model_name,
         "adapter": ctx.adapter_name,
@@ -418,9 +419,9 @@ fn bench(args: Args) -> CliResult {
         "kv_bytes": model.kv_bytes(),
         "gpu_bytes": model.gpu_bytes(),
         "context": model.context_length,
-        "kernel_variants": ctx.kernel_choices().to_json(),
+        "kernel_variants": choices.to_json(),
         "tune": model.tune_report,
-        "kernel_forced": ctx.kernel_choices().forced.map(|v| v.to_string()),
+        "kernel_forced": choices.forced.map(|v| v.to_string()),
         "weight_bytes_per_token": weight_bytes_per_token,
         "copy_gb_per_s": copy_gb_per_s,
         "bandwidth_fraction": weight_bytes_per_token as f64 * stats.decode_tokens_per_s / (copy_gb_per_s * 1e9),
