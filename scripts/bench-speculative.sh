@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Speculative decoding on lavapipe: decode tok/s with and without prompt lookup (the same run
 # checks the tokens are identical) on a summarisation-style prompt (a passage, then a request to
-# quote it) and on a free-writing prompt. Usage: scripts/bench-speculative.sh [MODEL] [GEN_TOKENS]
+# quote it) and on a free-writing prompt. Plain and speculative runs alternate ROUNDS times (the
+# medians are reported, so a drift in the machine's speed hits both alike).
+# Usage: scripts/bench-speculative.sh [MODEL] [GEN_TOKENS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 gen=${2:-64}
+rounds=${3:-5}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg}
 mkdir -p "$XDG_RUNTIME_DIR"
 bin=target/release/ferrolm
@@ -23,6 +26,6 @@ Write a short story about a fox who learns to play the violin.<|im_end|>
 '
 for name in summarise free; do
   echo "== $name (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-  "$bin" bench "$model" --prompt "${!name}" --gen-tokens "$gen" --speculative prompt-lookup \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({k: r[k] for k in ["prompt_tokens","generated_tokens","plain_decode_tokens_per_s","decode_tokens_per_s","speedup","identical_tokens","acceptance_rate","tokens_per_target_step"]}))'
+  "$bin" bench "$model" --prompt "${!name}" --gen-tokens "$gen" --speculative prompt-lookup --rounds "$rounds" \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({k: r[k] for k in ["prompt_tokens","generated_tokens","plain_decode_tokens_per_s","decode_tokens_per_s","speedup","speedup_per_round","identical_tokens","acceptance_rate","tokens_per_target_step"]}))'
 done

@@ -43,6 +43,7 @@ pub const FLAGS: &[(&str, Kind)] = &[
     ("top-k", Kind::Text),
     ("prompt-tokens", Kind::Text),
     ("gen-tokens", Kind::Text),
+    ("rounds", Kind::Text),
     ("temperature", Kind::Text),
     ("top-p", Kind::Text),
     ("min-p", Kind::Text),
@@ -86,7 +87,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "bench",
         positionals: MODEL,
-        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "kernel", "no-tune", "prompt", "speculative", "draft"],
+        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "kernel", "no-tune", "prompt", "speculative", "draft", "rounds"],
     },
     CommandSpec { name: "help", positionals: &[], flags: &[] },
 ];

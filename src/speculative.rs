@@ -68,9 +68,17 @@ pub fn accepted_prefix(draft: &[u32], choices: &[u32]) -> usize {
 ///
 /// Step times are measured, never assumed: the first proposal has [`START_K`] tokens; sizes not
 /// measured yet are interpolated between measured ones, or extrapolated along the slope of the
-/// two largest (then measured when tried). When no k beats a plain step, speculation pauses (for
-/// 1, 2, 4, … up to [`MAX_PAUSE`] plain steps, then it tries again with the best k), so text
-/// without repeats decodes at about the plain speed.
+/// two largest (then measured when tried).
+///
+/// When no k beats a plain step, speculation pauses, and the acceptance estimate goes stale (it
+/// only learns from proposals). So a new text ([`AdaptiveK::restart`]) and the end of every pause
+/// start with a *probe*: the best k is proposed even though it does not seem to pay. A failed
+/// probe doubles the next pause (up to [`MAX_PAUSE`] plain steps), and a pause is at least long
+/// enough that its probe costs at most [`PROBE_BUDGET`] of the pause's time (on a CPU driver,
+/// where a verify step over 2 tokens costs about 2 plain ones, that is [`MAX_PAUSE`]; on a GPU, a
+/// few steps).
+/// So text without repeats decodes at about the plain speed, and a text that starts repeating
+/// itself is noticed within a pause.
 #[derive(Clone, Debug)]
 pub struct AdaptiveK {
     max: u32,
@@ -84,12 +92,16 @@ pub struct AdaptiveK {
     pause_left: u32,
     /// The next pause.
     pause: u32,
+    /// The next proposal is made even if the estimates say it does not pay.
+    probe: bool,
 }
 
 /// Tokens of the first proposal, before any step time is known.
 pub const START_K: u32 = 3;
 /// Longest pause of speculation (in plain steps) while it does not pay.
-pub const MAX_PAUSE: u32 = 64;
+pub const MAX_PAUSE: u32 = 128;
+/// Most of a pause's time its closing probe may cost beyond a plain step (when it fails).
+pub const PROBE_BUDGET: f64 = 0.02;
 
 /// Weight of the newest measurement in a step's running average time.
 const COST_WEIGHT: f64 = 0.3;
@@ -100,18 +112,20 @@ impl AdaptiveK {
     /// Proposals of 1 to `max` tokens.
     pub fn new(max: u32) -> AdaptiveK {
         let max = max.max(1);
-        let mut a = AdaptiveK { max, cost: vec![None; max as usize + 2], accepted: 0.0, rejected: 0.0, pause_left: 0, pause: 1 };
+        let mut a = AdaptiveK { max, cost: vec![None; max as usize + 2], accepted: 0.0, rejected: 0.0, pause_left: 0, pause: 1, probe: true };
         a.restart();
         a
     }
 
-    /// Forgets the acceptance statistics (a new text), keeps the measured step times.
+    /// Forgets the acceptance statistics (a new text), keeps the measured step times; the first
+    /// proposal is a probe.
     pub fn restart(&mut self) {
         // Prior: α = 1/2 from one accepted and one rejected token.
         self.accepted = 1.0;
         self.rejected = 1.0;
         self.pause_left = 0;
         self.pause = 1;
+        self.probe = true;
     }
 
     /// The estimated per-token acceptance probability.
@@ -148,6 +162,9 @@ impl AdaptiveK {
     pub fn next_k(&mut self) -> u32 {
         if self.pause_left > 0 {
             self.pause_left -= 1;
+            if self.pause_left == 0 {
+                self.probe = true;
+            }
             return 0;
         }
         // Time a proposal of START_K tokens and a plain step before choosing.
@@ -159,12 +176,29 @@ impl AdaptiveK {
         }
         let rate = |k: u32| self.cost_of(k as usize + 1).map_or(0.0, |c| self.expected_tokens(k) / c.max(1e-9));
         let best = (1..=self.max).max_by(|&a, &b| rate(a).total_cmp(&rate(b))).unwrap_or(1);
-        if self.cost[1].is_some() && rate(best) <= rate(0) {
-            self.pause_left = self.pause - 1;
-            self.pause = (self.pause * 2).min(MAX_PAUSE);
+        if rate(best) <= rate(0) && !self.probe {
+            self.start_pause(best);
             return 0;
         }
         best
+    }
+
+    /// Pauses speculation: for twice the last pause, and at least long enough that a failed
+    /// probe of `k` tokens at its end costs at most [`PROBE_BUDGET`] of the pause. (Its cost is
+    /// taken as that of at least [`START_K`] tokens, which is measured early: smaller sizes are
+    /// often only interpolated then, and too low.)
+    fn start_pause(&mut self, k: u32) {
+        let plain = self.cost[1].unwrap_or(0.0).max(1e-9);
+        let extra = self.cost_of(k.max(START_K) as usize + 1).map_or(0.0, |c| (c - plain).max(0.0));
+        let shortest = (extra / (PROBE_BUDGET * plain)).ceil().min(MAX_PAUSE as f64) as u32;
+        let pause = self.pause.max(shortest).max(1);
+        self.pause_left = pause;
+        self.pause = (pause * 2).min(MAX_PAUSE);
+        // This call's own plain step is the pause's first.
+        self.pause_left -= 1;
+        if self.pause_left == 0 {
+            self.probe = true;
+        }
     }
 
     /// True when the next step is sure to be plain (speculation is paused).
@@ -187,6 +221,7 @@ impl AdaptiveK {
         }
         self.accepted = self.accepted * ACCEPT_DECAY + accepted as f64;
         self.rejected = self.rejected * ACCEPT_DECAY + (accepted < drafted) as u32 as f64;
+        self.probe = false;
         if accepted > 0 {
             self.pause = 1;
         }
@@ -259,12 +294,57 @@ mod tests {
             a.record(15, 15, 9.0);
         }
         assert_eq!(a.next_k(), 15);
-        // Low acceptance: plain steps, with pauses that double.
+        // A new text probes first, even with estimates that favour plain steps.
         for _ in 0..20 {
             a.record(7, 0, 5.0);
         }
-        let plan: Vec<u32> = (0..8).map(|_| a.next_k()).collect();
-        assert!(plan.iter().all(|&k| k == 0), "{plan:?}");
-        assert!(a.pause > 4);
+        a.restart();
+        assert!(a.next_k() > 0, "the first proposal of a text is a probe");
+    }
+
+    /// Runs `a` for `steps` target steps where a step over n tokens takes `cost(n)` and every
+    /// `accept_every`-th proposal is accepted whole (0: none is); returns (seconds, tokens).
+    fn simulate(a: &mut AdaptiveK, steps: u32, cost: impl Fn(u32) -> f64, accept_every: u32) -> (f64, u32) {
+        let (mut seconds, mut tokens) = (0.0, 0);
+        for step in 1..=steps {
+            let k = a.next_k();
+            let accepted = if accept_every > 0 && step % accept_every == 0 { k } else { 0 };
+            a.record(k, accepted, cost(k + 1));
+            seconds += cost(k + 1);
+            tokens += accepted + 1;
+        }
+        (seconds, tokens)
+    }
+
+    #[test]
+    fn text_without_repeats_costs_at_most_a_few_percent() {
+        // A CPU driver: a verify step over n >= 2 tokens costs 1.5 + 0.5 n plain steps.
+        let cpu = |n: u32| if n == 1 { 1.0 } else { 1.5 + 0.5 * n as f64 };
+        let mut a = AdaptiveK::new(15);
+        for text in 0..4 {
+            a.restart();
+            let (seconds, tokens) = simulate(&mut a, 64, cpu, 0);
+            assert_eq!(tokens, 64);
+            // The first text also times a proposal of START_K tokens (2.5 plain steps more).
+            // Then one probe at the start of each 64-token text (a failed probe of 1 token costs
+            // 1.5 plain steps more), none in its pause.
+            let allowed = if text == 0 { 1.07 } else { 1.03 };
+            assert!(seconds <= 64.0 * allowed, "text {text}: {seconds} s for 64 tokens");
+        }
+        let (seconds, _) = simulate(&mut a, 1024, cpu, 0);
+        assert!(seconds <= 1024.0 * (1.0 + PROBE_BUDGET), "{seconds} s for 1024 tokens");
+    }
+
+    #[test]
+    fn pauses_are_short_where_verify_steps_are_cheap() {
+        let mut a = AdaptiveK::new(15);
+        a.restart();
+        // A GPU-like device: verify steps cost about a plain step (1.0 vs 1.02 per extra token).
+        for n in 1..=16u32 {
+            a.record(n - 1, 0, 1.0 + 0.02 * (n - 1) as f64);
+        }
+        let plan: Vec<u32> = (0..16).map(|_| a.next_k()).collect();
+        let probes = plan.iter().filter(|&&k| k > 0).count();
+        assert!(probes >= 2, "a cheap probe comes back soon: {plan:?}");
     }
 }

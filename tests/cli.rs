@@ -196,6 +196,24 @@ fn bad_kernel_variants_and_synthetic_specs_are_usage_errors() {
     assert_bad_input(&ferrolm(&["bench", "--synthetic", "layers=1,d=64"]), "incomplete spec", "missing");
     assert_bad_input(&ferrolm(&["bench", "--synthetic", "d=576,layers=1,ffn=64,heads=9,vocab=9,type=q4_k"]), "rows not whole blocks", "576");
     assert_bad_input(&ferrolm(&["bench", &model(), "--synthetic", "layers=1"]), "both a model and a spec", "not both");
+    assert_bad_input(&ferrolm(&["bench", &model(), "--rounds", "3"]), "rounds without speculation", "--speculative");
+    assert_bad_input(&ferrolm(&["bench", &model(), "--speculative", "prompt-lookup", "--rounds", "0"]), "zero rounds", "--rounds");
+}
+
+#[test]
+fn speculative_bench_alternates_rounds_and_compares_their_tokens() {
+    let prompt = "one two three four one two three four one two three four one two";
+    let args = ["bench", &model(), "--prompt", prompt, "--gen-tokens", "6", "--speculative", "prompt-lookup", "--rounds", "2"];
+    let v: Value = serde_json::from_str(stdout_of(&ferrolm(&args)).trim()).unwrap();
+    assert_eq!(v["rounds"], 2, "{v}");
+    assert_eq!(v["identical_tokens"], true, "{v}");
+    let per_round: Vec<f64> = v["speedup_per_round"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(per_round.len(), 2, "{v}");
+    // Two rounds: the median is their mean.
+    let speedup = v["speedup"].as_f64().unwrap();
+    assert!((speedup - (per_round[0] + per_round[1]) / 2.0).abs() < 1e-9, "{v}");
+    assert!(v["plain_decode_tokens_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["drafted_tokens"].as_u64().is_some(), "{v}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -749,3 +749,24 @@ fn matrix_kernels_8_threads_per_row_subgroup_reduction() {
 fn matrix_kernels_64_threads_per_row_input_uniform() {
     check_variant("t64r2-uniform", true, 9400);
 }
+
+/// A token tile that was not tuned (speculative decoding's 4- and 8-token verify steps) runs the
+/// variant chosen for the same matrix at the nearest tuned tile of several tokens; decode shapes
+/// and other matrices keep the adapter's default.
+#[test]
+fn untuned_tiles_take_the_nearest_tuned_tile_of_the_same_matrix() {
+    let ctx = pollster::block_on(Context::new()).expect("a GPU context");
+    let shape = |rows: u32, tokens: u32| MatrixShape { kernel: MatrixKernel::Matvec, ty: GgmlType::Q4_0, rows, k: 64, tokens };
+    let prefill = MatrixVariant::parse("t1r1-uniform").unwrap();
+    let decode = MatrixVariant::parse("t1r4-workgroup").unwrap();
+    assert_ne!(ctx.default_variant(4), prefill, "the test needs a choice that differs from the default");
+    ctx.choose_variant(shape(64, 16), prefill);
+    ctx.choose_variant(shape(64, 1), decode);
+    assert_eq!(ctx.matrix_variant(&shape(64, 4)), prefill, "a 4-token tile takes the 16-token choice, not decode's");
+    assert_eq!(ctx.matrix_variant(&shape(64, 8)), prefill);
+    assert_eq!(ctx.matrix_variant(&shape(64, 1)), decode);
+    assert_eq!(ctx.matrix_variant(&shape(32, 4)), ctx.default_variant(4), "another matrix keeps the default");
+    let nearer = MatrixVariant::parse("t1r4-uniform").unwrap();
+    ctx.choose_variant(shape(64, 8), nearer);
+    assert_eq!(ctx.matrix_variant(&shape(64, 4)), nearer, "the nearest tuned tile wins");
+}

@@ -27,7 +27,7 @@ const USAGE: &str = "usage:
   ferrolm render MODEL --messages FILE.json
   ferrolm chat MODEL [--system TEXT] [--max-tokens N] [SPEC] [LOAD] [SAMPLING]
   ferrolm score MODEL --tokens ID,ID,... [--top-k K] [LOAD]
-  ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N | --prompt TEXT] [--gen-tokens M] [--no-pipeline] [SPECULATE] [LOAD]
+  ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N | --prompt TEXT] [--gen-tokens M] [--no-pipeline] [SPECULATE [--rounds N]] [LOAD]
 SPECULATE: [--speculative prompt-lookup|draft] [--draft DRAFT_MODEL.gguf]   (speculative decoding)
 LOAD:     [--context N] [--kv-type f16|f32] [--kernel VARIANT] [--no-tune]
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
@@ -331,6 +331,17 @@ fn score(args: Args) -> CliResult {
     Ok(())
 }
 
+/// The middle value (the mean of the two middle ones for an even count); 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 /// Bytes of the buffer copy that measures the device's memory speed.
 const COPY_BENCH_BYTES: u64 = 256 << 20;
 
@@ -370,31 +381,46 @@ fn bench(args: Args) -> CliResult {
     let options = GenerateOptions { max_tokens: gen_tokens, ignore_eos: true, pipelined: !args.has("no-pipeline"), speculative, ..Default::default() };
     // Warm-up: compiles every pipeline and records the steps.
     block(engine.generate(&prompt[..prompt.len().min(8)], &GenerateOptions { max_tokens: 2, ..options.clone() }, &mut |_| true))?;
-    // With speculation, the plain run first: the speed-up and whether the tokens are the same.
-    let plain = match speculative {
-        Some(_) => {
+    // With speculation, plain and speculative runs alternate for --rounds rounds (the order flips
+    // each round, so a drift in the machine's speed hits both alike); the medians are reported, and
+    // every round checks the tokens are the same.
+    let rounds: u32 = args.number("rounds", 1u32)?;
+    if rounds == 0 || (rounds > 1 && speculative.is_none()) {
+        return Err(CliError::Usage("--rounds N (N >= 1) compares plain and speculative decoding; it needs --speculative or --draft".into()));
+    }
+    let mut plain_speeds = Vec::new();
+    let mut speeds = Vec::new();
+    let mut identical = true;
+    let mut last = None;
+    for round in 0..rounds {
+        let mut plain_tokens = None;
+        let order: &[bool] = if speculative.is_none() { &[true] } else if round % 2 == 0 { &[false, true] } else { &[true, false] };
+        for &as_asked in order {
             engine.reset();
+            let run = GenerateOptions { speculative: if as_asked { speculative } else { None }, ..options.clone() };
+            // Submits and bind groups counted from the first token (which ends the prefill) to the
+            // end are the decode's.
+            let mut after_prefill = None;
             let mut tokens = Vec::new();
-            let plain = GenerateOptions { speculative: None, ..options.clone() };
-            let (stats, _) = block(engine.generate(&prompt, &plain, &mut |p| {
+            let (stats, _) = block(engine.generate(&prompt, &run, &mut |p| {
+                after_prefill.get_or_insert((ctx.submit_count(), ctx.bind_group_count()));
                 tokens.extend(p.token);
                 true
             }))?;
-            Some((stats, tokens))
+            if as_asked {
+                speeds.push(stats.decode_tokens_per_s);
+                let (submits0, bind_groups0) = after_prefill.unwrap_or((ctx.submit_count(), ctx.bind_group_count()));
+                last = Some((stats, ctx.submit_count() - submits0, ctx.bind_group_count() - bind_groups0));
+            } else {
+                plain_speeds.push(stats.decode_tokens_per_s);
+            }
+            match &plain_tokens {
+                None => plain_tokens = Some(tokens),
+                Some(other) => identical &= *other == tokens,
+            }
         }
-        None => None,
-    };
-    engine.reset();
-    // Submits and bind groups counted from the first token (which ends the prefill) to the end
-    // are the decode's.
-    let mut after_prefill = None;
-    let mut tokens = Vec::new();
-    let (stats, _) = block(engine.generate(&prompt, &options, &mut |p| {
-        after_prefill.get_or_insert((ctx.submit_count(), ctx.bind_group_count()));
-        tokens.extend(p.token);
-        true
-    }))?;
-    let (submits0, bind_groups0) = after_prefill.unwrap_or((ctx.submit_count(), ctx.bind_group_count()));
+    }
+    let Some((stats, submits, bind_groups)) = last else { return Err(CliError::Usage("--rounds must be at least 1".into())) };
     let decode_steps = stats.generated_tokens.saturating_sub(1).max(1) as f64;
     let model = engine.model();
     // The device's memory speed: what a decode step that reads every weight once could reach.
@@ -409,11 +435,11 @@ fn bench(args: Args) -> CliResult {
         "prompt_tokens": prompt.len(),
         "generated_tokens": stats.generated_tokens,
         "prefill_tokens_per_s": stats.prefill_tokens_per_s,
-        "decode_tokens_per_s": stats.decode_tokens_per_s,
+        "decode_tokens_per_s": median(&speeds),
         "pipelined": options.pipelined,
         "dispatches_per_token": model.last_dispatches,
-        "bind_groups_per_token": (ctx.bind_group_count() - bind_groups0) as f64 / decode_steps,
-        "submits_per_token": (ctx.submit_count() - submits0) as f64 / decode_steps,
+        "bind_groups_per_token": bind_groups as f64 / decode_steps,
+        "submits_per_token": submits as f64 / decode_steps,
         "readback_bytes_per_token": model.last_readback_bytes,
         "kv_type": model.kv_type(),
         "kv_bytes": model.kv_bytes(),
@@ -424,13 +450,17 @@ fn bench(args: Args) -> CliResult {
         "kernel_forced": choices.forced.map(|v| v.to_string()),
         "weight_bytes_per_token": weight_bytes_per_token,
         "copy_gb_per_s": copy_gb_per_s,
-        "bandwidth_fraction": weight_bytes_per_token as f64 * stats.decode_tokens_per_s / (copy_gb_per_s * 1e9),
+        "bandwidth_fraction": weight_bytes_per_token as f64 * median(&speeds) / (copy_gb_per_s * 1e9),
     });
-    if let Some((plain, plain_tokens)) = plain {
+    if speculative.is_some() {
         report["speculative"] = serde_json::json!(speculative);
-        report["plain_decode_tokens_per_s"] = serde_json::json!(plain.decode_tokens_per_s);
-        report["speedup"] = serde_json::json!(stats.decode_tokens_per_s / plain.decode_tokens_per_s.max(1e-9));
-        report["identical_tokens"] = serde_json::json!(plain_tokens == tokens);
+        report["rounds"] = serde_json::json!(rounds);
+        report["plain_decode_tokens_per_s"] = serde_json::json!(median(&plain_speeds));
+        // Each round's plain and speculative runs are a pair; the median of their ratios.
+        let per_round: Vec<f64> = speeds.iter().zip(&plain_speeds).map(|(s, p)| s / p.max(1e-9)).collect();
+        report["speedup"] = serde_json::json!(median(&per_round));
+        report["speedup_per_round"] = serde_json::json!(per_round);
+        report["identical_tokens"] = serde_json::json!(identical);
         report["drafted_tokens"] = serde_json::json!(stats.drafted_tokens);
         report["accepted_tokens"] = serde_json::json!(stats.accepted_tokens);
         report["acceptance_rate"] = serde_json::json!(stats.acceptance_rate);

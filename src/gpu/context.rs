@@ -220,12 +220,30 @@ impl Context {
         self.kernel_choices.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The variant that runs `shape`: the forced one, else the chosen one, else the adapter's
-    /// default. The matrix kernels fall back to another input path where this one cannot hold
-    /// the input (see `matmul`).
+    /// The variant that runs `shape`: the forced one, else the chosen one, else (for a token
+    /// tile that was not tuned, such as the 4- and 8-token tiles of speculative decoding's verify
+    /// steps) the one chosen for the same matrix at the nearest tuned tile of several tokens,
+    /// else the adapter's default. The matrix kernels fall back to another input path where this
+    /// one cannot hold the input (see `matmul`).
     pub fn matrix_variant(&self, shape: &MatrixShape) -> MatrixVariant {
         let choices = self.choices();
-        choices.forced.or_else(|| choices.chosen.get(shape).copied()).unwrap_or_else(|| self.default_variant(shape.tokens))
+        let same_matrix_tile = || {
+            (shape.tokens > 1)
+                .then(|| {
+                    choices
+                        .chosen
+                        .iter()
+                        .filter(|(s, _)| s.tokens > 1 && MatrixShape { tokens: shape.tokens, ..**s } == *shape)
+                        .min_by_key(|(s, _)| s.tokens.abs_diff(shape.tokens))
+                        .map(|(_, v)| *v)
+                })
+                .flatten()
+        };
+        choices
+            .forced
+            .or_else(|| choices.chosen.get(shape).copied())
+            .or_else(same_matrix_tile)
+            .unwrap_or_else(|| self.default_variant(shape.tokens))
     }
 
     /// The adapter's default variant for a token tile of `tokens` (see [`Tuning`]).
