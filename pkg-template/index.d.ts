@@ -64,10 +64,12 @@ export interface LoadOptions {
   retries?: number;
   /** Ask the browser to keep the cache under storage pressure (`navigator.storage.persist()`). */
   persist?: boolean;
-  /** URL of a smaller model with the same vocabulary, loaded beside this one for speculative
-   * decoding (`generate(…, { speculative: "draft" })`). Not cached. A model with another
-   * vocabulary rejects with VocabularyMismatchError. */
-  draft?: string;
+  /** A smaller model with the same vocabulary, loaded beside this one for speculative decoding
+   * (`generate(…, { speculative: "draft" })`): a URL, an array of shard URLs, or a File or Blob
+   * (e.g. from a file picker). Not cached. A model with another vocabulary rejects with
+   * VocabularyMismatchError; any other kind of value with InvalidRequestError, before anything
+   * is fetched. */
+  draft?: string | string[] | Blob;
 }
 
 /** Speculative decoding: "prompt-lookup" proposes the tokens that followed the last 3, 2 or 1

@@ -108,8 +108,8 @@ struct JsLoadOptions {
     parallel: u32,
     /// Retries of a failed request (network error, 5xx, 429).
     retries: u32,
-    /// URL of a draft model for speculative decoding (same vocabulary; not cached).
-    draft: Option<String>,
+    // `draft` (a URL, URL array, File or Blob of a draft model) is read from the options object
+    // as it is: see `draft_source`.
 }
 
 impl Default for JsLoadOptions {
@@ -125,7 +125,6 @@ impl Default for JsLoadOptions {
             sha256: None,
             parallel: 4,
             retries: 3,
-            draft: None,
         }
     }
 }
@@ -397,6 +396,23 @@ pub struct WasmEngine {
 /// Opens the byte source `source` names: a URL string, an array of URL strings (raw byte chunks
 /// of one file, in order), or a `Blob`/`File`. URLs go through the model cache when `store` is
 /// given (or `offline` is set).
+/// The `draft` load option, as given: a URL, an array of shard URLs, a File or a Blob of a draft
+/// model for speculative decoding (same vocabulary; not cached). `None` when absent; any other
+/// kind of value is refused before anything is fetched.
+fn draft_source(options: &JsValue) -> Result<Option<JsValue>, Error> {
+    if !options.is_object() {
+        return Ok(None);
+    }
+    let Some(draft) = js_sys::Reflect::get(options, &JsValue::from_str("draft")).ok().filter(|d| !d.is_undefined() && !d.is_null()) else {
+        return Ok(None);
+    };
+    if draft.as_string().is_some() || js_sys::Array::is_array(&draft) || draft.dyn_ref::<Blob>().is_some() {
+        Ok(Some(draft))
+    } else {
+        Err(Error::BadRequest("the draft option must be a URL string, an array of URL strings, a File or a Blob".into()))
+    }
+}
+
 async fn open_source(
     source: &JsValue,
     store: Option<ChunkStore>,
@@ -503,6 +519,7 @@ impl WasmEngine {
         lost_hook: &mut u32,
     ) -> Result<WasmEngine, Error> {
         let clock = Clock::start();
+        let draft = draft_source(&options)?;
         let options: JsLoadOptions = if options.is_undefined() || options.is_null() {
             JsLoadOptions::default()
         } else {
@@ -546,8 +563,13 @@ impl WasmEngine {
         };
         let mut engine = source.load(ctx.clone(), &load_options, &mut forward).await?;
         abort.check()?;
-        if let Some(url) = &options.draft {
-            let (mut draft, _) = open_source(&JsValue::from_str(url), None, &JsLoadOptions::default(), abort, &cache_report).await?;
+        if let Some(draft) = draft {
+            let (mut draft, _) = open_source(&draft, None, &JsLoadOptions::default(), abort, &cache_report)
+                .await
+                .map_err(|e| match e {
+                    Error::BadRequest(m) => Error::BadRequest(format!("the draft model: {m}")),
+                    e => e,
+                })?;
             draft.load_draft(&mut engine, &mut |_| {}).await?;
             abort.check()?;
         }

@@ -219,7 +219,20 @@ test("speculative decoding (prompt lookup, chat.completions, a draft model) give
     } catch (e) {
       mismatch = { name: e.name, typed: e instanceof window.ferrolm.VocabularyMismatchError };
     }
-    return { plain, lookup, draft, chats, mismatch };
+    // The draft as a Blob (a file the user picked), and a value of the wrong kind.
+    const blob = await (await fetch(zoo("tiny-llama-q8_0"))).blob();
+    const withBlob = await window.ferrolm.load(zoo("tiny-llama-q4_0"), { draft: blob, cache: false });
+    const blobDraft = [];
+    for await (const piece of withBlob.generate(prompt + " " + prompt, { maxTokens: 16, ignoreEos: true, speculative: "draft" })) blobDraft.push(piece.token);
+    const blobStats = withBlob.stats;
+    await withBlob.dispose();
+    let badDraft = null;
+    try {
+      await window.ferrolm.load(zoo("tiny-llama-q4_0"), { draft: 42, cache: false });
+    } catch (e) {
+      badDraft = { name: e.name, message: e.message };
+    }
+    return { plain, lookup, draft, chats, mismatch, blobDraft, blobStats, badDraft };
   }, [ONCE.prompt, SMOLLM2]);
   assert.equal(r.plain.tokens.length, 16);
   assert.deepEqual(r.lookup.tokens, r.plain.tokens);
@@ -235,6 +248,10 @@ test("speculative decoding (prompt lookup, chat.completions, a draft model) give
   assert.ok(stats.tokensPerTargetStep >= 1, JSON.stringify(stats));
   assert.equal(r.chats[1], r.chats[0]);
   assert.deepEqual(r.mismatch, { name: "VocabularyMismatchError", typed: true });
+  assert.deepEqual(r.blobDraft, r.plain.tokens, "a Blob draft gives the plain tokens too");
+  assert.ok(r.blobStats.draftedTokens > 0, JSON.stringify(r.blobStats));
+  assert.equal(r.badDraft?.name, "InvalidRequestError");
+  assert.match(r.badDraft.message, /draft option must be/);
 });
 
 test("memory: the wasm heap stays far below the model size; dispose frees the engine", async () => {
