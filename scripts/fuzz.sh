@@ -91,6 +91,8 @@ fuzz_one() {
     printf '%-10s %14s %10s %8s %8s\n' "$t" "$execs" "$rate" "$crashes" "$corpus" >"$scratch/$t.result"
     if [ "$crashes" -ne 0 ]; then
         grep -E 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | head -5 >"$scratch/$t.failures" || true
+        # A failure libFuzzer did not describe (e.g. a job killed from outside): its log's end.
+        [ -s "$scratch/$t.failures" ] || { echo "$t: exit status $status; the log ends:"; tail -n 15 "$log"; } >"$scratch/$t.failures"
     fi
     if [ "$keep" = 1 ]; then
         cp -n "$scratch/$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
