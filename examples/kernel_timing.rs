@@ -84,6 +84,11 @@ fn main() {
         time(&ctx, &format!("attention+combine pos 100 T={t} splits={splits}"), 10, |s| attention(s, &x, &kv, &scratch, &y, &a).unwrap());
     }
     time(&ctx, "post_norm_add T=1", 20, |s| post_norm_add(s, &vecs, 0, &x, &y, d, 1, 1e-5).unwrap());
+    // The fixed cost of one dispatch: kernels with (almost) nothing to do.
+    time(&ctx, "post_norm_add d=4 (a near-empty dispatch)", 200, |s| post_norm_add(s, &vecs, 0, &x, &y, 4, 1, 1e-5).unwrap());
+    let tiny = matrix(&ctx, GgmlType::Q4_1, 32, 8);
+    let tiny_input = Input::dense(&x, &vecs, 1, 32);
+    time(&ctx, "matvec Q4_1 k=32 n=8 (a near-empty dispatch)", 200, |s| matvec(s, &tiny, &tiny_input, &y, Output::dense(&tiny)).unwrap());
     let ids = buf(4);
     let tk = TopK::new(&ctx, v, 1).unwrap();
     time(&ctx, "topk k=1", 5, |s| tk.record(s, &y, 0, &ids).unwrap());
