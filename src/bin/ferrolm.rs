@@ -422,6 +422,7 @@ fn bench(args: Args) -> CliResult {
     }
     let Some((stats, submits, bind_groups)) = last else { return Err(CliError::Usage("--rounds must be at least 1".into())) };
     let decode_steps = stats.generated_tokens.saturating_sub(1).max(1) as f64;
+    let decode_tokens_per_s = median(&speeds);
     let model = engine.model();
     // The device's memory speed: what a decode step that reads every weight once could reach.
     let copy_gb_per_s = ctx.copy_bandwidth(COPY_BENCH_BYTES, 5).map_err(Error::from)?;
@@ -435,7 +436,7 @@ fn bench(args: Args) -> CliResult {
         "prompt_tokens": prompt.len(),
         "generated_tokens": stats.generated_tokens,
         "prefill_tokens_per_s": stats.prefill_tokens_per_s,
-        "decode_tokens_per_s": median(&speeds),
+        "decode_tokens_per_s": decode_tokens_per_s,
         "pipelined": options.pipelined,
         "dispatches_per_token": model.last_dispatches,
         "bind_groups_per_token": bind_groups as f64 / decode_steps,
@@ -450,7 +451,7 @@ fn bench(args: Args) -> CliResult {
         "kernel_forced": choices.forced.map(|v| v.to_string()),
         "weight_bytes_per_token": weight_bytes_per_token,
         "copy_gb_per_s": copy_gb_per_s,
-        "bandwidth_fraction": weight_bytes_per_token as f64 * median(&speeds) / (copy_gb_per_s * 1e9),
+        "bandwidth_fraction": weight_bytes_per_token as f64 * decode_tokens_per_s / (copy_gb_per_s * 1e9),
     });
     if speculative.is_some() {
         report["speculative"] = serde_json::json!(speculative);

@@ -108,6 +108,12 @@ fn path_at(tokens: &[Token], i: usize) -> Option<(String, usize)> {
     }
 }
 
+/// True when some assignment target is an attribute of `path` (`ns.s` for `ns`).
+fn assigns_attributes_of(targets: &[String], path: &str) -> bool {
+    let prefix = format!("{path}.");
+    targets.iter().any(|t| t.starts_with(&prefix))
+}
+
 /// Refuses a `set` whose value concatenates two mentions of assigned variables (see the module
 /// doc). `sets` holds the tokens of every `{% set target = value %}` tag.
 fn check_growth(sets: &[Vec<Token>]) -> Result<(), String> {
@@ -120,13 +126,14 @@ fn check_growth(sets: &[Vec<Token>]) -> Result<(), String> {
         let mut i = 0;
         while i < value.len() {
             match path_at(value, i) {
-                Some((path, len)) if targets.iter().any(|t| *t == path || t.starts_with(&format!("{path}."))) => {
+                Some((path, len)) if targets.contains(&path) || assigns_attributes_of(&targets, &path) => {
                     let before = i.checked_sub(1).and_then(|j| value.get(j));
                     if concat(before) || concat(value.get(i + len)) {
                         // A whole namespace (`ns ~ …` while `ns.s` is assigned) prints its
                         // attributes quoted and escaped: every round escapes the last one's
                         // escapes again, which grows exponentially even from one mention.
-                        mentions += if targets.contains(&path) && !path.contains('.') && targets.iter().any(|t| t.starts_with(&format!("{path}."))) { 2 } else { 1 };
+                        let whole_namespace = targets.contains(&path) && !path.contains('.') && assigns_attributes_of(&targets, &path);
+                        mentions += if whole_namespace { 2 } else { 1 };
                     }
                     i += len;
                 }

@@ -227,22 +227,17 @@ impl Context {
     /// one cannot hold the input (see `matmul`).
     pub fn matrix_variant(&self, shape: &MatrixShape) -> MatrixVariant {
         let choices = self.choices();
-        let same_matrix_tile = || {
-            (shape.tokens > 1)
-                .then(|| {
-                    choices
-                        .chosen
-                        .iter()
-                        .filter(|(s, _)| s.tokens > 1 && MatrixShape { tokens: shape.tokens, ..**s } == *shape)
-                        .min_by_key(|(s, _)| s.tokens.abs_diff(shape.tokens))
-                        .map(|(_, v)| *v)
-                })
-                .flatten()
+        let nearest_tuned_tile = || {
+            if shape.tokens == 1 {
+                return None;
+            }
+            let same_matrix = |s: &MatrixShape| s.tokens > 1 && MatrixShape { tokens: shape.tokens, ..*s } == *shape;
+            choices.chosen.iter().filter(|(s, _)| same_matrix(s)).min_by_key(|(s, _)| s.tokens.abs_diff(shape.tokens)).map(|(_, v)| *v)
         };
         choices
             .forced
             .or_else(|| choices.chosen.get(shape).copied())
-            .or_else(same_matrix_tile)
+            .or_else(nearest_tuned_tile)
             .unwrap_or_else(|| self.default_variant(shape.tokens))
     }
 

@@ -393,9 +393,6 @@ pub struct WasmEngine {
     lost_hook: u32,
 }
 
-/// Opens the byte source `source` names: a URL string, an array of URL strings (raw byte chunks
-/// of one file, in order), or a `Blob`/`File`. URLs go through the model cache when `store` is
-/// given (or `offline` is set).
 /// The `draft` load option, as given: a URL, an array of shard URLs, a File or a Blob of a draft
 /// model for speculative decoding (same vocabulary; not cached). `None` when absent; any other
 /// kind of value is refused before anything is fetched.
@@ -413,6 +410,9 @@ fn draft_source(options: &JsValue) -> Result<Option<JsValue>, Error> {
     }
 }
 
+/// Opens the byte source `source` names: a URL string, an array of URL strings (raw byte chunks
+/// of one file, in order), or a `Blob`/`File`. URLs go through the model cache when `store` is
+/// given (or `offline` is set).
 async fn open_source(
     source: &JsValue,
     store: Option<ChunkStore>,
