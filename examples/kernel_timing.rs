@@ -83,6 +83,8 @@ fn main() {
         };
         time(&ctx, &format!("attention+combine pos 100 T={t} splits={splits}"), 10, |s| attention(s, &x, &kv, &scratch, &y, &a).unwrap());
     }
+    time(&ctx, "rms_norm T=1", 20, |s| rms_norm(s, &vecs, 0, &x, 0, &y, d, 1, 1e-5).unwrap());
+    time(&ctx, "rms_norm T=16", 20, |s| rms_norm(s, &vecs, 0, &x, 0, &y, d, 16, 1e-5).unwrap());
     time(&ctx, "post_norm_add T=1", 20, |s| post_norm_add(s, &vecs, 0, &x, &y, d, 1, 1e-5).unwrap());
     // The fixed cost of one dispatch: kernels with (almost) nothing to do.
     time(&ctx, "post_norm_add d=4 (a near-empty dispatch)", 200, |s| post_norm_add(s, &vecs, 0, &x, &y, 4, 1, 1e-5).unwrap());
@@ -116,9 +118,12 @@ fn matrix_kernels(ctx: &Context, x: &wgpu::Buffer, y: &wgpu::Buffer, vecs: &wgpu
     }
     let (gate, up) = (matrix(ctx, GgmlType::Q4_1, d, f), matrix(ctx, GgmlType::Q4_1, d, f));
     for t in [1u32, 8, 16] {
-        let input = Input::dense(x, vecs, t, d).normed(0, 1e-5);
+        let input = Input::dense(x, vecs, t, d);
         time(ctx, &format!("ffn_in Q4_1 d={d} f={f} T={t}"), 10, |s| {
             ffn_in(s, Rows::all(&gate), Rows::all(&up), f, Glu::SwiGlu, &input, &y).unwrap()
+        });
+        time(ctx, &format!("ffn_in+norm Q4_1 d={d} f={f} T={t}"), 10, |s| {
+            ffn_in(s, Rows::all(&gate), Rows::all(&up), f, Glu::SwiGlu, &input.normed(0, 1e-5), &y).unwrap()
         });
     }
     let (wq, wk) = (matrix(ctx, GgmlType::Q4_1, d, d), matrix(ctx, GgmlType::Q4_1, d, 192));
@@ -127,10 +132,13 @@ fn matrix_kernels(ctx: &Context, x: &wgpu::Buffer, y: &wgpu::Buffer, vecs: &wgpu
         n_heads: 9, n_kv_heads: 3, head_dim: 64, ctx_len: 4096, kv_f16: true,
         q_bias: None, k_bias: None, v_bias: None, q_norm: None, k_norm: None, head_eps: 1e-5, rope,
     };
-    for t in [1u32, 8] {
-        let input = Input::dense(x, vecs, t, d).normed(0, 1e-5);
+    for t in [1u32, 8, 16] {
+        let input = Input::dense(x, vecs, t, d);
         time(ctx, &format!("attn_in Q4_1 T={t}"), 10, |s| {
             attn_in(s, Rows::all(&wq), Rows::all(&wk), Rows::all(&wk), &input, y, kv, &args).unwrap()
+        });
+        time(ctx, &format!("attn_in+norm Q4_1 T={t}"), 10, |s| {
+            attn_in(s, Rows::all(&wq), Rows::all(&wk), Rows::all(&wk), &input.normed(0, 1e-5), y, kv, &args).unwrap()
         });
     }
 }

@@ -1,20 +1,64 @@
-// Gemma's post-norm and residual add: x[r, :] += y[r, :] / sqrt(mean(y[r, :]^2) + eps) · w
-//   y, x: [n_rows, n] f32     w: vecs[w ..][0 .. n]     One workgroup per row.
+// Row-wise RMSNorm, as two entry points over the same bindings (one workgroup per row):
+//   rms_norm:      out[r, :]  = src[r, :] / sqrt(mean(src[r, :]^2) + eps) · w   (the input norm
+//                  of the matrix kernels, computed once per token instead of in each workgroup)
+//   post_norm_add: out[r, :] += src[r, :] / sqrt(mean(src[r, :]^2) + eps) · w   (Gemma's
+//                  post-norms, with the residual add)
+// src: f32, row r at element src_offset + r * n       out: [n_rows, n] f32
+// w: vecs[w ..][0 .. n]
 
 struct Params {
     n: u32,
     n_rows: u32,
     eps: f32,
     w: u32,
+    src_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> vecs: array<f32>;
-@group(0) @binding(3) var<storage, read> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<storage, read> src: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, 256>;
+
+// 1 / rms of src row `base ..` (all threads get it; all threads call it).
+fn inverse_rms(lid: u32, base: u32) -> f32 {
+    var s = 0.0;
+    for (var i = lid; i < p.n; i += WG) {
+        let v = src[base + i];
+        s += v * v;
+    }
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return inverseSqrt(partial[0] / f32(p.n) + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn rms_norm(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = wid.x + wid.y * nwg.x;
+    if (r >= p.n_rows) {
+        return;
+    }
+    let base = p.src_offset + r * p.n;
+    let scale = inverse_rms(lid, base);
+    for (var i = lid; i < p.n; i += WG) {
+        out[r * p.n + i] = src[base + i] * scale * vecs[p.w + i];
+    }
+}
 
 @compute @workgroup_size(256)
 fn post_norm_add(
@@ -26,22 +70,9 @@ fn post_norm_add(
     if (r >= p.n_rows) {
         return;
     }
-    let base = r * p.n;
-    var s = 0.0;
+    let base = p.src_offset + r * p.n;
+    let scale = inverse_rms(lid, base);
     for (var i = lid; i < p.n; i += WG) {
-        let v = y[base + i];
-        s += v * v;
-    }
-    partial[lid] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let scale = inverseSqrt(partial[0] / f32(p.n) + p.eps);
-    for (var i = lid; i < p.n; i += WG) {
-        x[base + i] += y[base + i] * scale * vecs[p.w + i];
+        out[r * p.n + i] += src[base + i] * scale * vecs[p.w + i];
     }
 }

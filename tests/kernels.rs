@@ -692,6 +692,38 @@ fn post_norm_add_rows() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// rms_norm (a matrix kernel's input, normalised once per token)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rms_norm_rows() {
+    let ctx = common::gpu();
+    for (n, first_row, n_rows, eps) in [(576usize, 0usize, 1usize, 1e-5f32), (300, 2, 5, 1e-6), (77, 1, 3, 1e-5), (640, 0, 16, 1e-6), (4, 3, 1, 1e-5)] {
+        let mut rng = Rng::new(n as u64 * 11 + n_rows as u64);
+        let x = normals(&mut rng, n * (first_row + n_rows), 3.0);
+        let w = norm_weights(&mut rng, n);
+        let mut vecs = Vecs::new();
+        let _ = vecs.push(&normals(&mut rng, 7, 1.0));
+        let w_at = vecs.push(&w);
+        // The output buffer has a tail past the last row that must stay as it was.
+        let out0 = normals(&mut rng, n * n_rows + 5, 1.0);
+        let (x_buf, out_buf, vecs_buf) = (upload(&ctx, "x", &x), upload(&ctx, "out", &out0), vecs.upload(&ctx));
+        run(&ctx, |step| ops::rms_norm(step, &vecs_buf, w_at, &x_buf, first_row as u32, &out_buf, n as u32, n_rows as u32, eps));
+        let got = read(&ctx, &out_buf, out0.len());
+        let mut want: Vec<f64> = out0.iter().map(|&v| v as f64).collect();
+        for r in 0..n_rows {
+            let row: Vec<f64> = x[(first_row + r) * n..][..n].iter().map(|&v| v as f64).collect();
+            let s = inv_rms(&row, eps);
+            for i in 0..n {
+                want[r * n + i] = row[i] * s * w[i] as f64;
+            }
+        }
+        let tol: Vec<f64> = (0..out0.len()).map(|i| if i < n * n_rows { 1e-6 + 1e-5 * want[i].abs() } else { 0.0 }).collect();
+        assert_close(&format!("rms_norm n={n} rows {first_row}..{}", first_row + n_rows), &got, &want, &tol);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // kernel variants
 // ---------------------------------------------------------------------------------------------
 

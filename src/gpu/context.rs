@@ -47,12 +47,18 @@ pub struct Tuning {
     /// SIMD lanes each compute a row. Off by default: on lavapipe it measured no faster than the
     /// raw layout (LLVM still gathers), see the README's performance notes.
     pub interleave_rows: bool,
+    /// The model normalises a matrix kernel's input once per token in its own small dispatch
+    /// (`gpu::ops::rms_norm`) instead of every workgroup of the kernel recomputing the norm
+    /// (`matmul::Input::normed`). On every adapter: on a CPU driver the per-workgroup barrier
+    /// reductions cost more than the matrix product itself (see the README's performance
+    /// notes), and on a GPU thousands of workgroups would each re-read the input row.
+    pub separate_input_norm: bool,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, separate_input_norm: true }
     }
 }
 

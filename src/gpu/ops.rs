@@ -1,5 +1,5 @@
-//! The small kernels: attention over the KV cache, Gemma's post-norm, repetition penalties and
-//! top-k. Each function states the shapes of its buffers; all activations are f32.
+//! The small kernels: attention over the KV cache, RMSNorm (a matrix kernel's input, Gemma's
+//! post-norm), repetition penalties and top-k. Each function states the shapes of its buffers; all activations are f32.
 
 use super::step::Bind;
 use super::{Context, Defines, GpuError, Kernel, Step};
@@ -16,13 +16,24 @@ struct NormParams {
     n_rows: u32,
     eps: f32,
     w: u32,
+    src_offset: u32,
+    _pad: [u32; 3],
 }
 
 /// x[r, :] += y[r, :] / rms(y[r, :]) · w     x, y: [n_rows, n]   w: vecs[w ..][0 .. n]
 #[allow(clippy::too_many_arguments)]
 pub fn post_norm_add(step: &mut Step, vecs: &wgpu::Buffer, w: u32, y: &wgpu::Buffer, x: &wgpu::Buffer, n: u32, n_rows: u32, eps: f32) -> Result<(), GpuError> {
-    let params = NormParams { n, n_rows, eps, w };
-    step.dispatch(Kernel::PostNorm, "post_norm_add", no_defines(), &params, &[Bind::Read(vecs), Bind::Read(y), Bind::Write(x)], n_rows)
+    let params = NormParams { n, n_rows, eps, w, src_offset: 0, _pad: [0; 3] };
+    step.dispatch(Kernel::Norm, "post_norm_add", no_defines(), &params, &[Bind::Read(vecs), Bind::Read(y), Bind::Write(x)], n_rows)
+}
+
+/// out[r, :] = x[r, :] / rms(x[r, :]) · w, the RMSNorm of rows `first_row .. first_row + n_rows`
+/// of x (the input of a matrix kernel, normalised once per token instead of in every workgroup).
+/// x: [first_row + n_rows, n]   out: [n_rows, n]   w: vecs[w ..][0 .. n]
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm(step: &mut Step, vecs: &wgpu::Buffer, w: u32, x: &wgpu::Buffer, first_row: u32, out: &wgpu::Buffer, n: u32, n_rows: u32, eps: f32) -> Result<(), GpuError> {
+    let params = NormParams { n, n_rows, eps, w, src_offset: first_row * n, _pad: [0; 3] };
+    step.dispatch(Kernel::Norm, "rms_norm", no_defines(), &params, &[Bind::Read(vecs), Bind::Read(x), Bind::Write(out)], n_rows)
 }
 
 /// Attention shape and options.

@@ -29,8 +29,9 @@ pub enum Kernel {
     /// RMSNorm → Q, K, V projections → biases, Q/K norms, RoPE, KV-cache write.
     AttnIn,
     Embed,
-    /// x += RMSNorm(y) · w (Gemma's post-norms).
-    PostNorm,
+    /// RMSNorm of rows: a matrix kernel's input (`rms_norm`), Gemma's post-norms with the
+    /// residual add (`post_norm_add`).
+    Norm,
     /// Split-K attention partials over the KV cache.
     Attention,
     /// Combines the attention partials.
@@ -64,7 +65,7 @@ impl Kernel {
             Kernel::FfnIn => include_str!("../../shaders/ffn_in.wgsl"),
             Kernel::AttnIn => include_str!("../../shaders/attn_in.wgsl"),
             Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
-            Kernel::PostNorm => include_str!("../../shaders/norm.wgsl"),
+            Kernel::Norm => include_str!("../../shaders/norm.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
             Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
             Kernel::TopK => include_str!("../../shaders/topk.wgsl"),

@@ -83,6 +83,9 @@ struct RunState {
     att: wgpu::Buffer,
     /// A projection's output before its post-norm (Gemma): [batch, d_model].
     tmp: wgpu::Buffer,
+    /// The residual stream RMSNorm-ed as a matrix kernel's input (`Tuning::separate_input_norm`):
+    /// [batch, d_model].
+    normed: wgpu::Buffer,
     /// Feed-forward hidden activations: [batch, ffn_dim].
     gate: wgpu::Buffer,
     /// Logits of up to `logit_rows` tokens: [logit_rows, vocab].
@@ -187,6 +190,7 @@ impl Model {
             scratch: buf("attention partials", scratch_rows * c.n_heads as u64 * (hd + 2))?,
             att: buf("att", b * q_dim)?,
             tmp: buf("tmp", b * c.d_model as u64)?,
+            normed: buf("normed input", b * c.d_model as u64)?,
             gate: buf("gate", b * c.ffn_dim as u64)?,
             logits: buf("logits", logit_rows as u64 * c.vocab_size as u64)?,
             logit_rows,
@@ -248,7 +252,7 @@ impl Model {
     /// Bytes of GPU memory held (weights, KV cache, activations).
     pub fn gpu_bytes(&self) -> u64 {
         let s = &self.state;
-        let state: u64 = [&s.ids, &s.x, &s.q, &s.scratch, &s.att, &s.tmp, &s.gate, &s.logits].iter().map(|b| b.size()).sum();
+        let state: u64 = [&s.ids, &s.x, &s.q, &s.scratch, &s.att, &s.tmp, &s.normed, &s.gate, &s.logits].iter().map(|b| b.size()).sum();
         self.weights.gpu_bytes() + state + self.kv_bytes() + self.logits_stage.gpu_bytes()
     }
 

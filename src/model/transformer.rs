@@ -14,7 +14,7 @@ use super::{Config, MatrixId, Model, VectorId, WeightStore};
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::gpu::matmul::{attn_in, embed, ffn_in, matvec, AttnInArgs, Glu, Input, Output, RopeArgs, Rows};
-use crate::gpu::ops::{attention, post_norm_add, AttentionArgs};
+use crate::gpu::ops::{attention, post_norm_add, rms_norm, AttentionArgs};
 use crate::gpu::{Context, Step};
 
 /// Query, key and value projections: three matrices, or one fused [q_dim + 2 kv_dim, D] (Phi-3).
@@ -169,10 +169,8 @@ pub enum Logits {
 /// from the step state when the recording runs).
 pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_splits: u32) -> Result<()> {
     let (c, s, w, lay) = (&m.config, &m.state, &m.weights, &m.layout);
-    let (d, hd, f) = (c.d_model, c.head_dim, c.ffn_dim);
+    let (hd, f) = (c.head_dim, c.ffn_dim);
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
-    let vecs = w.vectors();
-    let residual = Input::dense(&s.x, vecs, n, d);
     let kv_f16 = m.kv.f16;
 
     embed(step, w.m(lay.token_embd), &s.ids, &s.x, n, c.embed_scale)?;
@@ -212,7 +210,8 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_spli
             },
         };
         let kv = &m.kv.layers[l];
-        attn_in(step, q, k, v, &residual.normed(w.v(b.attn_norm), c.rms_eps), &s.q, kv, &args)?;
+        let input = norm_input(m, step, 0, n, b.attn_norm)?;
+        attn_in(step, q, k, v, &input, &s.q, kv, &args)?;
         let attn = AttentionArgs {
             n_tokens: n,
             n_heads: c.n_heads,
@@ -238,7 +237,8 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_spli
             Activation::SwiGlu => Glu::SwiGlu,
             Activation::GeGlu => Glu::GeGlu,
         };
-        ffn_in(step, gate, up, f, glu, &residual.normed(w.v(b.ffn_norm), c.rms_eps), &s.gate)?;
+        let input = norm_input(m, step, 0, n, b.ffn_norm)?;
+        ffn_in(step, gate, up, f, glu, &input, &s.gate)?;
         add_projection(m, step, b.down, &s.gate, b.post_ffn_norm, n)?;
     }
     let first = match logits {
@@ -246,10 +246,24 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_spli
         Logits::Last => n - 1,
         Logits::All => 0,
     };
-    let input = Input { x_offset: first * d, n_tokens: n - first, ..residual }.normed(w.v(lay.output_norm), c.rms_eps);
+    let input = norm_input(m, step, first, n, lay.output_norm)?;
     let out = Output { y_stride: c.vocab_size, accumulate: false, softcap: c.final_softcap };
     matvec(step, w.m(lay.output), &input, &s.logits, out)?;
     Ok(())
+}
+
+/// Rows `first .. n` of the residual stream RMSNorm-ed with `weight`, as a matrix kernel's input:
+/// normalised into `normed` by one small dispatch when the adapter's tuning says so
+/// (`Tuning::separate_input_norm`), else folded into the matrix kernel.
+fn norm_input<'m>(m: &'m Model, step: &mut Step, first: u32, n: u32, weight: VectorId) -> Result<Input<'m>> {
+    let (s, w, c) = (&m.state, &m.weights, &m.config);
+    let d = c.d_model;
+    if m.context().tuning.separate_input_norm {
+        rms_norm(step, w.vectors(), w.v(weight), &s.x, first, &s.normed, d, n - first, c.rms_eps)?;
+        return Ok(Input::dense(&s.normed, w.vectors(), n - first, d));
+    }
+    let rows = Input { x_offset: first * d, ..Input::dense(&s.x, w.vectors(), n - first, d) };
+    Ok(rows.normed(w.v(weight), c.rms_eps))
 }
 
 /// x += W · input, or x += post_norm(W · input) when the block has a post-norm.
