@@ -65,7 +65,7 @@ fn main() {
     println!("{:?}", ctx.limits);
     let (d, f, v) = (576u32, 1536u32, 49152u32);
     let buf = |n: u32| ctx.storage_buffer("b", n as u64 * 4).unwrap();
-    let x = buf(8 * f);
+    let x = buf(16 * f);
     let y = buf(8 * v);
     let vecs = ctx.upload_f32("vecs", &vec![1.0; 4 * f as usize]).unwrap();
     let kv = buf(2 * 4096 * 192 / 2);
@@ -76,12 +76,13 @@ fn main() {
     }
     ctx.force_variant(None);
     let scratch = buf(64 * 9 * 66);
-    for (splits, t) in [(1u32, 1u32), (2, 1), (8, 1), (1, 8)] {
+    for (splits, t, thread_per_row) in [(1u32, 1u32, false), (2, 1, false), (8, 1, false), (1, 8, false), (2, 1, true), (8, 1, true), (16, 1, true), (1, 8, true)] {
         let a = AttentionArgs {
             n_tokens: t, n_heads: 9, n_kv_heads: 3, head_dim: 64, ctx_len: 4096, kv_f16: true,
-            scale: 0.125, softcap: 0.0, window: 0, splits, q_block: t,
+            scale: 0.125, softcap: 0.0, window: 0, splits, q_block: t, thread_per_row,
         };
-        time(&ctx, &format!("attention+combine pos 100 T={t} splits={splits}"), 10, |s| attention(s, &x, &kv, &scratch, &y, &a).unwrap());
+        let layout = if thread_per_row { "thread per row" } else { "workgroup per row" };
+        time(&ctx, &format!("attention+combine pos 100 T={t} splits={splits} {layout}"), 10, |s| attention(s, &x, &kv, &scratch, &y, &a).unwrap());
     }
     time(&ctx, "rms_norm T=1", 20, |s| rms_norm(s, &vecs, 0, &x, 0, &y, d, 1, 1e-5).unwrap());
     time(&ctx, "rms_norm T=16", 20, |s| rms_norm(s, &vecs, 0, &x, 0, &y, d, 16, 1e-5).unwrap());

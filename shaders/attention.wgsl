@@ -34,8 +34,10 @@ struct Params {
 const TILE: u32 = 64u;
 const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= 256
 
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> scores: array<f32, 64>;
+// Two buffers of a key tile's scores, used in turn: the tile after next overwrites a buffer only
+// after a barrier that every thread reaches once done reading it, so one barrier per tile
+// suffices (barriers are what costs most on CPU drivers).
+var<workgroup> scores: array<f32, 128>;
 
 @compute @workgroup_size(64)
 fn attend(
@@ -51,21 +53,20 @@ fn attend(
     let s = id % p.splits;
     let h = (id / p.splits) % p.n_heads;
     let block = id / (p.splits * p.n_heads);
+    var tiles_done = 0u;
     for (var t = block * p.q_block; t < min(block * p.q_block + p.q_block, p.n_tokens); t++) {
-        attend_one(t, h, s, lid);
+        tiles_done = attend_one(t, h, s, lid, tiles_done);
     }
 }
 
-// The slice s of query token t and head h (see the header).
-fn attend_one(t: u32, h: u32, s: u32, lid: u32) {
+// The slice s of query token t and head h (see the header). `tiles_done`: key tiles the
+// workgroup went through before (which score buffer is next); returns the count after this query.
+fn attend_one(t: u32, h: u32, s: u32, lid: u32, tiles_done: u32) -> u32 {
     let th = t * p.n_heads + h;
     let d = p.head_dim;
     let kvh = h / (p.n_heads / p.n_kv_heads);
-    workgroupBarrier(); // qs of the previous query is no longer read
-    for (var i = lid; i < d; i += TILE) {
-        qs[i] = q[th * d + i];
-    }
-    workgroupBarrier();
+    let qb = th * d;
+    var tile_index = tiles_done;
 
     let kv_len = state.pos0 + t + 1u;
     var start = 0u;
@@ -86,19 +87,21 @@ fn attend_one(t: u32, h: u32, s: u32, lid: u32) {
             var dot = 0.0;
             for (var i = 0u; i < d; i += 2u) {
                 let k2 = kv_read2(kb + i);
-                dot += qs[i] * k2.x + qs[i + 1u] * k2.y;
+                dot += q[qb + i] * k2.x + q[qb + i + 1u] * k2.y;
             }
             score = dot * p.scale;
             if (p.softcap > 0.0) {
                 score = p.softcap * tanh_accurate(score / p.softcap);
             }
         }
-        scores[lid] = score;
+        let buf = (tile_index & 1u) * TILE;
+        tile_index++;
+        scores[buf + lid] = score;
         workgroupBarrier();
         let n = min(TILE, hi - j0);
         var tile_max = -1.0e30;
         for (var i = 0u; i < n; i++) {
-            tile_max = max(tile_max, scores[i]);
+            tile_max = max(tile_max, scores[buf + i]);
         }
         let m_new = max(m, tile_max);
         let alpha = exp(m - m_new);
@@ -107,7 +110,7 @@ fn attend_one(t: u32, h: u32, s: u32, lid: u32) {
             acc[c] *= alpha;
         }
         for (var i = 0u; i < n; i++) {
-            let pi = exp(scores[i] - m_new);
+            let pi = exp(scores[buf + i] - m_new);
             l += pi;
             let vb = kv_elem(1u, j0 + i, kvh * d);
             for (var c = 0u; c < MAX_DIMS_PER_THREAD; c++) {
@@ -118,7 +121,6 @@ fn attend_one(t: u32, h: u32, s: u32, lid: u32) {
             }
         }
         m = m_new;
-        workgroupBarrier();
     }
     let o = (th * p.splits + s) * (d + 2u);
     if (lid == 0u) {
@@ -130,5 +132,101 @@ fn attend_one(t: u32, h: u32, s: u32, lid: u32) {
         if (dd < d) {
             part[o + 2u + dd] = acc[c];
         }
+    }
+    return tile_index;
+}
+
+// The same partial results with one thread per (token t, head h, slice s) row instead of a
+// workgroup (CPU drivers, whose SIMD lanes each run a thread: no barrier, no workgroup memory;
+// a workgroup's neighbouring threads are the slices and heads of one or two tokens, so their
+// loops run about as long). Thread id = (t * n_heads + h) * splits + s; q_block is unused.
+// head_dim is a multiple of 16: each loop iteration takes 16 dimensions, because lavapipe ends
+// any invocation after 65535 loop iterations in all (its guard against endless loops); the host
+// splits the positions so that a slice stays under that (ops::attend_rows_max_keys).
+const ROW_WG: u32 = 16u;
+
+// Elements e .. e + 4 of the cache (e a multiple of 4).
+fn kv_read4(e: u32) -> vec4<f32> {
+    return vec4<f32>(kv_read2(e), kv_read2(e + 2u));
+}
+
+fn q_read4(e: u32) -> vec4<f32> {
+    return vec4<f32>(q[e], q[e + 1u], q[e + 2u], q[e + 3u]);
+}
+
+@compute @workgroup_size(16)
+fn attend_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let id = (wid.x + wid.y * nwg.x) * ROW_WG + lid;
+    if (id >= p.n_tokens * p.n_heads * p.splits) {
+        return;
+    }
+    let s = id % p.splits;
+    let th = id / p.splits;
+    let t = th / p.n_heads;
+    let h = th % p.n_heads;
+    let d = p.head_dim;
+    let kvh = h / (p.n_heads / p.n_kv_heads);
+    let qb = th * d;
+
+    let kv_len = state.pos0 + t + 1u;
+    var start = 0u;
+    if (p.window > 0u && kv_len > p.window) {
+        start = kv_len - p.window;
+    }
+    let per_split = (kv_len - start + p.splits - 1u) / p.splits;
+    let lo = min(start + s * per_split, kv_len);
+    let hi = min(lo + per_split, kv_len);
+    var m = -1.0e30;
+    var l = 0.0;
+    // The running output: dimensions 4i .. 4i + 4 in acc[i] (zero-initialised).
+    var acc: array<vec4<f32>, 64>;
+    for (var j = lo; j < hi; j++) {
+        let kb = kv_elem(0u, j, kvh * d);
+        var dot4 = vec4<f32>(0.0);
+        for (var i = 0u; i < d; i += 16u) {
+            dot4 += q_read4(qb + i) * kv_read4(kb + i);
+            dot4 += q_read4(qb + i + 4u) * kv_read4(kb + i + 4u);
+            dot4 += q_read4(qb + i + 8u) * kv_read4(kb + i + 8u);
+            dot4 += q_read4(qb + i + 12u) * kv_read4(kb + i + 12u);
+        }
+        var score = (dot4.x + dot4.y + dot4.z + dot4.w) * p.scale;
+        if (p.softcap > 0.0) {
+            score = p.softcap * tanh_accurate(score / p.softcap);
+        }
+        // Online softmax: what came before is rescaled only when the maximum grows.
+        if (score > m) {
+            let alpha = exp(m - score);
+            l *= alpha;
+            for (var i = 0u; i < d / 4u; i += 4u) {
+                acc[i] *= alpha;
+                acc[i + 1u] *= alpha;
+                acc[i + 2u] *= alpha;
+                acc[i + 3u] *= alpha;
+            }
+            m = score;
+        }
+        let pj = exp(score - m);
+        l += pj;
+        let vb = kv_elem(1u, j, kvh * d);
+        for (var i = 0u; i < d / 4u; i += 4u) {
+            acc[i] += pj * kv_read4(vb + 4u * i);
+            acc[i + 1u] += pj * kv_read4(vb + 4u * i + 4u);
+            acc[i + 2u] += pj * kv_read4(vb + 4u * i + 8u);
+            acc[i + 3u] += pj * kv_read4(vb + 4u * i + 12u);
+        }
+    }
+    let o = (th * p.splits + s) * (d + 2u);
+    part[o] = m;
+    part[o + 1u] = l;
+    for (var i = 0u; i < d / 4u; i++) {
+        let v = acc[i];
+        part[o + 2u + 4u * i] = v.x;
+        part[o + 3u + 4u * i] = v.y;
+        part[o + 4u + 4u * i] = v.z;
+        part[o + 5u + 4u * i] = v.w;
     }
 }

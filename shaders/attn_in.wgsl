@@ -1,7 +1,9 @@
 // The attention input, fused: RMSNorm → Q, K, V projections → biases → per-head Q/K RMSNorm →
 // RoPE → queries out, keys and values into this layer's KV cache (kv.wgsl).
 //
-// One workgroup per (head unit, token tile of TT tokens). Unit u < n_heads is query head u, then
+// One workgroup per (head unit, token tile of TT tokens). A dispatch covers tokens t_base + t for
+// t < n_tokens (all of them, or one tile when the input is bound per tile as a uniform): x row t,
+// position pos0 + t_base + t, q_out row t_base + t. Unit u < n_heads is query head u, then
 // come n_kv_heads key heads and n_kv_heads value heads. The unit's head_dim projected values
 //   v[t, i] = s_t · Σ_k W[first + unit_head * head_dim + i, k] · n[k] · x[t, k]
 // (W = wq_0 / wq_1 / wq_2 from row q_first / k_first / v_first: separate matrices, or one fused
@@ -42,6 +44,10 @@ struct Params {
     freq_scale: f32,
     rope_factors: u32,
     mscale: f32,
+    t_base: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -143,7 +149,7 @@ fn main(
             }
             workgroupBarrier();
         }
-        let pos = state.pos0 + t;
+        let pos = state.pos0 + p.t_base + t;
         if (kind < 2u) {
             for (var j = lid; j < half_rot; j += WG) {
                 var theta = f32(pos) * p.freq_scale * pow(p.freq_base, -2.0 * f32(j) / f32(p.n_rot));
@@ -166,7 +172,7 @@ fn main(
             workgroupBarrier();
         }
         if (kind == 0u) {
-            let o = (t * p.n_heads + head) * hd;
+            let o = ((p.t_base + t) * p.n_heads + head) * hd;
             for (var d = lid; d < hd; d += WG) {
                 q_out[o + d] = vals[base + d];
             }

@@ -44,6 +44,7 @@ pub const FLAGS: &[(&str, Kind)] = &[
     ("prompt-tokens", Kind::Text),
     ("gen-tokens", Kind::Text),
     ("rounds", Kind::Text),
+    ("profile", Kind::Switch),
     ("temperature", Kind::Text),
     ("top-p", Kind::Text),
     ("min-p", Kind::Text),
@@ -87,7 +88,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "bench",
         positionals: MODEL,
-        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "kernel", "no-tune", "prompt", "speculative", "draft", "rounds"],
+        flags: &["prompt-tokens", "gen-tokens", "no-pipeline", "synthetic", "context", "kv-type", "kernel", "no-tune", "prompt", "speculative", "draft", "rounds", "profile"],
     },
     CommandSpec { name: "help", positionals: &[], flags: &[] },
 ];

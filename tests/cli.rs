@@ -164,6 +164,34 @@ fn bench_reports_one_submit_and_a_small_readback_per_token() {
 }
 
 #[test]
+fn bench_profile_splits_each_step_over_its_kernels() {
+    let args = ["bench", &model(), "--prompt-tokens", "20", "--gen-tokens", "2", "--context", "256", "--profile"];
+    let v: Value = serde_json::from_str(stdout_of(&ferrolm(&args)).trim()).unwrap();
+    for (step, tokens, dispatches) in [("decode", 1, v["dispatches_per_token"].as_u64().unwrap()), ("prefill_chunk", 20, 0)] {
+        let p = &v["profile"][step];
+        assert_eq!(p["tokens"], tokens, "{p}");
+        let kernels = p["kernels"].as_array().expect("kernels");
+        let labels: Vec<&str> = kernels.iter().map(|k| k["label"].as_str().unwrap()).collect();
+        // Every group once, slowest first, each with its dispatches and a time that fits the step.
+        let unique: std::collections::BTreeSet<&&str> = labels.iter().collect();
+        assert_eq!(unique.len(), labels.len(), "{p}");
+        let ms: Vec<f64> = kernels.iter().map(|k| k["ms"].as_f64().unwrap()).collect();
+        assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{p}");
+        let step_ms = p["step_ms"].as_f64().unwrap();
+        assert!(step_ms > 0.0 && ms.iter().all(|&m| (0.0..=step_ms * 2.0).contains(&m)), "{p}");
+        let total: u64 = kernels.iter().map(|k| k["dispatches"].as_u64().unwrap()).sum();
+        if dispatches > 0 {
+            assert_eq!(total, dispatches, "{p}");
+        }
+        // SmolLM2's 30 blocks: one attention dispatch each, and its matrix shapes by name.
+        let attention = kernels.iter().find(|k| k["label"].as_str().unwrap().starts_with("Attention attend")).expect("attention");
+        assert_eq!(attention["dispatches"], 30, "{p}");
+        let shape = if tokens == 1 { "matvec Q8_0 49152x576 t1" } else { "ffn_in Q4_1 1536x576 t16" };
+        assert!(labels.contains(&shape), "{shape} in {labels:?}");
+    }
+}
+
+#[test]
 fn bench_of_a_synthetic_model_reports_bandwidth_and_the_tuned_kernels() {
     let spec = "arch=llama,layers=2,d=64,ffn=128,heads=4,kv_heads=2,vocab=256,type=q8_0";
     let args = ["bench", "--synthetic", spec, "--prompt-tokens", "8", "--gen-tokens", "4", "--context", "64"];

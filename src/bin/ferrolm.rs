@@ -27,7 +27,9 @@ const USAGE: &str = "usage:
   ferrolm render MODEL --messages FILE.json
   ferrolm chat MODEL [--system TEXT] [--max-tokens N] [SPEC] [LOAD] [SAMPLING]
   ferrolm score MODEL --tokens ID,ID,... [--top-k K] [LOAD]
-  ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N | --prompt TEXT] [--gen-tokens M] [--no-pipeline] [SPECULATE [--rounds N]] [LOAD]
+  ferrolm bench MODEL|--synthetic SPEC [--prompt-tokens N | --prompt TEXT] [--gen-tokens M] [--no-pipeline] [--profile] [SPECULATE [--rounds N]] [LOAD]
+--profile: adds each kernel's milliseconds in a decode step and in the prefill chunk (the step
+          timed without the kernel's dispatches, against the whole step)
 SPECULATE: [--speculative prompt-lookup|draft] [--draft DRAFT_MODEL.gguf]   (speculative decoding)
 LOAD:     [--context N] [--kv-type f16|f32] [--kernel VARIANT] [--no-tune]
 SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty P]
@@ -453,6 +455,15 @@ fn bench(args: Args) -> CliResult {
         "copy_gb_per_s": copy_gb_per_s,
         "bandwidth_fraction": weight_bytes_per_token as f64 * decode_tokens_per_s / (copy_gb_per_s * 1e9),
     });
+    if args.has("profile") {
+        // After the runs: the profile leaves the KV cache meaningless.
+        let position = (prompt.len() as u32 + gen_tokens).min(engine.model().context_length - 16);
+        let decode = block(engine.model_mut().profile(1, position))?;
+        let chunk = (prompt.len() as u32).min(engine.model().max_step_tokens());
+        let prefill = block(engine.model_mut().profile(chunk, 0))?;
+        engine.reset();
+        report["profile"] = serde_json::json!({ "decode": decode, "prefill_chunk": prefill });
+    }
     if speculative.is_some() {
         report["speculative"] = serde_json::json!(speculative);
         report["rounds"] = serde_json::json!(rounds);

@@ -31,12 +31,16 @@ pub struct Tuning {
     /// Threads that share one matrix row in the matrix kernels (1 on CPU drivers: no barriers;
     /// 16 on GPUs): the default variant's; the autotuner or `Context::force_variant` choose others.
     pub matmul_row_threads: u32,
-    /// Slices a decode step's attention splits the cached positions into (few on CPU drivers,
-    /// where each workgroup has a fixed cost; many on GPUs, so that one head fills many cores).
+    /// Slices a decode step's attention splits the cached positions into (on CPU drivers enough
+    /// threads for a few workgroups of `attend_rows`; many on GPUs, so that one head fills many
+    /// cores).
     pub attention_splits: u32,
-    /// Query tokens one prefill attention workgroup handles in turn (CPU drivers: many, to pay
-    /// each workgroup's set-up once; GPUs: 1, for parallelism).
+    /// Query tokens one prefill attention workgroup handles in turn (GPUs: 1, for parallelism).
     pub attention_q_block: u32,
+    /// Attention runs one thread per (token, head, slice) rather than a workgroup (CPU drivers:
+    /// a workgroup's 64 threads each recomputed every softmax weight of a key tile between
+    /// barriers, 36 % of a lavapipe prefill; see the README's performance notes).
+    pub attention_thread_per_row: bool,
     /// Decode matrix kernels stage the (normalised) input row in workgroup memory once per
     /// workgroup instead of reading it, and the norm weight, from storage for every row.
     pub stage_input: bool,
@@ -58,7 +62,7 @@ pub struct Tuning {
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 2 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, separate_input_norm: true }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, separate_input_norm: true }
     }
 }
 
@@ -186,10 +190,10 @@ impl Context {
         &self.placeholder
     }
 
-    /// What kernel choices are cached under: the adapter, its driver and this ferrolm version
-    /// (a new driver or release tunes again).
+    /// What kernel choices are cached under: the adapter, its driver, this ferrolm version and a
+    /// hash of the kernels' sources (a new driver, release or kernel tunes again).
     pub fn adapter_key(&self) -> String {
-        format!("{} | {} | {} | ferrolm {}", self.adapter_name, self.backend, self.driver, env!("CARGO_PKG_VERSION"))
+        format!("{} | {} | {} | ferrolm {} | kernels {}", self.adapter_name, self.backend, self.driver, env!("CARGO_PKG_VERSION"), super::shader::shader_fingerprint())
     }
 
     /// Waits until the GPU has finished all submitted work.

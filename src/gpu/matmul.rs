@@ -73,7 +73,10 @@ fn tile(kernel: MatrixKernel, n_tokens: u32) -> u32 {
 /// defines, and how it binds the input — for a uniform input in prefill, one dispatch per token
 /// tile, each binding its tile's rows.
 struct MatrixSetup<'b> {
+    /// The shape the variant was chosen for (its `tokens`: the prefill bucket, see [`tile`]).
     shape: MatrixShape,
+    /// Tokens per pass (TILE_T): the shape's, or fewer so that a uniform input fits.
+    tile: u32,
     variant: MatrixVariant,
     defines: Defines,
     input: Input<'b>,
@@ -104,7 +107,7 @@ impl<'b> MatrixSetup<'b> {
         if self.variant.input != InputPath::Uniform {
             return vec![TokenTile { x: Bind::Read(input.x), x_offset: input.x_offset, t0: 0, n_tokens: input.n_tokens }];
         }
-        let tile = self.shape.tokens;
+        let tile = self.tile;
         (0..input.n_tokens)
             .step_by(tile as usize)
             .map(|t0| {
@@ -115,34 +118,49 @@ impl<'b> MatrixSetup<'b> {
     }
 }
 
+/// The bytes of input a uniform binding of one `tile`-token tile covers, if every tile's binding
+/// fits: within the uniform binding limit, at aligned offsets, inside the buffer.
+fn uniform_tile_bytes(ctx: &super::Context, input: &Input, k: u32, tile: u32) -> Option<u64> {
+    let tile_rows = tile.min(input.n_tokens);
+    let bytes = ((tile_rows - 1) * input.x_stride + k) as u64 * 4;
+    let align = ctx.limits.uniform_align as u64;
+    let tiles = input.n_tokens.div_ceil(tile);
+    let last_end = (input.x_offset as u64 + ((tiles - 1) * tile) as u64 * input.x_stride as u64) * 4 + bytes;
+    let fits = bytes <= ctx.limits.max_uniform_binding
+        && (input.x_offset as u64 * 4).is_multiple_of(align)
+        && (tiles == 1 || (tile as u64 * input.x_stride as u64 * 4).is_multiple_of(align))
+        && last_end <= input.x.size();
+    fits.then_some(bytes)
+}
+
 /// The variant the context picks for `kernel` on a `rows` × `k` matrix of `ty` and this input,
-/// with the input path made to fit. A uniform input binds a tile's rows (one row in decode):
-/// they must fit the uniform binding limit, start at aligned offsets and lie in the buffer, and
-/// attn_in takes it in decode only (its prefill positions are per dispatch). A staged one needs
-/// one token and the workgroup memory. Otherwise the kernel reads storage. Subgroup reductions
-/// need subgroups at least G wide.
+/// with the input path made to fit. A uniform input binds a tile's rows (one row in decode) and
+/// must fit [`uniform_tile_bytes`]; where the shape's tile of 16 does not, the tile shrinks (to 8,
+/// then 4) until it does — a uniform 8-token tile is faster than a 16-token one read from storage
+/// on the CPU drivers that pick uniform inputs. A staged input needs one token and the workgroup
+/// memory. Otherwise the kernel reads storage. Subgroup reductions need subgroups at least G wide.
 fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32) -> MatrixSetup<'b> {
     let ctx = step.context();
     let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(kernel, input.n_tokens) };
     let mut variant = ctx.matrix_variant(&shape);
-    let tile_rows = shape.tokens.min(input.n_tokens);
-    let uniform_bytes = ((tile_rows - 1) * input.x_stride + k) as u64 * 4;
-    let align = ctx.limits.uniform_align as u64;
-    let tiles = input.n_tokens.div_ceil(shape.tokens);
-    let last_end = (input.x_offset as u64 + ((tiles - 1) * shape.tokens) as u64 * input.x_stride as u64) * 4 + uniform_bytes;
-    let uniform_fits = uniform_bytes <= ctx.limits.max_uniform_binding
-        && (input.x_offset as u64 * 4).is_multiple_of(align)
-        && (tiles == 1 || (shape.tokens as u64 * input.x_stride as u64 * 4).is_multiple_of(align))
-        && last_end <= input.x.size()
-        && (input.n_tokens == 1 || kernel != MatrixKernel::AttnIn);
+    let mut tile = shape.tokens;
+    let mut uniform = uniform_tile_bytes(ctx, input, k, tile);
+    while variant.input == InputPath::Uniform && uniform.is_none() && tile > 4 {
+        tile /= 2;
+        uniform = uniform_tile_bytes(ctx, input, k, tile);
+    }
+    let uniform_bytes = uniform.unwrap_or(0);
     variant.input = match variant.input {
-        InputPath::Uniform if uniform_fits => InputPath::Uniform,
+        InputPath::Uniform if uniform.is_some() => InputPath::Uniform,
         InputPath::Uniform | InputPath::Workgroup if input.n_tokens == 1 && k * 4 + MATRIX_KERNEL_SHARED_BYTES <= ctx.limits.max_workgroup_storage => {
             InputPath::Workgroup
         }
         _ => InputPath::Storage,
     };
-    let mut d = match shape.tokens {
+    if variant.input != InputPath::Uniform {
+        tile = shape.tokens;
+    }
+    let mut d = match tile {
         1 => Defines::new().constant("TILE_T", 1),
         4 => Defines::new().constant("TILE_T", 4).flag("TILE4"),
         8 => Defines::new().constant("TILE_T", 8).flag("TILE4").flag("TILE8"),
@@ -164,7 +182,7 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
         InputPath::Workgroup => d = d.flag("STAGE_X").constant("XS_LEN", k / 4),
         InputPath::Uniform => d = d.flag("X_UNIFORM").constant("XS_LEN", (uniform_bytes / 16) as u32),
     }
-    MatrixSetup { shape, variant, defines: d, input: *input, uniform_bytes }
+    MatrixSetup { shape, tile, variant, defines: d, input: *input, uniform_bytes }
 }
 
 /// How a [`matvec`] writes its outputs.
@@ -400,6 +418,9 @@ struct AttnInParams {
     freq_scale: f32,
     rope_factors: u32,
     mscale: f32,
+    /// The dispatch's first token (its tile's, with a uniform input bound per tile).
+    t_base: u32,
+    _pad: [u32; 3],
 }
 
 const NONE: u32 = u32::MAX;
@@ -427,56 +448,58 @@ pub fn attn_in(
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
     let setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
-    // attn_in takes a uniform input in decode only: always one dispatch.
-    let attn_tile = setup.tiles().remove(0);
     let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
     if a.kv_f16 {
         defines = defines.flag("KV_F16");
     }
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
-    let params = AttnInParams {
-        k: d,
-        n_tokens: input.n_tokens,
-        x_offset: attn_tile.x_offset,
-        x_stride: input.x_stride,
-        norm,
-        eps,
-        n_heads: a.n_heads,
-        n_kv_heads: a.n_kv_heads,
-        head_dim: hd,
-        q_first: q.first,
-        k_first: k.first,
-        v_first: v.first,
-        q_row_bytes: q.w.row_bytes as u32,
-        k_row_bytes: k.w.row_bytes as u32,
-        v_row_bytes: v.w.row_bytes as u32,
-        ctx_len: a.ctx_len,
-        q_bias: a.q_bias.unwrap_or(NONE),
-        k_bias: a.k_bias.unwrap_or(NONE),
-        v_bias: a.v_bias.unwrap_or(NONE),
-        q_norm: a.q_norm.unwrap_or(NONE),
-        k_norm: a.k_norm.unwrap_or(NONE),
-        head_eps: a.head_eps,
-        n_rot: a.rope.n_rot,
-        neox: a.rope.neox as u32,
-        freq_base: a.rope.freq_base,
-        freq_scale: a.rope.freq_scale,
-        rope_factors: a.rope.factors.unwrap_or(NONE),
-        mscale: a.rope.mscale,
-    };
     let units = a.n_heads + 2 * a.n_kv_heads;
-    let workgroups = units * input.n_tokens.div_ceil(setup.shape.tokens);
-    let binds = [
-        attn_tile.x,
-        Bind::Read(input.vecs),
-        Bind::Read(buffers[0]),
-        Bind::Read(buffers[1]),
-        Bind::Read(buffers[2]),
-        Bind::Write(q_out),
-        Bind::Write(kv),
-    ];
-    step.tag_next(setup.shape);
-    step.dispatch(Kernel::AttnIn, "main", &defines, &params, &binds, workgroups)
+    for tile in setup.tiles() {
+        let params = AttnInParams {
+            k: d,
+            n_tokens: tile.n_tokens,
+            x_offset: tile.x_offset,
+            x_stride: input.x_stride,
+            norm,
+            eps,
+            n_heads: a.n_heads,
+            n_kv_heads: a.n_kv_heads,
+            head_dim: hd,
+            q_first: q.first,
+            k_first: k.first,
+            v_first: v.first,
+            q_row_bytes: q.w.row_bytes as u32,
+            k_row_bytes: k.w.row_bytes as u32,
+            v_row_bytes: v.w.row_bytes as u32,
+            ctx_len: a.ctx_len,
+            q_bias: a.q_bias.unwrap_or(NONE),
+            k_bias: a.k_bias.unwrap_or(NONE),
+            v_bias: a.v_bias.unwrap_or(NONE),
+            q_norm: a.q_norm.unwrap_or(NONE),
+            k_norm: a.k_norm.unwrap_or(NONE),
+            head_eps: a.head_eps,
+            n_rot: a.rope.n_rot,
+            neox: a.rope.neox as u32,
+            freq_base: a.rope.freq_base,
+            freq_scale: a.rope.freq_scale,
+            rope_factors: a.rope.factors.unwrap_or(NONE),
+            mscale: a.rope.mscale,
+            t_base: tile.t0,
+            _pad: [0; 3],
+        };
+        let binds = [
+            tile.x,
+            Bind::Read(input.vecs),
+            Bind::Read(buffers[0]),
+            Bind::Read(buffers[1]),
+            Bind::Read(buffers[2]),
+            Bind::Write(q_out),
+            Bind::Write(kv),
+        ];
+        step.tag_next(setup.shape);
+        step.dispatch(Kernel::AttnIn, "main", &defines, &params, &binds, units * tile.n_tokens.div_ceil(setup.tile))?;
+    }
+    Ok(())
 }
 
 #[repr(C)]

@@ -56,12 +56,44 @@ pub struct AttentionArgs {
     pub splits: u32,
     /// Query tokens one workgroup handles in turn (prefill; 1 for decode).
     pub q_block: u32,
+    /// One thread per (token, head, slice) instead of one workgroup (`attend_rows`: for CPU
+    /// drivers; `q_block` is then unused). Taken when head_dim is a multiple of 16, else the
+    /// workgroup kernel runs; `splits` must then be at least [`AttentionArgs::min_splits`].
+    pub thread_per_row: bool,
 }
+
+/// Threads of an `attend_rows` workgroup (`shaders/attention.wgsl`).
+const ATTEND_ROWS_WORKGROUP: u32 = 16;
 
 /// Most slices [`attention`] splits the cached positions into.
 pub const MAX_SPLITS: u32 = 64;
 
+/// Loop iterations after which lavapipe ends a shader invocation (its guard against endless
+/// loops, counted over all the invocation's loops; the results are then wrong, silently).
+const LAVAPIPE_LOOP_LIMIT: u32 = 65535;
+
+/// Most cached positions one `attend_rows` thread can go through on lavapipe: each costs it
+/// 3 · head_dim / 16 + 1 loop iterations (with a margin for the loops before and after).
+pub fn attend_rows_max_keys(head_dim: u32) -> u32 {
+    (LAVAPIPE_LOOP_LIMIT - head_dim / 4 - 64) / (3 * head_dim / 16 + 1)
+}
+
 impl AttentionArgs {
+    /// Does this run `attend_rows` (asked for, and a head size it takes)?
+    pub fn uses_thread_per_row(&self) -> bool {
+        self.thread_per_row && self.head_dim.is_multiple_of(16)
+    }
+
+    /// Fewest slices that keep each `attend_rows` thread under lavapipe's loop limit at any
+    /// position (1 for the workgroup kernel).
+    pub fn min_splits(&self) -> u32 {
+        if !self.uses_thread_per_row() {
+            return 1;
+        }
+        let span = if self.window > 0 { self.window.min(self.ctx_len) } else { self.ctx_len };
+        span.div_ceil(attend_rows_max_keys(self.head_dim)).max(1)
+    }
+
     /// Scratch f32 elements [`attention`] needs for its partial results.
     pub fn scratch_elems(&self) -> u64 {
         self.n_tokens as u64 * self.n_heads as u64 * self.splits as u64 * (self.head_dim as u64 + 2)
@@ -94,7 +126,8 @@ struct CombineParams {
 }
 
 /// Causal GQA attention of queries at positions pos0 + t (pos0 from the step state), split over
-/// the cached positions (flash-decoding: one workgroup per (token, head, slice), then a combine).
+/// the cached positions (flash-decoding: one workgroup — or with `thread_per_row` one thread — per
+/// (token, head, slice), then a combine).
 /// q, out: [n_tokens, n_heads, head_dim];  kv: the layer's cache (`shaders/kv.wgsl`);
 /// scratch: at least [`AttentionArgs::scratch_elems`] f32.
 pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: &wgpu::Buffer, out: &wgpu::Buffer, a: &AttentionArgs) -> Result<(), GpuError> {
@@ -106,6 +139,15 @@ pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: 
     }
     if a.splits == 0 || a.splits > MAX_SPLITS || scratch.size() < a.scratch_elems() * 4 {
         return Err(GpuError::Shape(format!("attention split {} ways needs {} scratch bytes", a.splits, a.scratch_elems() * 4)));
+    }
+    if a.splits < a.min_splits() {
+        return Err(GpuError::Shape(format!(
+            "attention with one thread per row over {} positions of {} dims needs at least {} slices, not {}",
+            a.ctx_len,
+            a.head_dim,
+            a.min_splits(),
+            a.splits
+        )));
     }
     let params = AttentionParams {
         n_tokens: a.n_tokens,
@@ -122,8 +164,13 @@ pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: 
     };
     let defines = if a.kv_f16 { Defines::new().flag("KV_F16") } else { Defines::new() };
     let rows = a.n_tokens * a.n_heads;
-    let blocks = a.n_tokens.div_ceil(a.q_block.max(1));
-    step.dispatch(Kernel::Attention, "attend", &defines, &params, &[Bind::Read(q), Bind::Read(kv), Bind::Write(scratch)], blocks * a.n_heads * a.splits)?;
+    let buffers = [Bind::Read(q), Bind::Read(kv), Bind::Write(scratch)];
+    if a.uses_thread_per_row() {
+        step.dispatch(Kernel::Attention, "attend_rows", &defines, &params, &buffers, (rows * a.splits).div_ceil(ATTEND_ROWS_WORKGROUP))?;
+    } else {
+        let blocks = a.n_tokens.div_ceil(a.q_block.max(1));
+        step.dispatch(Kernel::Attention, "attend", &defines, &params, &buffers, blocks * a.n_heads * a.splits)?;
+    }
     let combine = CombineParams { n_tokens: a.n_tokens, n_heads: a.n_heads, head_dim: a.head_dim, splits: a.splits };
     step.dispatch(Kernel::AttentionCombine, "combine", no_defines(), &combine, &[Bind::Read(scratch), Bind::Write(out)], rows)
 }

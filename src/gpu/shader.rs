@@ -48,6 +48,20 @@ const MATH_WGSL: &str = include_str!("../../shaders/math.wgsl");
 const KV_WGSL: &str = include_str!("../../shaders/kv.wgsl");
 const STATE_WGSL: &str = include_str!("../../shaders/state.wgsl");
 
+/// A hash (FNV-1a, 64 bits, hex) of every WGSL source: part of the key under which autotuning
+/// choices are cached, so that a build whose kernels changed times them again even when the
+/// version number did not.
+pub fn shader_fingerprint() -> String {
+    let shared = [QUANT_WGSL, ROWDOT_WGSL, MATVEC_COMMON_WGSL, MATH_WGSL, KV_WGSL, STATE_WGSL];
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for source in shared.into_iter().chain(Kernel::ALL.map(Kernel::body)) {
+        for byte in source.bytes() {
+            hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
 impl Kernel {
     /// How many quantized matrices (reader instances) the kernel reads.
     fn matrices(self) -> usize {
@@ -59,8 +73,21 @@ impl Kernel {
         }
     }
 
-    fn source(self, defines: &Defines) -> Result<String, String> {
-        let body = match self {
+    const ALL: [Kernel; 9] = [
+        Kernel::Matvec,
+        Kernel::FfnIn,
+        Kernel::AttnIn,
+        Kernel::Embed,
+        Kernel::Norm,
+        Kernel::Attention,
+        Kernel::AttentionCombine,
+        Kernel::TopK,
+        Kernel::Interleave,
+    ];
+
+    /// The kernel's own WGSL file.
+    fn body(self) -> &'static str {
+        match self {
             Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
             Kernel::FfnIn => include_str!("../../shaders/ffn_in.wgsl"),
             Kernel::AttnIn => include_str!("../../shaders/attn_in.wgsl"),
@@ -70,7 +97,11 @@ impl Kernel {
             Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
             Kernel::TopK => include_str!("../../shaders/topk.wgsl"),
             Kernel::Interleave => include_str!("../../shaders/interleave.wgsl"),
-        };
+        }
+    }
+
+    fn source(self, defines: &Defines) -> Result<String, String> {
+        let body = self.body();
         let mut src = String::new();
         // Browsers (Tint) need the extension enabled; Naga takes subgroup builtins without it
         // (and rejects the directive) once the device has the feature.

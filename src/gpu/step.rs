@@ -74,6 +74,8 @@ struct PendingDispatch {
     workgroups: (u32, u32),
     /// The matrix shape a matrix-kernel dispatch computes (what the autotuner times).
     shape: Option<MatrixShape>,
+    /// What the dispatch computes, for profiles: the matrix shape, else the kernel and entry.
+    label: String,
 }
 
 /// Dispatches being recorded.
@@ -138,6 +140,10 @@ impl<'a> Step<'a> {
                 Bind::Uniform(b, offset, size) => ((*b).clone(), Some((*offset, *size))),
             }).collect(),
             workgroups: fold_workgroups(workgroups, self.ctx.limits.max_workgroups_per_dim),
+            label: match self.next_shape {
+                Some(shape) => shape.to_string(),
+                None => format!("{kernel:?} {entry}"),
+            },
             shape: self.next_shape.take(),
         });
         Ok(())
@@ -186,7 +192,7 @@ impl<'a> Step<'a> {
                 }
                 ctx.count_bind_group();
                 let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &d.layout.0, entries: &entries });
-                RecordedDispatch { pipeline: d.pipeline, bind_group, workgroups: d.workgroups, shape: d.shape }
+                RecordedDispatch { pipeline: d.pipeline, bind_group, workgroups: d.workgroups, shape: d.shape, label: d.label }
             })
             .collect();
         Recording { ops, arena }
@@ -204,6 +210,7 @@ struct RecordedDispatch {
     bind_group: wgpu::BindGroup,
     workgroups: (u32, u32),
     shape: Option<MatrixShape>,
+    label: String,
 }
 
 /// Recorded dispatches with their bind groups and parameters, ready to run.
@@ -222,6 +229,11 @@ impl Recording {
     /// The matrix shape each dispatch computes (None for the other kernels), in order.
     pub fn shapes(&self) -> impl Iterator<Item = Option<MatrixShape>> + '_ {
         self.ops.iter().map(|op| op.shape)
+    }
+
+    /// What each dispatch computes (see [`PendingDispatch::label`]), in order.
+    pub fn labels(&self) -> impl Iterator<Item = &str> + '_ {
+        self.ops.iter().map(|op| op.label.as_str())
     }
 
     /// Runs only dispatch `i` (`reps` times in one pass) with `state`: for timing one kernel.
@@ -243,11 +255,17 @@ impl Recording {
     /// Writes `state`, encodes every dispatch into one compute pass, copies `copy = (src, dst,
     /// bytes)` after it if given, and submits once.
     pub fn run(&self, ctx: &Context, state: &StepState, copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>) -> wgpu::SubmissionIndex {
+        self.run_some(ctx, state, copy, |_| true)
+    }
+
+    /// [`Recording::run`] with only the dispatches whose label `keep` accepts: what a step costs
+    /// without some kernels (profiles; the outputs are then meaningless).
+    pub fn run_some(&self, ctx: &Context, state: &StepState, copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>, keep: impl Fn(&str) -> bool) -> wgpu::SubmissionIndex {
         ctx.queue.write_buffer(&self.arena, 0, bytemuck::bytes_of(state));
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for op in &self.ops {
+            for op in self.ops.iter().filter(|op| keep(&op.label)) {
                 pass.set_pipeline(&op.pipeline);
                 pass.set_bind_group(0, &op.bind_group, &[]);
                 pass.dispatch_workgroups(op.workgroups.0, op.workgroups.1, 1);

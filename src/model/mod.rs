@@ -6,6 +6,7 @@
 
 mod config;
 mod fit;
+pub mod profile;
 pub mod rope;
 mod transformer;
 pub mod tune;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::ops::{TopK, MAX_SPLITS};
+use crate::gpu::ops::{AttentionArgs, TopK, MAX_SPLITS};
 use crate::gpu::{Context, Recording, Step, StepState};
 use crate::logits::{LogitsStage, Penalties, MAX_TOP_K};
 
@@ -104,6 +105,53 @@ struct KvCache {
     f16: bool,
 }
 
+/// How the model's attention runs (see `gpu::ops::attention`).
+#[derive(Clone, Copy, Debug)]
+struct AttentionPlan {
+    /// Slices a decode step splits the cached positions into.
+    decode_splits: u32,
+    /// Slices a step of several tokens splits them into.
+    prefill_splits: u32,
+    /// One thread per (token, head, slice) (`attend_rows`) rather than a workgroup.
+    thread_per_row: bool,
+}
+
+impl AttentionPlan {
+    fn new(ctx: &Context, config: &Config, context_length: u32) -> AttentionPlan {
+        // CPU drivers run a thread per row, in as many slices as lavapipe's loop limit needs
+        // (while that is possible), else a workgroup per row.
+        let rows = AttentionArgs {
+            n_tokens: 1,
+            n_heads: config.n_heads,
+            n_kv_heads: config.n_kv_heads,
+            head_dim: config.head_dim,
+            ctx_len: context_length,
+            kv_f16: true,
+            scale: 1.0,
+            softcap: 0.0,
+            window: 0,
+            splits: 1,
+            q_block: 1,
+            thread_per_row: ctx.tuning.attention_thread_per_row,
+        };
+        let thread_per_row = rows.uses_thread_per_row() && rows.min_splits() <= MAX_SPLITS;
+        let prefill_splits = if thread_per_row { rows.min_splits() } else { 1 };
+        // Decode splits the cached positions so that one head is many workgroups (GPUs) or
+        // threads (CPU drivers). Slices of at least 64.
+        let decode_splits = ctx.tuning.attention_splits.min(context_length.div_ceil(64)).max(prefill_splits).clamp(1, MAX_SPLITS);
+        AttentionPlan { decode_splits, prefill_splits, thread_per_row }
+    }
+
+    /// Slices a step of `n_tokens` tokens splits the cached positions into.
+    fn splits(&self, n_tokens: u32) -> u32 {
+        if n_tokens == 1 {
+            self.decode_splits
+        } else {
+            self.prefill_splits
+        }
+    }
+}
+
 /// What a recorded step computes; steps of the same shape share one [`Recording`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct StepShape {
@@ -142,8 +190,8 @@ pub struct Model {
     kv: KvCache,
     logits_stage: LogitsStage,
     recordings: HashMap<StepShape, Recording>,
-    /// Slices the decode step's attention is split into.
-    decode_splits: u32,
+    /// How attention runs and into how many slices it splits the cached positions.
+    attention: AttentionPlan,
     next_slot: usize,
     /// Dispatches recorded by the last step.
     pub last_dispatches: u32,
@@ -175,13 +223,11 @@ impl Model {
         let f = 4u64;
         let vocab_bytes = c.vocab_size as u64 * f;
         let logit_rows = (ctx.limits.max_storage_binding / vocab_bytes).clamp(1, batch.min(32) as u64) as u32;
-        // Decode splits the cached positions so that one head is many workgroups: GPUs want many,
-        // CPU drivers few (each workgroup costs them a fixed overhead). Slices of at least 64.
-        let decode_splits = ctx.tuning.attention_splits.min(context_length.div_ceil(64)).clamp(1, MAX_SPLITS);
+        let attention = AttentionPlan::new(&ctx, &config, context_length);
         let buf = |name: &str, elems: u64| ctx.storage_buffer(name, elems * f);
         let b = batch as u64;
         let (q_dim, hd) = ((c.n_heads * c.head_dim) as u64, c.head_dim as u64);
-        let scratch_rows = b.max(decode_splits as u64);
+        let scratch_rows = (b * attention.prefill_splits as u64).max(attention.decode_splits as u64);
         let state = RunState {
             batch,
             ids: buf("ids", b)?,
@@ -213,7 +259,7 @@ impl Model {
             state,
             kv,
             recordings: HashMap::new(),
-            decode_splits,
+            attention,
             next_slot: 0,
             last_dispatches: 0,
             last_readback_bytes: 0,
@@ -247,6 +293,11 @@ impl Model {
     /// that decoding creates no bind group.
     pub fn prepare_decode(&mut self, k: u32, penalties: bool) -> Result<()> {
         self.recording(StepShape { n_tokens: 1, logits: Logits::Last, top_k: k, penalties }).map(|_| ())
+    }
+
+    /// Most tokens one step (a prefill chunk) processes.
+    pub fn max_step_tokens(&self) -> u32 {
+        self.state.batch
     }
 
     /// Bytes of GPU memory held (weights, KV cache, activations).
@@ -295,8 +346,7 @@ impl Model {
         if !self.recordings.contains_key(&shape) {
             let ctx = self.ctx.clone();
             let mut step = Step::new(&ctx);
-            let splits = if shape.n_tokens == 1 { self.decode_splits } else { 1 };
-            transformer::record(self, &mut step, shape.n_tokens, shape.logits, splits)?;
+            transformer::record(self, &mut step, shape.n_tokens, shape.logits)?;
             if shape.top_k > 0 && shape.logits == Logits::All {
                 self.logits_stage.record_rows(&ctx, &mut step, &self.state.logits, &self.state.ids, shape.top_k, shape.n_tokens)?;
             } else if shape.top_k > 0 {

@@ -167,7 +167,7 @@ pub enum Logits {
 
 /// Records the forward pass of `n` tokens (ids in `state.ids`) at positions pos0.. (pos0 comes
 /// from the step state when the recording runs).
-pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_splits: u32) -> Result<()> {
+pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits) -> Result<()> {
     let (c, s, w, lay) = (&m.config, &m.state, &m.weights, &m.layout);
     let (hd, f) = (c.head_dim, c.ffn_dim);
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
@@ -222,8 +222,9 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits, attention_spli
             scale: c.attn_scale,
             softcap: c.attn_softcap,
             window: if c.is_local(l as u32) { c.sliding_window } else { 0 },
-            splits: attention_splits,
+            splits: m.attention.splits(n),
             q_block: if n == 1 { 1 } else { m.context().tuning.attention_q_block },
+            thread_per_row: m.attention.thread_per_row,
         };
         attention(step, &s.q, kv, &s.scratch, &s.att, &attn)?;
         add_projection(m, step, b.wo, &s.att, b.post_attn_norm, n)?;

@@ -147,11 +147,10 @@ impl Model {
 
     /// Records a step of `shape` with the context's current variants, outside the cache of
     /// recordings.
-    fn record_for_timing(&mut self, shape: StepShape) -> Result<crate::gpu::Recording> {
+    pub(super) fn record_for_timing(&mut self, shape: StepShape) -> Result<crate::gpu::Recording> {
         let ctx = self.ctx.clone();
         let mut step = Step::new(&ctx);
-        let splits = if shape.n_tokens == 1 { self.decode_splits } else { 1 };
-        super::transformer::record(self, &mut step, shape.n_tokens, shape.logits, splits)?;
+        super::transformer::record(self, &mut step, shape.n_tokens, shape.logits)?;
         Ok(step.finish())
     }
 

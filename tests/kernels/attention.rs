@@ -63,10 +63,18 @@ fn upload_cache(ctx: &Context, cache: &mut [f32], f16: bool) -> wgpu::Buffer {
     ctx.upload_u32("kv f16", &words).unwrap()
 }
 
+/// Checks `a` in both layouts: a workgroup per (token, head, slice), and a thread per one (with
+/// at least the slices that layout needs at this context length).
+fn check_attention(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f32, seed: u64) {
+    check_attention_layout(ctx, AttentionArgs { thread_per_row: false, ..a }, pos0, q_scale, seed);
+    let rows = AttentionArgs { thread_per_row: true, ..a };
+    check_attention_layout(ctx, AttentionArgs { splits: a.splits.max(rows.min_splits()), ..rows }, pos0, q_scale, seed);
+}
+
 /// Runs attention at `pos0` with random q and a random cache (rounded to f16 first for an f16
 /// cache, so the reference sees the same values). Cache positions no query may see (after the last
 /// query's position, before the first query's window) hold large values, so reading them shows.
-fn check_attention(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f32, seed: u64) {
+fn check_attention_layout(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f32, seed: u64) {
     let (d, nh, nkv, ctx_len) = (a.head_dim as usize, a.n_heads as usize, a.n_kv_heads as usize, a.ctx_len as usize);
     let kv_dim = nkv * d;
     let last = (pos0 + a.n_tokens) as usize;
@@ -109,6 +117,7 @@ fn args(n_tokens: u32, pos0: u32, head_dim: u32, splits: u32, kv_f16: bool) -> A
         splits,
         // Prefill blocks of 2 queries (5 tokens: the last block is partial).
         q_block: if n_tokens > 1 { 2 } else { 1 },
+        thread_per_row: false,
     }
 }
 
@@ -187,12 +196,30 @@ fn attention_rejects_bad_shapes() {
         AttentionArgs { n_kv_heads: 0, ..ok },
         AttentionArgs { splits: 0, ..ok },
         AttentionArgs { splits: ops::MAX_SPLITS + 1, ..ok },
+        // A thread per row would go through more positions than lavapipe lets it.
+        AttentionArgs { thread_per_row: true, ctx_len: 2 * ops::attend_rows_max_keys(64), splits: 1, ..ok },
     ] {
         assert!(ops::attention(&mut step, &buf, &buf, &buf, &buf, &a).is_err(), "{a:?}");
     }
     assert!(ops::attention(&mut step, &buf, &buf, &small, &buf, &ok).is_err(), "scratch too small");
     assert_eq!(step.dispatches(), 0);
     ops::attention(&mut step, &buf, &buf, &buf, &buf, &ok).expect("a valid shape");
+}
+
+/// One thread going through the most positions it may (head sizes 64 and 256, without and with a
+/// window): lavapipe cuts an invocation short after 65535 loop iterations, which shows as wrong
+/// outputs if `attend_rows_max_keys` allows too many.
+#[test]
+fn attention_rows_at_the_loop_limit() {
+    let ctx = common::gpu();
+    for (head_dim, with_window, seed) in [(64, false, 41), (256, false, 42), (256, true, 43)] {
+        let max = ops::attend_rows_max_keys(head_dim);
+        let (ctx_len, window) = if with_window { (2 * max, max) } else { (max, 0) };
+        let pos0 = ctx_len - 1;
+        let a = AttentionArgs { thread_per_row: true, ctx_len, window, ..args(1, pos0, head_dim, 1, true) };
+        assert_eq!(a.min_splits(), 1);
+        check_attention_layout(&ctx, a, pos0, 1.0, seed);
+    }
 }
 
 /// One recording replayed at several positions: the kernels read pos0 from the state each run
@@ -225,7 +252,7 @@ fn attention_folds_large_dispatches() {
     let (n_tokens, n_heads) = (64, 32);
     let max = ctx.limits.max_workgroups_per_dim;
     let splits = (max / (n_tokens * n_heads) + 1).min(ops::MAX_SPLITS);
-    let a = AttentionArgs { n_tokens, n_heads, n_kv_heads: 4, head_dim: 2, ctx_len: n_tokens + 3, kv_f16: false, scale: 0.7, softcap: 0.0, window: 0, splits, q_block: 1 };
+    let a = AttentionArgs { n_tokens, n_heads, n_kv_heads: 4, head_dim: 2, ctx_len: n_tokens + 3, kv_f16: false, scale: 0.7, softcap: 0.0, window: 0, splits, q_block: 1, thread_per_row: false };
     if n_tokens * n_heads * splits <= max {
         eprintln!("attention_folds_large_dispatches: {max} workgroups per dimension; no folding to test");
     }
