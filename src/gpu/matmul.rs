@@ -176,6 +176,9 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     }
     if input.norm.is_some() {
         d = d.flag("NORM");
+    } else if tile == 1 && k.is_multiple_of(32) {
+        // Decode rows a block of 32 at a time (`block_dot` in rowdot.wgsl).
+        d = d.flag("BLOCK32");
     }
     match variant.input {
         InputPath::Storage => {}
