@@ -39,6 +39,19 @@ const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= 256
 // suffices (barriers are what costs most on CPU drivers).
 var<workgroup> scores: array<f32, 128>;
 
+// The positions [lo, hi) of slice s of query token t: the s-th of `splits` equal parts of the
+// visible positions [start, pos0 + t] (start > 0 only with a sliding window).
+fn slice_range(t: u32, s: u32) -> vec2<u32> {
+    let kv_len = state.pos0 + t + 1u;
+    var start = 0u;
+    if (p.window > 0u && kv_len > p.window) {
+        start = kv_len - p.window;
+    }
+    let per_split = (kv_len - start + p.splits - 1u) / p.splits;
+    let lo = min(start + s * per_split, kv_len);
+    return vec2<u32>(lo, min(lo + per_split, kv_len));
+}
+
 @compute @workgroup_size(64)
 fn attend(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -68,14 +81,9 @@ fn attend_one(t: u32, h: u32, s: u32, lid: u32, tiles_done: u32) -> u32 {
     let qb = th * d;
     var tile_index = tiles_done;
 
-    let kv_len = state.pos0 + t + 1u;
-    var start = 0u;
-    if (p.window > 0u && kv_len > p.window) {
-        start = kv_len - p.window;
-    }
-    let per_split = (kv_len - start + p.splits - 1u) / p.splits;
-    let lo = min(start + s * per_split, kv_len);
-    let hi = min(lo + per_split, kv_len);
+    let range = slice_range(t, s);
+    let lo = range.x;
+    let hi = range.y;
     var m = -1.0e30;
     var l = 0.0;
     var acc: array<f32, MAX_DIMS_PER_THREAD>;
@@ -172,14 +180,9 @@ fn attend_rows(
     let kvh = h / (p.n_heads / p.n_kv_heads);
     let qb = th * d;
 
-    let kv_len = state.pos0 + t + 1u;
-    var start = 0u;
-    if (p.window > 0u && kv_len > p.window) {
-        start = kv_len - p.window;
-    }
-    let per_split = (kv_len - start + p.splits - 1u) / p.splits;
-    let lo = min(start + s * per_split, kv_len);
-    let hi = min(lo + per_split, kv_len);
+    let range = slice_range(t, s);
+    let lo = range.x;
+    let hi = range.y;
     var m = -1.0e30;
     var l = 0.0;
     // The running output: dimensions 4i .. 4i + 4 in acc[i] (zero-initialised).

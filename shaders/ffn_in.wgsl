@@ -47,6 +47,19 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let lane = lid % G;
+#if ROWS4
+    // Decode, G = 1, RPT = 4: the thread's four consecutive rows together (rowdot.wgsl).
+    prepare_input(lid, 0u);
+    let r4 = ((wid.x + wid.y * nwg.x) * WG + lid) * 4u;
+    let gate4 = row_dot4_0(p.gate_first + r4, p.gate_row_bytes, 0u);
+    let up4 = row_dot4_1(p.up_first + r4, p.up_row_bytes, 0u);
+    for (var j = 0u; j < 4u; j++) {
+        if (r4 + j < p.rows) {
+            let s = scale_of(0u);
+            y[p.y_offset + r4 + j] = activation(gate4[j] * s) * (up4[j] * s);
+        }
+    }
+#else
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
         prepare_input(lid, t0);
         for (var rp = 0u; rp < RPT; rp++) {
@@ -75,4 +88,5 @@ fn main(
         workgroupBarrier();
 #endif
     }
+#endif
 }

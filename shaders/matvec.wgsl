@@ -59,6 +59,17 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let lane = lid % G;
+#if ROWS4
+    // Decode, G = 1, RPT = 4: the thread's four consecutive rows together (rowdot.wgsl).
+    prepare_input(lid, 0u);
+    let r4 = ((wid.x + wid.y * nwg.x) * WG + lid) * 4u;
+    let sums = row_dot4_0(p.first_row + r4, p.row_bytes, 0u);
+    for (var j = 0u; j < 4u; j++) {
+        if (r4 + j < p.rows) {
+            store(0u, r4 + j, sums[j] * scale_of(0u));
+        }
+    }
+#else
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
         prepare_input(lid, t0);
         for (var rp = 0u; rp < RPT; rp++) {
@@ -81,4 +92,5 @@ fn main(
         workgroupBarrier();
 #endif
     }
+#endif
 }

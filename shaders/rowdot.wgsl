@@ -19,35 +19,44 @@ fn x4(xo: u32, e: u32) -> vec4<f32> {
 #endif
 }
 
+// Elements 32b .. 32b + 32 of the input row at xo, loaded once for every row that uses them
+// (CPU drivers load each per lane, even when all lanes read the same address).
+struct X32 {
+    a0: vec4<f32>,
+    a1: vec4<f32>,
+    a2: vec4<f32>,
+    a3: vec4<f32>,
+    b0: vec4<f32>,
+    b1: vec4<f32>,
+    b2: vec4<f32>,
+    b3: vec4<f32>,
+}
+
+fn load_x32(xo: u32, b: u32) -> X32 {
+    let e = b * 32u;
+    return X32(x4(xo, e), x4(xo, e + 4u), x4(xo, e + 8u), x4(xo, e + 12u), x4(xo, e + 16u), x4(xo, e + 20u), x4(xo, e + 24u), x4(xo, e + 28u));
+}
+
 #if Q4_1
-// Σ of block b's 32 weights times the inputs of the row at xo: d · Σ q x + m · Σ x (20-byte
-// blocks stay word-aligned: f16 d, f16 m, then 4 words of nibbles, low nibbles elements 0 .. 16).
-fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
+// Σ of block b's 32 weights times the inputs xs: d · Σ q x + m · Σ x (20-byte blocks stay
+// word-aligned: f16 d, f16 m, then 4 words of nibbles, low nibbles elements 0 .. 16).
+fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let w0 = (row_byte + b * 20u) >> 2u;
     let dm = unpack2x16float(wq_at(w0));
     let q0 = wq_at(w0 + 1u);
     let q1 = wq_at(w0 + 2u);
     let q2 = wq_at(w0 + 3u);
     let q3 = wq_at(w0 + 4u);
-    let e = b * 32u;
-    let xa0 = x4(xo, e);
-    let xa1 = x4(xo, e + 4u);
-    let xa2 = x4(xo, e + 8u);
-    let xa3 = x4(xo, e + 12u);
-    let xb0 = x4(xo, e + 16u);
-    let xb1 = x4(xo, e + 20u);
-    let xb2 = x4(xo, e + 24u);
-    let xb3 = x4(xo, e + 28u);
-    let qx = nib_lo(q0) * xa0 + nib_lo(q1) * xa1 + nib_lo(q2) * xa2 + nib_lo(q3) * xa3
-        + nib_hi(q0) * xb0 + nib_hi(q1) * xb1 + nib_hi(q2) * xb2 + nib_hi(q3) * xb3;
-    let sx = xa0 + xa1 + xa2 + xa3 + xb0 + xb1 + xb2 + xb3;
+    let qx = nib_lo(q0) * xs.a0 + nib_lo(q1) * xs.a1 + nib_lo(q2) * xs.a2 + nib_lo(q3) * xs.a3
+        + nib_hi(q0) * xs.b0 + nib_hi(q1) * xs.b1 + nib_hi(q2) * xs.b2 + nib_hi(q3) * xs.b3;
+    let sx = xs.a0 + xs.a1 + xs.a2 + xs.a3 + xs.b0 + xs.b1 + xs.b2 + xs.b3;
     return dm.x * dot(qx, vec4<f32>(1.0)) + dm.y * dot(sx, vec4<f32>(1.0));
 }
 #elif Q8_0
-// Σ of block b's 32 weights times the inputs of the row at xo: d · Σ q x. A 34-byte block starts
-// at an even byte: at a word boundary its 32 quants start 2 bytes into a word (each quant word is
-// spliced from two), else they are word-aligned after d. Nine words cover either case.
-fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
+// Σ of block b's 32 weights times the inputs xs: d · Σ q x. A 34-byte block starts at an even
+// byte: at a word boundary its 32 quants start 2 bytes into a word (each quant word is spliced
+// from two), else they are word-aligned after d. Nine words cover either case.
+fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let base = row_byte + b * 34u;
     let w0 = base >> 2u;
     let odd = (base & 2u) != 0u;
@@ -61,22 +70,66 @@ fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
     let v7 = wq_at(w0 + 7u);
     let v8 = wq_at(w0 + 8u);
     let d = unpack2x16float(select(v0, v0 >> 16u, odd)).x;
-    let e = b * 32u;
-    var s = dot(i8x4(select((v0 >> 16u) | (v1 << 16u), v1, odd)), x4(xo, e));
-    s += dot(i8x4(select((v1 >> 16u) | (v2 << 16u), v2, odd)), x4(xo, e + 4u));
-    s += dot(i8x4(select((v2 >> 16u) | (v3 << 16u), v3, odd)), x4(xo, e + 8u));
-    s += dot(i8x4(select((v3 >> 16u) | (v4 << 16u), v4, odd)), x4(xo, e + 12u));
-    s += dot(i8x4(select((v4 >> 16u) | (v5 << 16u), v5, odd)), x4(xo, e + 16u));
-    s += dot(i8x4(select((v5 >> 16u) | (v6 << 16u), v6, odd)), x4(xo, e + 20u));
-    s += dot(i8x4(select((v6 >> 16u) | (v7 << 16u), v7, odd)), x4(xo, e + 24u));
-    s += dot(i8x4(select((v7 >> 16u) | (v8 << 16u), v8, odd)), x4(xo, e + 28u));
+    var s = dot(i8x4(select((v0 >> 16u) | (v1 << 16u), v1, odd)), xs.a0);
+    s += dot(i8x4(select((v1 >> 16u) | (v2 << 16u), v2, odd)), xs.a1);
+    s += dot(i8x4(select((v2 >> 16u) | (v3 << 16u), v3, odd)), xs.a2);
+    s += dot(i8x4(select((v3 >> 16u) | (v4 << 16u), v4, odd)), xs.a3);
+    s += dot(i8x4(select((v4 >> 16u) | (v5 << 16u), v5, odd)), xs.b0);
+    s += dot(i8x4(select((v5 >> 16u) | (v6 << 16u), v6, odd)), xs.b1);
+    s += dot(i8x4(select((v6 >> 16u) | (v7 << 16u), v7, odd)), xs.b2);
+    s += dot(i8x4(select((v7 >> 16u) | (v8 << 16u), v8, odd)), xs.b3);
     return d * s;
 }
+#endif
+
+#if BLOCK_X32
+// Block b of a row, and of four consecutive rows sharing the input loads (Q4_1, Q8_0).
+fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
+    return block_dot_x(row_byte, b, load_x32(xo, b));
+}
+fn block_dot4(r0: u32, row_bytes: u32, b: u32, xo: u32) -> vec4<f32> {
+    let xs = load_x32(xo, b);
+    return vec4<f32>(block_dot_x(r0, b, xs), block_dot_x(r0 + row_bytes, b, xs), block_dot_x(r0 + 2u * row_bytes, b, xs), block_dot_x(r0 + 3u * row_bytes, b, xs));
+}
 #else
-// Σ of the 32 weights of units 4b .. 4b + 4 times the inputs of the row at xo.
+// Σ of the 32 weights of units 4b .. 4b + 4 times the inputs of the row at xo (a unit's eight
+// elements need not be consecutive: k-quants pair low and high nibbles 32 apart).
 fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
     let u = 4u * b;
     return dot8(load8(row_byte, u), xo) + dot8(load8(row_byte, u + 1u), xo) + dot8(load8(row_byte, u + 2u), xo) + dot8(load8(row_byte, u + 3u), xo);
+}
+// Unit u of four consecutive rows, the input loaded once (the unit's elements are the same in
+// every row).
+fn unit_dot4(r0: u32, row_bytes: u32, u: u32, xo: u32) -> vec4<f32> {
+    let w0 = load8(r0, u);
+    let w1 = load8(r0 + row_bytes, u);
+    let w2 = load8(r0 + 2u * row_bytes, u);
+    let w3 = load8(r0 + 3u * row_bytes, u);
+    let xa = x4(xo, w0.ia);
+    let xb = x4(xo, w0.ib);
+    return vec4<f32>(dot(w0.a, xa) + dot(w0.b, xb), dot(w1.a, xa) + dot(w1.b, xb), dot(w2.a, xa) + dot(w2.b, xb), dot(w3.a, xa) + dot(w3.b, xb));
+}
+fn block_dot4(r0: u32, row_bytes: u32, b: u32, xo: u32) -> vec4<f32> {
+    let u = 4u * b;
+    return unit_dot4(r0, row_bytes, u, xo) + unit_dot4(r0, row_bytes, u + 1u, xo) + unit_dot4(r0, row_bytes, u + 2u, xo) + unit_dot4(r0, row_bytes, u + 3u, xo);
+}
+#endif
+
+#if ROWS4
+// Decode: Σ_k W[row + j, k] · x[t0, k] for the four rows j = 0 .. 4 at once (G = 1), each
+// input load shared by the four. Rows past the matrix read clamped words; their sums are unused.
+fn row_dot4(row: u32, row_bytes: u32, t0: u32) -> vec4<f32> {
+    let xo = x_row(t0);
+    var acc = vec4<f32>(0.0);
+#if INTERLEAVED
+    acc = vec4<f32>(row_dot(row, row_bytes, 0u, t0).a.x, row_dot(row + 1u, row_bytes, 0u, t0).a.x, row_dot(row + 2u, row_bytes, 0u, t0).a.x, row_dot(row + 3u, row_bytes, 0u, t0).a.x);
+#else
+    let r0 = row * row_bytes;
+    for (var b = 0u; b < p.k / 32u; b++) {
+        acc += block_dot4(r0, row_bytes, b, xo);
+    }
+#endif
+    return acc;
 }
 #endif
 

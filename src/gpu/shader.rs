@@ -132,6 +132,10 @@ impl Kernel {
                 readers.push_str(ROWDOT_WGSL);
             }
             let mut typed = defines.clone().flag(ty.name());
+            if matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0) {
+                // Types whose whole blocks rowdot.wgsl reads with `block_dot_x`.
+                typed = typed.flag("BLOCK_X32");
+            }
             if defines.is_set(LAYOUT_DEFINES[i]) {
                 typed = typed.flag("INTERLEAVED");
             }
