@@ -148,9 +148,10 @@ fn attend_one(t: u32, h: u32, s: u32, lid: u32, tiles_done: u32) -> u32 {
 // workgroup (CPU drivers, whose SIMD lanes each run a thread: no barrier, no workgroup memory;
 // a workgroup's neighbouring threads are the slices and heads of one or two tokens, so their
 // loops run about as long). Thread id = (t * n_heads + h) * splits + s; q_block is unused.
-// head_dim is a multiple of 16: each loop iteration takes 16 dimensions, because lavapipe ends
-// any invocation after 65535 loop iterations in all (its guard against endless loops); the host
-// splits the positions so that a slice stays under that (ops::attend_rows_max_keys).
+// head_dim is a multiple of 16 and loops take 8 or 16 dimensions and 4 keys per iteration,
+// because lavapipe ends any invocation after 65535 loop iterations in all (its guard against
+// endless loops); the host splits the positions so that a slice stays under that
+// (ops::attend_rows_max_keys).
 const ROW_WG: u32 = 16u;
 
 // Elements e .. e + 4 of the cache (e a multiple of 4).
@@ -187,22 +188,37 @@ fn attend_rows(
     var l = 0.0;
     // The running output: dimensions 4i .. 4i + 4 in acc[i] (zero-initialised).
     var acc: array<vec4<f32>, 64>;
-    for (var j = lo; j < hi; j++) {
-        let kb = kv_elem(0u, j, kvh * d);
-        var dot4 = vec4<f32>(0.0);
-        for (var i = 0u; i < d; i += 16u) {
-            dot4 += q_read4(qb + i) * kv_read4(kb + i);
-            dot4 += q_read4(qb + i + 4u) * kv_read4(kb + i + 4u);
-            dot4 += q_read4(qb + i + 8u) * kv_read4(kb + i + 8u);
-            dot4 += q_read4(qb + i + 12u) * kv_read4(kb + i + 12u);
+    // Keys in groups of four, so that each q load (a load per lane on CPU drivers) and each
+    // update of acc serves four keys. Keys at hi or after weigh 0; their reads are clamped.
+    for (var j0 = lo; j0 < hi; j0 += 4u) {
+        let last = hi - 1u;
+        let kb0 = kv_elem(0u, j0, kvh * d);
+        let kb1 = kv_elem(0u, min(j0 + 1u, last), kvh * d);
+        let kb2 = kv_elem(0u, min(j0 + 2u, last), kvh * d);
+        let kb3 = kv_elem(0u, min(j0 + 3u, last), kvh * d);
+        var dot0 = vec4<f32>(0.0);
+        var dot1 = vec4<f32>(0.0);
+        var dot2 = vec4<f32>(0.0);
+        var dot3 = vec4<f32>(0.0);
+        for (var i = 0u; i < d; i += 8u) {
+            let qa = q_read4(qb + i);
+            let qc = q_read4(qb + i + 4u);
+            dot0 += qa * kv_read4(kb0 + i) + qc * kv_read4(kb0 + i + 4u);
+            dot1 += qa * kv_read4(kb1 + i) + qc * kv_read4(kb1 + i + 4u);
+            dot2 += qa * kv_read4(kb2 + i) + qc * kv_read4(kb2 + i + 4u);
+            dot3 += qa * kv_read4(kb3 + i) + qc * kv_read4(kb3 + i + 4u);
         }
-        var score = (dot4.x + dot4.y + dot4.z + dot4.w) * p.scale;
+        let one = vec4<f32>(1.0);
+        var score = vec4<f32>(dot(dot0, one), dot(dot1, one), dot(dot2, one), dot(dot3, one)) * p.scale;
         if (p.softcap > 0.0) {
-            score = p.softcap * tanh_accurate(score / p.softcap);
+            let c = p.softcap;
+            score = c * vec4<f32>(tanh_accurate(score.x / c), tanh_accurate(score.y / c), tanh_accurate(score.z / c), tanh_accurate(score.w / c));
         }
+        score = select(vec4<f32>(-1.0e30), score, vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u) < vec4<u32>(hi));
         // Online softmax: what came before is rescaled only when the maximum grows.
-        if (score > m) {
-            let alpha = exp(m - score);
+        let group_max = max(max(score.x, score.y), max(score.z, score.w));
+        if (group_max > m) {
+            let alpha = exp(m - group_max);
             l *= alpha;
             for (var i = 0u; i < d / 4u; i += 4u) {
                 acc[i] *= alpha;
@@ -210,16 +226,18 @@ fn attend_rows(
                 acc[i + 2u] *= alpha;
                 acc[i + 3u] *= alpha;
             }
-            m = score;
+            m = group_max;
         }
-        let pj = exp(score - m);
-        l += pj;
-        let vb = kv_elem(1u, j, kvh * d);
-        for (var i = 0u; i < d / 4u; i += 4u) {
-            acc[i] += pj * kv_read4(vb + 4u * i);
-            acc[i + 1u] += pj * kv_read4(vb + 4u * i + 4u);
-            acc[i + 2u] += pj * kv_read4(vb + 4u * i + 8u);
-            acc[i + 3u] += pj * kv_read4(vb + 4u * i + 12u);
+        let pj = exp(score - vec4<f32>(m));
+        l += dot(pj, one);
+        let vb0 = kv_elem(1u, j0, kvh * d);
+        let vb1 = kv_elem(1u, min(j0 + 1u, last), kvh * d);
+        let vb2 = kv_elem(1u, min(j0 + 2u, last), kvh * d);
+        let vb3 = kv_elem(1u, min(j0 + 3u, last), kvh * d);
+        for (var i = 0u; i < d; i += 8u) {
+            let a = i / 4u;
+            acc[a] += pj.x * kv_read4(vb0 + i) + pj.y * kv_read4(vb1 + i) + pj.z * kv_read4(vb2 + i) + pj.w * kv_read4(vb3 + i);
+            acc[a + 1u] += pj.x * kv_read4(vb0 + i + 4u) + pj.y * kv_read4(vb1 + i + 4u) + pj.z * kv_read4(vb2 + i + 4u) + pj.w * kv_read4(vb3 + i + 4u);
         }
     }
     let o = (th * p.splits + s) * (d + 2u);

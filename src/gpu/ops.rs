@@ -72,10 +72,11 @@ pub const MAX_SPLITS: u32 = 64;
 /// loops, counted over all the invocation's loops; the results are then wrong, silently).
 const LAVAPIPE_LOOP_LIMIT: u32 = 65535;
 
-/// Most cached positions one `attend_rows` thread can go through on lavapipe: each costs it
-/// 3 · head_dim / 16 + 1 loop iterations (with a margin for the loops before and after).
+/// Most cached positions one `attend_rows` thread can go through on lavapipe: each group of 4
+/// costs it up to 5 · head_dim / 16 + 1 loop iterations (scores and values 8 dimensions per
+/// iteration, a rescale 16; with a margin for the loops before and after).
 pub fn attend_rows_max_keys(head_dim: u32) -> u32 {
-    (LAVAPIPE_LOOP_LIMIT - head_dim / 4 - 64) / (3 * head_dim / 16 + 1)
+    4 * ((LAVAPIPE_LOOP_LIMIT - head_dim / 4 - 64) / (5 * head_dim / 16 + 1))
 }
 
 impl AttentionArgs {
