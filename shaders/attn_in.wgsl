@@ -94,6 +94,24 @@ fn main(
     let lane = lid % G;
 
     prepare_input(lid, t0);
+#if ROWS4
+    // Decode, G = 1: a thread takes four consecutive rows of the head together (rowdot.wgsl).
+    for (var r = 4u * lid; r < hd; r += 4u * WG) {
+        var acc4 = vec4<f32>(0.0);
+        if (kind == 0u) {
+            acc4 = row_dot4_0(p.q_first + head * hd + r, p.q_row_bytes, 0u);
+        } else if (kind == 1u) {
+            acc4 = row_dot4_1(p.k_first + head * hd + r, p.k_row_bytes, 0u);
+        } else {
+            acc4 = row_dot4_2(p.v_first + head * hd + r, p.v_row_bytes, 0u);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if (r + j < hd) {
+                vals[r + j] = acc4[j] * scale_of(0u);
+            }
+        }
+    }
+#else
     for (var r0 = 0u; r0 < hd; r0 += WG / G) {
         let r = r0 + lid / G;
         let valid = r < hd;
@@ -114,6 +132,7 @@ fn main(
             }
         }
     }
+#endif
     workgroupBarrier();
 
     var bias = p.q_bias;

@@ -178,10 +178,10 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
         d = d.flag("NORM");
     } else if tile == 1 && k.is_multiple_of(32) {
         // Decode rows a block of 32 at a time (`block_dot` in rowdot.wgsl); with one thread per
-        // row and four rows per thread, matvec and ffn_in take the four rows together, sharing
-        // each input load (`row_dot4`).
+        // row and four rows per thread, the kernels take the four rows together, sharing
+        // each input load (`row_dot4`); attn_in takes a head's rows four at a time.
         d = d.flag("BLOCK32");
-        if g == 1 && variant.rows_per_thread == 4 && kernel != MatrixKernel::AttnIn {
+        if g == 1 && variant.rows_per_thread == 4 {
             d = d.flag("ROWS4");
         }
     }

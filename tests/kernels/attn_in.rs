@@ -256,6 +256,11 @@ pub fn check_some(ctx: &Context, seed: u64) {
     check_attn_in(ctx, AttnInCase { norm: false, ..base_case(64, 3, 0, false) }, seed + 2);
     check_attn_in(ctx, AttnInCase { n_heads: 1, ..all(base_case(256, 9, 7, true)) }, seed + 3);
     check_attn_in(ctx, AttnInCase { neox: true, n_rot: 32, ..base_case(80, 4, 7, false) }, seed + 4);
+    // Decode without a fused input norm (the path that takes rows four at a time with t1r4):
+    // separate matrices of three types, and a fused one whose heads are not a multiple of 4.
+    let types = [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K];
+    check_attn_in(ctx, AttnInCase { norm: false, types, ..all(base_case(64, 1, 5, true)) }, seed + 5);
+    check_attn_in(ctx, AttnInCase { norm: false, fused: true, n_rot: 34, ..base_case(66, 1, 3, false) }, seed + 6);
 }
 
 const TYPE_SETS: [[GgmlType; 3]; 4] = [
