@@ -76,7 +76,7 @@ fn main() {
     }
     ctx.force_variant(None);
     let scratch = buf(64 * 9 * 66);
-    for (splits, t, thread_per_row) in [(1u32, 1u32, false), (2, 1, false), (8, 1, false), (1, 8, false), (2, 1, true), (8, 1, true), (16, 1, true), (1, 8, true)] {
+    for (splits, t, thread_per_row) in [(1u32, 1u32, false), (2, 1, false), (8, 1, false), (1, 8, false), (1, 1, true), (2, 1, true), (8, 1, true), (16, 1, true), (1, 8, true)] {
         let a = AttentionArgs {
             n_tokens: t, n_heads: 9, n_kv_heads: 3, head_dim: 64, ctx_len: 4096, kv_f16: true,
             scale: 0.125, softcap: 0.0, window: 0, splits, q_block: t, thread_per_row,

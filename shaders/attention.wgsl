@@ -29,6 +29,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
 @group(0) @binding(3) var<storage, read> kv: array<u32>;
+// The slices' partial results; with SINGLE_SLICE (attend_rows, splits = 1) the attention output
+// itself, [n_tokens, n_heads, head_dim] f32, and no combine follows.
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
 const TILE: u32 = 64u;
@@ -240,6 +242,16 @@ fn attend_rows(
             acc[a + 1u] += pj.x * kv_read4(vb0 + i + 4u) + pj.y * kv_read4(vb1 + i + 4u) + pj.z * kv_read4(vb2 + i + 4u) + pj.w * kv_read4(vb3 + i + 4u);
         }
     }
+#if SINGLE_SLICE
+    // The whole row in one slice (never empty): its output directly (part is the output).
+    for (var i = 0u; i < d / 4u; i++) {
+        let v = acc[i] / l;
+        part[qb + 4u * i] = v.x;
+        part[qb + 4u * i + 1u] = v.y;
+        part[qb + 4u * i + 2u] = v.z;
+        part[qb + 4u * i + 3u] = v.w;
+    }
+#else
     let o = (th * p.splits + s) * (d + 2u);
     part[o] = m;
     part[o + 1u] = l;
@@ -250,4 +262,5 @@ fn attend_rows(
         part[o + 4u + 4u * i] = v.z;
         part[o + 5u + 4u * i] = v.w;
     }
+#endif
 }

@@ -128,7 +128,8 @@ struct CombineParams {
 
 /// Causal GQA attention of queries at positions pos0 + t (pos0 from the step state), split over
 /// the cached positions (flash-decoding: one workgroup — or with `thread_per_row` one thread — per
-/// (token, head, slice), then a combine).
+/// (token, head, slice), then a combine; a thread per row in a single slice writes the output
+/// itself, in one dispatch).
 /// q, out: [n_tokens, n_heads, head_dim];  kv: the layer's cache (`shaders/kv.wgsl`);
 /// scratch: at least [`AttentionArgs::scratch_elems`] f32.
 pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: &wgpu::Buffer, out: &wgpu::Buffer, a: &AttentionArgs) -> Result<(), GpuError> {
@@ -166,6 +167,11 @@ pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: 
     let defines = if a.kv_f16 { Defines::new().flag("KV_F16") } else { Defines::new() };
     let rows = a.n_tokens * a.n_heads;
     let buffers = [Bind::Read(q), Bind::Read(kv), Bind::Write(scratch)];
+    if a.uses_thread_per_row() && a.splits == 1 {
+        // Each thread holds a whole row: it writes the output, no combine.
+        let buffers = [Bind::Read(q), Bind::Read(kv), Bind::Write(out)];
+        return step.dispatch(Kernel::Attention, "attend_rows", &defines.clone().flag("SINGLE_SLICE"), &params, &buffers, rows.div_ceil(ATTEND_ROWS_WORKGROUP));
+    }
     if a.uses_thread_per_row() {
         step.dispatch(Kernel::Attention, "attend_rows", &defines, &params, &buffers, (rows * a.splits).div_ceil(ATTEND_ROWS_WORKGROUP))?;
     } else {
