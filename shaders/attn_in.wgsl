@@ -67,7 +67,7 @@ struct Params {
 // The projected values of the unit's head for the TT tokens: vals[i * head_dim + d].
 var<workgroup> vals: array<f32, 2048>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size({{WORKGROUP}})
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

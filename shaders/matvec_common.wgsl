@@ -7,7 +7,7 @@
 // where barriers are expensive); TT = TILE_T tokens (1, 4, 8 or 16) are handled per pass so that each
 // dequantized weight is reused across them (prefill); matvec and ffn_in also take TT = 16.
 
-const WG: u32 = 64u;
+const WG: u32 = {{WORKGROUP}}u;
 const G: u32 = {{ROW_THREADS}}u;
 const TT: u32 = {{TILE_T}}u;
 // Passes of WG / G rows one workgroup makes (matvec, ffn_in), sharing the input's preparation.
