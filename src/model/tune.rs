@@ -5,7 +5,7 @@
 //! After the weights are in, [`Model::tune`] records the decode step and a 16-token prefill
 //! chunk once per candidate variant,
 //! times each distinct matrix shape's dispatch alone (wall clock around a wait for the GPU, best
-//! of a few), and keeps the fastest per shape in the context. Choices are cached by the caller
+//! of a few runs, the candidates taking turns), and keeps the fastest per shape in the context. Choices are cached by the caller
 //! per adapter, driver and ferrolm version (the CLI in a file in the user cache directory, the
 //! browser package in `localStorage`), so later loads skip the timing.
 
@@ -43,11 +43,11 @@ pub struct TuneReport {
 
 /// Tokens of the prefill chunk whose shapes are tuned (one full tile of matvec and ffn_in).
 const PREFILL_TILE: u32 = 16;
-/// Dispatches per timed submission, and timed submissions per candidate and shape.
+/// Dispatches per timed submission; timed submissions per candidate and shape in a prefill chunk
+/// and (cheaper, so more of them) in the decode step.
 const REPS: u32 = 1;
 const TRIALS: usize = 2;
-/// Dispatches of one shape timed per candidate (a model repeats each shape once per block).
-const SAMPLES_PER_SHAPE: usize = 1;
+const DECODE_TRIALS: usize = 5;
 
 /// The variants worth timing on this adapter, the adapter's decode default first (in prefill,
 /// where an input path does not apply, a variant reads storage).
@@ -115,20 +115,8 @@ impl Model {
             let candidates = candidates(&ctx);
             report.candidates = candidates.iter().map(|c| c.to_string()).collect();
             let mut best: BTreeMap<MatrixShape, (f64, MatrixVariant)> = BTreeMap::new();
-            for candidate in candidates {
-                ctx.force_variant(Some(candidate));
-                let mut timed = Vec::new();
-                for (step, shapes) in &to_time {
-                    match self.time_shapes(*step, shapes).await {
-                        Ok(t) => timed.extend(t),
-                        Err(e) => {
-                            ctx.force_variant(None);
-                            return Err(e);
-                        }
-                    }
-                }
-                ctx.force_variant(None);
-                for (shape, seconds) in timed {
+            for (step, shapes) in &to_time {
+                for (shape, candidate, seconds) in self.time_candidates(*step, shapes, &candidates).await? {
                     let entry = best.entry(shape).or_insert((f64::INFINITY, candidate));
                     if seconds < entry.0 {
                         *entry = (seconds, candidate);
@@ -154,30 +142,46 @@ impl Model {
         Ok(step.finish())
     }
 
-    /// Seconds per dispatch of each shape in `shapes` with the current variants: the best of a
-    /// few timed submissions of a few of its dispatches in the step.
-    async fn time_shapes(&mut self, step: StepShape, shapes: &[MatrixShape]) -> Result<Vec<(MatrixShape, f64)>> {
+    /// Seconds per dispatch of each shape in `shapes` with each candidate variant: the fastest of
+    /// a few timed runs of the shape's first dispatch in `step` recorded with that variant. The
+    /// candidates take turns, one run each per round, so that a slow spell of the machine (other
+    /// processes, a busy host) weighs on all of them alike.
+    async fn time_candidates(&mut self, step: StepShape, shapes: &[MatrixShape], candidates: &[MatrixVariant]) -> Result<Vec<(MatrixShape, MatrixVariant, f64)>> {
         let ctx = self.ctx.clone();
-        let recording = self.record_for_timing(step)?;
+        let mut recordings = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            ctx.force_variant(Some(*candidate));
+            let recording = self.record_for_timing(step);
+            ctx.force_variant(None);
+            recordings.push(recording?);
+        }
+        // Per candidate, the first dispatch of each shape (None where the shape is not recorded).
+        let ops: Vec<Vec<Option<usize>>> =
+            recordings.iter().map(|r| shapes.iter().map(|shape| r.shapes().position(|s| s.as_ref() == Some(shape))).collect()).collect();
         let state = StepState::at(0);
-        let mut out = Vec::new();
-        for shape in shapes {
-            let ops: Vec<usize> = recording.shapes().enumerate().filter(|(_, s)| s.as_ref() == Some(shape)).map(|(i, _)| i).take(SAMPLES_PER_SHAPE).collect();
-            let mut total = 0.0;
-            for &i in &ops {
-                // The first run compiles nothing more but touches the memory; not timed.
-                recording.run_one(&ctx, &state, i, 1);
-                ctx.wait_idle().await?;
-                let mut fastest = f64::INFINITY;
-                for _ in 0..TRIALS {
+        let trials = if step.n_tokens == 1 { DECODE_TRIALS } else { TRIALS };
+        let mut fastest = vec![vec![f64::INFINITY; shapes.len()]; candidates.len()];
+        // Round 0 compiles nothing more but touches the memory; not timed.
+        for round in 0..=trials {
+            for (c, recording) in recordings.iter().enumerate() {
+                for (s, op) in ops[c].iter().enumerate() {
+                    let Some(i) = *op else { continue };
                     let clock = Clock::start();
                     recording.run_one(&ctx, &state, i, REPS);
                     ctx.wait_idle().await?;
-                    fastest = fastest.min(clock.seconds() / REPS as f64);
+                    if round > 0 {
+                        fastest[c][s] = fastest[c][s].min(clock.seconds() / REPS as f64);
+                    }
                 }
-                total += fastest;
             }
-            out.push((*shape, total / ops.len().max(1) as f64));
+        }
+        let mut out = Vec::new();
+        for (c, candidate) in candidates.iter().enumerate() {
+            for (s, shape) in shapes.iter().enumerate() {
+                if ops[c][s].is_some() {
+                    out.push((*shape, *candidate, fastest[c][s]));
+                }
+            }
         }
         Ok(out)
     }
