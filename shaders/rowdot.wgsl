@@ -88,7 +88,9 @@ fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
     return block_dot_x(row_byte, b, load_x32(xo, b));
 }
 fn block_dot4(r0: u32, row_bytes: u32, b: u32, xo: u32) -> vec4<f32> {
-    let xs = load_x32(xo, b);
+    return block_dot4_x(r0, row_bytes, b, load_x32(xo, b));
+}
+fn block_dot4_x(r0: u32, row_bytes: u32, b: u32, xs: X32) -> vec4<f32> {
     return vec4<f32>(block_dot_x(r0, b, xs), block_dot_x(r0 + row_bytes, b, xs), block_dot_x(r0 + 2u * row_bytes, b, xs), block_dot_x(r0 + 3u * row_bytes, b, xs));
 }
 #else

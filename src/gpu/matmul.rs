@@ -78,6 +78,8 @@ struct MatrixSetup<'b> {
     /// Tokens per pass (TILE_T): the shape's, or fewer so that a uniform input fits.
     tile: u32,
     variant: MatrixVariant,
+    /// Decode with four rows per thread taken together (ROWS4).
+    rows4: bool,
     /// Threads per workgroup (WORKGROUP).
     workgroup: u32,
     defines: Defines,
@@ -196,7 +198,7 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     }
     let workgroup = if rows4 && kernel == MatrixKernel::Matvec { rows4_workgroup(rows) } else { MATRIX_WORKGROUP };
     d = d.constant("WORKGROUP", workgroup);
-    MatrixSetup { shape, tile, variant, workgroup, defines: d, input: *input, uniform_bytes }
+    MatrixSetup { shape, tile, variant, rows4, workgroup, defines: d, input: *input, uniform_bytes }
 }
 
 /// Threads of a matvec workgroup taking four rows each (ROWS4, CPU drivers): 64, or 16 where
@@ -354,6 +356,10 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     let mut defines = setup.defines.clone().matrix(0, gate.w).matrix(1, up.w);
     if glu == Glu::GeGlu {
         defines = defines.flag("GEGLU");
+    }
+    let whole_blocks = |w: &WeightMatrix| matches!(w.ty, GgmlType::Q4_1 | GgmlType::Q8_0) && !w.interleaved();
+    if setup.rows4 && whole_blocks(gate.w) && whole_blocks(up.w) {
+        defines = defines.flag("GATE_UP_X32");
     }
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
     let rows_per_workgroup = setup.rows_per_workgroup();
