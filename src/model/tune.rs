@@ -48,6 +48,9 @@ const PREFILL_TILE: u32 = 16;
 const REPS: u32 = 1;
 const TRIALS: usize = 2;
 const DECODE_TRIALS: usize = 5;
+/// A dispatch slower than this is timed TRIALS times even in the decode step (Gemma 3's
+/// 262144-row output head: five runs per candidate would add seconds to the tuning).
+const LONG_DISPATCH_SECONDS: f64 = 0.02;
 
 /// The variants worth timing on this adapter, the adapter's decode default first (in prefill,
 /// where an input path does not apply, a variant reads storage).
@@ -143,7 +146,8 @@ impl Model {
     }
 
     /// Seconds per dispatch of each shape in `shapes` with each candidate variant: the fastest of
-    /// a few timed runs of the shape's first dispatch in `step` recorded with that variant. The
+    /// a few timed runs (more for quick dispatches of the decode step) of the shape's first
+    /// dispatch in `step` recorded with that variant. The
     /// candidates take turns, one run each per round, so that a slow spell of the machine (other
     /// processes, a busy host) weighs on all of them alike.
     async fn time_candidates(&mut self, step: StepShape, shapes: &[MatrixShape], candidates: &[MatrixVariant]) -> Result<Vec<(MatrixShape, MatrixVariant, f64)>> {
@@ -166,6 +170,9 @@ impl Model {
             for (c, recording) in recordings.iter().enumerate() {
                 for (s, op) in ops[c].iter().enumerate() {
                     let Some(i) = *op else { continue };
+                    if round > TRIALS && fastest[c][s] > LONG_DISPATCH_SECONDS {
+                        continue;
+                    }
                     let clock = Clock::start();
                     recording.run_one(&ctx, &state, i, REPS);
                     ctx.wait_idle().await?;
