@@ -357,7 +357,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     if glu == Glu::GeGlu {
         defines = defines.flag("GEGLU");
     }
-    let whole_blocks = |w: &WeightMatrix| matches!(w.ty, GgmlType::Q4_1 | GgmlType::Q8_0) && !w.interleaved();
+    let whole_blocks = |w: &WeightMatrix| super::shader::reads_whole_blocks(w.ty) && !w.interleaved();
     if setup.rows4 && whole_blocks(gate.w) && whole_blocks(up.w) {
         defines = defines.flag("GATE_UP_X32");
     }

@@ -48,6 +48,12 @@ const MATH_WGSL: &str = include_str!("../../shaders/math.wgsl");
 const KV_WGSL: &str = include_str!("../../shaders/kv.wgsl");
 const STATE_WGSL: &str = include_str!("../../shaders/state.wgsl");
 
+/// Block types whose whole 32-element blocks rowdot.wgsl reads at once with `block_dot_x`
+/// (BLOCK_X32), the input loaded once per block (`load_x32`) and shareable between rows.
+pub(super) fn reads_whole_blocks(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0)
+}
+
 /// A hash (FNV-1a, 64 bits, hex) of every WGSL source: part of the key under which autotuning
 /// choices are cached, so that a build whose kernels changed times them again even when the
 /// version number did not.
@@ -132,8 +138,7 @@ impl Kernel {
                 readers.push_str(ROWDOT_WGSL);
             }
             let mut typed = defines.clone().flag(ty.name());
-            if matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0) {
-                // Types whose whole blocks rowdot.wgsl reads with `block_dot_x`.
+            if reads_whole_blocks(ty) {
                 typed = typed.flag("BLOCK_X32");
             }
             if defines.is_set(LAYOUT_DEFINES[i]) {

@@ -3,11 +3,11 @@
 //! Which matrix-kernel variant (`gpu::variant`) is fastest depends on the device: CPU Vulkan
 //! drivers want one thread per row and the input in a uniform buffer, GPUs many threads per row.
 //! After the weights are in, [`Model::tune`] records the decode step and a 16-token prefill
-//! chunk once per candidate variant,
-//! times each distinct matrix shape's dispatch alone (wall clock around a wait for the GPU, best
-//! of a few runs, the candidates taking turns), and keeps the fastest per shape in the context. Choices are cached by the caller
-//! per adapter, driver and ferrolm version (the CLI in a file in the user cache directory, the
-//! browser package in `localStorage`), so later loads skip the timing.
+//! chunk once per candidate variant, times each distinct matrix shape's dispatch alone (wall
+//! clock around a wait for the GPU, best of a few runs, the candidates taking turns), and keeps
+//! the fastest per shape in the context. Choices are cached by the caller per adapter, driver and
+//! ferrolm version (the CLI in a file in the user cache directory, the browser package in
+//! `localStorage`), so later loads skip the timing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -147,9 +147,9 @@ impl Model {
 
     /// Seconds per dispatch of each shape in `shapes` with each candidate variant: the fastest of
     /// a few timed runs (more for quick dispatches of the decode step) of the shape's first
-    /// dispatch in `step` recorded with that variant. The
-    /// candidates take turns, one run each per round, so that a slow spell of the machine (other
-    /// processes, a busy host) weighs on all of them alike.
+    /// dispatch in `step` recorded with that variant. The candidates take turns, one run each
+    /// per round, so that a slow spell of the machine (other processes, a busy host) weighs on
+    /// all of them alike.
     async fn time_candidates(&mut self, step: StepShape, shapes: &[MatrixShape], candidates: &[MatrixVariant]) -> Result<Vec<(MatrixShape, MatrixVariant, f64)>> {
         let ctx = self.ctx.clone();
         let mut recordings = Vec::with_capacity(candidates.len());
