@@ -41,9 +41,11 @@ pub struct Tuning {
     /// a workgroup's 64 threads each recomputed every softmax weight of a key tile between
     /// barriers, 36 % of a lavapipe prefill; see the README's performance notes).
     pub attention_thread_per_row: bool,
-    /// Decode matrix kernels stage the (normalised) input row in workgroup memory once per
-    /// workgroup instead of reading it, and the norm weight, from storage for every row.
-    pub stage_input: bool,
+    /// Where the decode matrix kernels read their input row by default (the autotuner may choose
+    /// otherwise per shape). CPU drivers: a uniform buffer (where the row fits one; else staged
+    /// once per workgroup in workgroup memory), which every fresh tuning on lavapipe picked over
+    /// the staged row; GPUs: storage.
+    pub decode_input: InputPath,
     /// Passes of rows one matvec / ffn_in workgroup makes (CPU drivers: several, so that each
     /// workgroup's set-up — the input norm, the staged row — serves more rows).
     pub rows_per_thread: u32,
@@ -62,7 +64,7 @@ pub struct Tuning {
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, stage_input: cpu, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, separate_input_norm: true }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, separate_input_norm: true }
     }
 }
 
@@ -254,7 +256,7 @@ impl Context {
     /// The adapter's default variant for a token tile of `tokens` (see [`Tuning`]).
     pub fn default_variant(&self, tokens: u32) -> MatrixVariant {
         let t = &self.tuning;
-        let input = if t.stage_input && tokens == 1 { InputPath::Workgroup } else { InputPath::Storage };
+        let input = if tokens == 1 { t.decode_input } else { InputPath::Storage };
         MatrixVariant { row_threads: t.matmul_row_threads, rows_per_thread: t.rows_per_thread, input, subgroup: false }
     }
 

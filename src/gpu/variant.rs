@@ -18,7 +18,7 @@ use std::fmt;
 use crate::quant::GgmlType;
 
 /// Where a matrix kernel reads its input row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum InputPath {
     /// Read from the storage buffer for every row.
     Storage,

@@ -60,10 +60,11 @@ pub fn candidates(ctx: &Context) -> Vec<MatrixVariant> {
     let subgroup = ctx.limits.subgroup_min_size;
     let mut list = vec![ctx.default_variant(1)];
     if ctx.tuning.matmul_row_threads == 1 {
-        // CPU drivers: one thread per row; where the input row lives matters most.
-        // (Storage inputs and 8-lane subgroup rows never won on lavapipe: not worth their
-        // compile time.)
-        list.extend([v(1, 4, InputPath::Uniform), v(1, 1, InputPath::Uniform)]);
+        // CPU drivers: one thread per row, the input row in a uniform buffer (the default, four
+        // rows per thread) or one row per thread. (Storage or workgroup-staged inputs and 8-lane
+        // subgroup rows never won on lavapipe once the input norm had its own dispatch: not
+        // worth their compile and timing.)
+        list.push(v(1, 1, InputPath::Uniform));
     } else {
         list.extend([
             v(16, 1, InputPath::Uniform),
