@@ -13,7 +13,7 @@
 //! On lavapipe (Mesa 22) a storage-buffer load whose address differs per lane is compiled to a
 //! loop over the 8 SIMD lanes that inserts each lane's word into a vector through the stack, a
 //! store-forwarding stall per lane and word; texel fetches are gathered without that (README,
-//! "Where the matrix kernels' time goes on lavapipe").
+//! "Why the matrix kernels stop at ~1 GB/s on lavapipe").
 use ferrolm::gpu::Context;
 use std::time::Instant;
 
@@ -46,13 +46,15 @@ fn raw_reads(ctx: &Context) {
         let (decl, body) = match kind {
             "storage u32" => ("var<storage, read> w: array<u32>", "for (var j = 0u; j < 64u; j++) { acc += w[i * 64u + j]; }"),
             "storage vec4" => ("var<storage, read> w: array<vec4<u32>>", "for (var j = 0u; j < 16u; j++) { acc += xor4(w[i * 16u + j]); }"),
-            "texture rgba32uint" => ("var w: texture_2d<u32>", "for (var j = 0u; j < 16u; j++) { let t = i * 16u + j; acc += xor4(textureLoad(w, vec2<u32>(t % 4096u, t / 4096u), 0)); }"),
+            "texture rgba32uint" => ("var w: texture_2d<u32>", "for (var j = 0u; j < 16u; j++) { let t = i * 16u + j; acc += xor4(textureLoad(w, texel(t), 0)); }"),
             _ => ("var<uniform> w: array<vec4<u32>, 4096>", "for (var j = 0u; j < 16u; j++) { acc += xor4(w[(i * 16u + j) & 4095u]); }"),
         };
+        let texel_fn = texel_fn();
         let source = format!(
             "@group(0) @binding(0) {decl};
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 fn xor4(v: vec4<u32>) -> u32 {{ return v.x ^ v.y ^ v.z ^ v.w; }}
+{texel_fn}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
     let i = gid.x;
@@ -93,9 +95,9 @@ fn output_head(ctx: &Context) {
     for path in ["storage", "texture"] {
         let (decl, load) = match path {
             "storage" => ("var<storage, read> wq: array<vec4<u32>>;\n@group(0) @binding(3) var<storage, read> ws: array<vec4<u32>>", "W[t]"),
-            _ => ("var wq: texture_2d<u32>;\n@group(0) @binding(3) var ws: texture_2d<u32>", "textureLoad(W, vec2<u32>(t % 4096u, t / 4096u), 0)"),
+            _ => ("var wq: texture_2d<u32>;\n@group(0) @binding(3) var ws: texture_2d<u32>", "textureLoad(W, texel(t), 0)"),
         };
-        let source = HEAD_SHADER.replace("{{DECL}}", decl).replace("{{QUANTS}}", &load.replace('W', "wq")).replace("{{SCALES}}", &load.replace('W', "ws"));
+        let source = HEAD_SHADER.replace("{{TEXEL_FN}}", &texel_fn()).replace("{{DECL}}", decl).replace("{{QUANTS}}", &load.replace('W', "wq")).replace("{{SCALES}}", &load.replace('W', "ws"));
         let (quants, scales) = match path {
             "storage" => (quant_buffer.as_entire_binding(), scale_buffer.as_entire_binding()),
             _ => (wgpu::BindingResource::TextureView(&quant_texture), wgpu::BindingResource::TextureView(&scale_texture)),
@@ -110,11 +112,12 @@ fn output_head(ctx: &Context) {
 }
 
 /// The output head's kernel; `{{DECL}}` declares `wq` and `ws`, `{{QUANTS}}` / `{{SCALES}}` read
-/// their texel `t`.
+/// their texel `t`, `{{TEXEL_FN}}` is [`texel_fn`].
 const HEAD_SHADER: &str = "
 @group(0) @binding(0) {{DECL}};
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> x: array<vec4<f32>, 144>;
+{{TEXEL_FN}}
 fn quants(t: u32) -> vec4<u32> { return {{QUANTS}}; }
 fn scales(t: u32) -> vec4<u32> { return {{SCALES}}; }
 fn i8x4(v: u32) -> vec4<f32> {
@@ -144,6 +147,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     for (var j = 0u; j < 4u; j++) { out[r0 + j] = acc[j]; }
 }";
+
+/// WGSL `texel(t)`: where [`texture`] put texel `t`.
+fn texel_fn() -> String {
+    format!("fn texel(t: u32) -> vec2<u32> {{ return vec2<u32>(t % {TEX_WIDTH}u, t / {TEX_WIDTH}u); }}")
+}
 
 /// A storage buffer holding `words`.
 fn storage(ctx: &Context, words: &[u32]) -> wgpu::Buffer {
