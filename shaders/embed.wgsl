@@ -16,7 +16,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+#if TX0
+@group(0) @binding(2) var wq_0: texture_2d<u32>;
+#else
 @group(0) @binding(2) var<storage, read> wq_0: array<u32>;
+#endif
 @group(0) @binding(3) var<storage, read> ids: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 

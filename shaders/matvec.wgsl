@@ -35,7 +35,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 #endif
 @group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
+#if TX0
+@group(0) @binding(4) var wq_0: texture_2d<u32>;
+#else
 @group(0) @binding(4) var<storage, read> wq_0: array<u32>;
+#endif
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 fn store(t: u32, r: u32, value: f32) {

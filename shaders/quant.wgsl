@@ -1,4 +1,5 @@
-// Block readers for GGML weights stored raw (their GGUF byte layout) in `wq: array<u32>`.
+// Block readers for GGML weights stored raw (their GGUF byte layout) in `wq: array<u32>` (or, with
+// TEXTURE, in `wq: texture_2d<u32>`).
 //
 // Every type provides `load8(row_byte, u) -> W8`: eight dequantized weights of the row whose first
 // byte is `row_byte` (from `row_start`). Units u = 0 .. k/8 cover every element of the row exactly once; which
@@ -25,9 +26,14 @@ fn row_start(row: u32, row_bytes: u32) -> u32 {
 #endif
 }
 
-// Word i of the weights as the readers address them (see row_start).
+// Word i of the weights as the readers address them (see row_start). TEXTURE: the words are in
+// an rgba32uint texture `wq`, four per texel, texel t at (t mod 2^TEX_SHIFT, t >> TEX_SHIFT)
+// (CPU drivers gather texel fetches far faster than storage loads; `gpu::weights`).
 fn wq_at(i: u32) -> u32 {
-#if INTERLEAVED
+#if TEXTURE
+    let t = i >> 2u;
+    return textureLoad(wq, vec2<u32>(t & ((1u << {{TEX_SHIFT}}u) - 1u), t >> {{TEX_SHIFT}}u), 0)[i & 3u];
+#elif INTERLEAVED
     return wq[il_base + i * 8u];
 #else
     return wq[i];

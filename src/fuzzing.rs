@@ -101,6 +101,7 @@ const LIMITS: DeviceLimits = DeviceLimits {
     max_invocations_per_workgroup: 1024,
     max_workgroup_storage: 32768,
     max_uniform_binding: 65536,
+    max_texture_rows: 8192,
     shader_f16: false,
     subgroups: false,
     subgroup_min_size: 0,

@@ -80,20 +80,30 @@ fn run_with(ctx: &Context, state: StepState, record: impl FnOnce(&mut Step) -> R
     step.submit(None);
 }
 
+/// Where a test context keeps weight matrices (`gpu::weights`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Memory {
+    /// Storage buffers, the raw GGUF layout.
+    Storage,
+    /// Storage buffers, rows interleaved in groups of 8.
+    Interleaved,
+    /// `rgba32uint` textures (the default on CPU drivers such as lavapipe).
+    Texture,
+}
+
 /// A context of its own that runs every matrix kernel with the variant `name` (the shared one
 /// uses the adapter's defaults: one thread per row on lavapipe, so the cross-lane reduction and
-/// the other input paths would otherwise never run here).
-/// Its weights are in the interleaved row layout or not (`interleaved`; the shared context on
-/// lavapipe interleaves).
-fn gpu_with_variant(name: &str, interleaved: bool) -> Arc<Context> {
-    static CONTEXTS: Mutex<Option<HashMap<(String, bool), Arc<Context>>>> = Mutex::new(None);
+/// the other input paths would otherwise never run here), its weights kept in `memory`.
+fn gpu_with_variant(name: &str, memory: Memory) -> Arc<Context> {
+    static CONTEXTS: Mutex<Option<HashMap<(String, Memory), Arc<Context>>>> = Mutex::new(None);
     let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
     contexts
         .get_or_insert_with(HashMap::new)
-        .entry((name.to_string(), interleaved))
+        .entry((name.to_string(), memory))
         .or_insert_with(|| {
             let mut ctx = pollster::block_on(Context::new()).expect("a second GPU context");
-            ctx.tuning.interleave_rows = interleaved;
+            ctx.tuning.interleave_rows = memory == Memory::Interleaved;
+            ctx.tuning.weights_in_textures = memory == Memory::Texture;
             ctx.force_variant(Some(MatrixVariant::parse(name).expect("a variant name")));
             Arc::new(ctx)
         })
@@ -149,7 +159,15 @@ fn random_matrix(ty: GgmlType, k: u32, n_rows: u32, seed: u64) -> (Vec<u8>, Vec<
 /// Uploads `bytes` as a `[n_rows, k]` matrix; with `rows_per_part` (even, so parts stay 4-byte
 /// aligned) the matrix is split into parts of that many rows, otherwise `allocate` decides.
 fn upload_matrix(ctx: &Context, ty: GgmlType, k: u32, n_rows: u32, bytes: &[u8], rows_per_part: Option<u32>) -> WeightMatrix {
-    let w = match rows_per_part {
+    let w = allocate_matrix(ctx, ty, k, n_rows, rows_per_part);
+    assert_eq!(w.byte_len(), bytes.len() as u64);
+    w.write(ctx, 0, bytes);
+    w
+}
+
+/// The matrix [`upload_matrix`] writes into.
+fn allocate_matrix(ctx: &Context, ty: GgmlType, k: u32, n_rows: u32, rows_per_part: Option<u32>) -> WeightMatrix {
+    match rows_per_part {
         None => WeightMatrix::allocate(ctx, "w", ty, k as u64, n_rows as u64).expect("allocate"),
         Some(rpp) => {
             assert!(rpp % 2 == 0);
@@ -158,9 +176,21 @@ fn upload_matrix(ctx: &Context, ty: GgmlType, k: u32, n_rows: u32, bytes: &[u8],
             assert_eq!(w.parts.len(), n_rows.div_ceil(rpp) as usize, "{ty}: parts of {rpp} rows for {n_rows} rows");
             w
         }
-    };
+    }
+}
+
+/// [`upload_matrix`] in `n` in-order writes of uneven lengths (multiples of 4 bytes, as
+/// `WeightStore::feed` delivers them), so that texels and rows straddle writes.
+fn upload_matrix_in_chunks(ctx: &Context, ty: GgmlType, k: u32, n_rows: u32, bytes: &[u8], rows_per_part: Option<u32>, n: usize) -> WeightMatrix {
+    let w = allocate_matrix(ctx, ty, k, n_rows, rows_per_part);
     assert_eq!(w.byte_len(), bytes.len() as u64);
-    w.write(ctx, 0, bytes);
+    let mut cuts: Vec<usize> = (1..n).map(|i| (bytes.len() * i / n + i * 12) / 4 * 4).filter(|c| *c < bytes.len()).collect();
+    cuts.insert(0, 0);
+    cuts.push(bytes.len());
+    cuts.dedup();
+    for pair in cuts.windows(2) {
+        w.write(ctx, pair[0] as u64, &bytes[pair[0]..pair[1]]);
+    }
     w
 }
 
@@ -250,6 +280,9 @@ struct MatvecCase {
     norm: bool,
     /// Output soft-cap (0 = off).
     softcap: f32,
+    /// Upload the weights in this many uneven in-order writes (as the loader streams them)
+    /// instead of one.
+    chunks: Option<usize>,
 }
 
 impl MatvecCase {
@@ -266,6 +299,7 @@ impl MatvecCase {
             rows_per_part: Some(split_rows(n_rows)),
             norm: false,
             softcap: 0.0,
+            chunks: None,
         }
     }
     fn normed(self) -> Self {
@@ -278,7 +312,10 @@ impl MatvecCase {
 fn check_matvec(ctx: &Context, c: MatvecCase, seed: u64) {
     let (k, n_rows, n_tokens) = (c.k as usize, c.n_rows as usize, c.n_tokens as usize);
     let (bytes, w_ref) = random_matrix(c.ty, c.k, c.n_rows, seed);
-    let w = upload_matrix(ctx, c.ty, c.k, c.n_rows, &bytes, c.rows_per_part);
+    let w = match c.chunks {
+        None => upload_matrix(ctx, c.ty, c.k, c.n_rows, &bytes, c.rows_per_part),
+        Some(n) => upload_matrix_in_chunks(ctx, c.ty, c.k, c.n_rows, &bytes, c.rows_per_part, n),
+    };
 
     let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
     let x_stride = k + c.x_pad as usize;
@@ -399,6 +436,26 @@ fn matvec_iq4_nl() {
 #[test]
 fn matvec_iq4_xs() {
     check_matvec_odd_shapes(GgmlType::IQ4_XS);
+}
+
+/// Weights streamed in uneven in-order writes (texels, rows and parts straddling writes) read
+/// back the same as one write, for every type, in textures, raw storage and interleaved rows;
+/// and on lavapipe (a CPU driver) the default keeps weights in textures.
+#[test]
+fn matvec_weights_written_in_uneven_chunks() {
+    let shared = common::gpu();
+    let cpu = shared.adapter_name.contains("llvmpipe");
+    let w = WeightMatrix::allocate(&shared, "w", GgmlType::Q4_0, 64, 3).expect("allocate");
+    assert!(!cpu || w.in_textures(), "lavapipe's default weights are textures");
+    for (m, memory) in [Memory::Texture, Memory::Storage, Memory::Interleaved].into_iter().enumerate() {
+        let ctx = gpu_with_variant("t1r4-uniform", memory);
+        for (i, ty) in GPU_TYPES.into_iter().enumerate() {
+            let seed = 7300 + (m * 100 + i * 4) as u64;
+            let k = row_len(ty, 160);
+            check_matvec(&ctx, MatvecCase { chunks: Some(7), ..MatvecCase::dense(ty, 37, k, 1) }, seed);
+            check_matvec(&ctx, MatvecCase { chunks: Some(23), rows_per_part: None, ..MatvecCase::dense(ty, 21, 1024, 3) }, seed + 1);
+        }
+    }
 }
 
 /// x_offset / x_stride / y_stride variants, accumulate, norm and soft-cap, for every type, decode
@@ -727,11 +784,14 @@ fn rms_norm_rows() {
 // kernel variants
 // ---------------------------------------------------------------------------------------------
 
-/// The matrix kernels run with the variant `name` for every shape, weights interleaved or not:
-/// matvec for every type (decode rows that fit the variant's input path, inputs at unaligned
+/// The matrix kernels run with the variant `name` for every shape, weights in `memory`: matvec
+/// for every type (decode rows that fit the variant's input path, inputs at unaligned
 /// offsets that fall back to storage), ffn_in and attn_in.
-fn check_variant(name: &str, interleaved: bool, seed: u64) {
-    let ctx = gpu_with_variant(name, interleaved);
+fn check_variant(name: &str, memory: Memory, seed: u64) {
+    let ctx = gpu_with_variant(name, memory);
+    let in_textures = memory == Memory::Texture;
+    let w = WeightMatrix::allocate(&ctx, "w", GgmlType::Q4_0, 64, 3).expect("allocate");
+    assert_eq!((w.in_textures(), w.interleaved()), (in_textures, memory == Memory::Interleaved), "{memory:?}");
     let shape = MatrixShape { kernel: MatrixKernel::Matvec, ty: GgmlType::Q4_0, rows: 1, k: 32, tokens: 1 };
     assert_eq!(ctx.matrix_variant(&shape).to_string(), name);
     for (i, ty) in GPU_TYPES.into_iter().enumerate() {
@@ -759,32 +819,32 @@ fn check_variant(name: &str, interleaved: bool, seed: u64) {
 
 #[test]
 fn matrix_kernels_one_thread_per_row_input_in_storage() {
-    check_variant("t1r1-storage", false, 9000);
+    check_variant("t1r1-storage", Memory::Storage, 9000);
 }
 
 #[test]
 fn matrix_kernels_one_thread_per_row_input_uniform() {
-    check_variant("t1r4-uniform", true, 9100);
+    check_variant("t1r4-uniform", Memory::Texture, 9100);
 }
 
 #[test]
 fn matrix_kernels_one_thread_per_row_input_staged() {
-    check_variant("t1r2-workgroup", true, 9200);
+    check_variant("t1r2-workgroup", Memory::Interleaved, 9200);
 }
 
 #[test]
 fn matrix_kernels_16_threads_per_row() {
-    check_variant("t16r1-storage", false, 9300);
+    check_variant("t16r1-storage", Memory::Texture, 9300);
 }
 
 #[test]
 fn matrix_kernels_8_threads_per_row_subgroup_reduction() {
-    check_variant("t8r1-uniform-sg", true, 9500);
+    check_variant("t8r1-uniform-sg", Memory::Interleaved, 9500);
 }
 
 #[test]
 fn matrix_kernels_64_threads_per_row_input_uniform() {
-    check_variant("t64r2-uniform", true, 9400);
+    check_variant("t64r2-uniform", Memory::Storage, 9400);
 }
 
 /// A token tile that was not tuned (speculative decoding's 4- and 8-token verify steps) runs the

@@ -18,6 +18,8 @@ pub struct DeviceLimits {
     pub max_workgroup_storage: u32,
     /// Largest range of one uniform-buffer binding in bytes.
     pub max_uniform_binding: u64,
+    /// Largest 2D texture side: the most rows a weight texture may have.
+    pub max_texture_rows: u32,
     pub shader_f16: bool,
     pub subgroups: bool,
     /// The adapter's smallest subgroup (0 without subgroup support): kernels may shuffle within
@@ -53,6 +55,10 @@ pub struct Tuning {
     /// SIMD lanes each compute a row. Off by default: on lavapipe it measured no faster than the
     /// raw layout (LLVM still gathers), see the README's performance notes.
     pub interleave_rows: bool,
+    /// Weight matrices live in `rgba32uint` textures rather than storage buffers (CPU drivers:
+    /// lavapipe gathers texel fetches about twice as fast as per-lane storage loads; see
+    /// `gpu::weights`). Decided when a matrix is allocated.
+    pub weights_in_textures: bool,
     /// The model normalises a matrix kernel's input once per token in its own small dispatch
     /// (`gpu::ops::rms_norm`) instead of every workgroup of the kernel recomputing the norm
     /// (`matmul::Input::normed`). On every adapter: on a CPU driver the per-workgroup barrier
@@ -64,7 +70,7 @@ pub struct Tuning {
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, separate_input_norm: true }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, separate_input_norm: true }
     }
 }
 
@@ -152,6 +158,7 @@ impl Context {
             max_invocations_per_workgroup: required_limits.max_compute_invocations_per_workgroup,
             max_workgroup_storage: required_limits.max_compute_workgroup_storage_size,
             max_uniform_binding: required_limits.max_uniform_buffer_binding_size,
+            max_texture_rows: required_limits.max_texture_dimension_2d,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },

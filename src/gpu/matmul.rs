@@ -282,7 +282,7 @@ pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer
                 softcap: out.softcap,
                 _pad: [0; 3],
             };
-            let buffers = [tile.x, Bind::Read(input.vecs), Bind::Read(&part.buffer), Bind::Write(y)];
+            let buffers = [tile.x, Bind::Read(input.vecs), part.bind(), Bind::Write(y)];
             step.tag_next(setup.shape);
             step.dispatch(Kernel::Matvec, "main", &defines, &params, &buffers, part.rows.div_ceil(rows_per_workgroup))?;
         }
@@ -302,7 +302,7 @@ impl<'b> Rows<'b> {
     pub fn all(w: &'b WeightMatrix) -> Self {
         Rows { w, first: 0 }
     }
-    fn single_part(&self, count: u32, k: u32) -> Result<&'b wgpu::Buffer, GpuError> {
+    fn single_part(&self, count: u32, k: u32) -> Result<Bind<'b>, GpuError> {
         let w = self.w;
         if w.parts.len() != 1 || self.first + count > w.n_rows || w.k != k {
             return Err(GpuError::Shape(format!(
@@ -315,7 +315,7 @@ impl<'b> Rows<'b> {
                 self.first + count
             )));
         }
-        Ok(&w.parts[0].buffer)
+        Ok(w.parts[0].bind())
     }
 }
 
@@ -378,7 +378,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
             up_row_bytes: up.w.row_bytes as u32,
             y_offset: tile.t0 * hidden,
         };
-        let buffers = [tile.x, Bind::Read(input.vecs), Bind::Read(gate_buf), Bind::Read(up_buf), Bind::Write(y)];
+        let buffers = [tile.x, Bind::Read(input.vecs), gate_buf, up_buf, Bind::Write(y)];
         step.tag_next(setup.shape);
         step.dispatch(Kernel::FfnIn, "main", &defines, &params, &buffers, hidden.div_ceil(rows_per_workgroup))?;
     }
@@ -524,9 +524,9 @@ pub fn attn_in(
         let binds = [
             tile.x,
             Bind::Read(input.vecs),
-            Bind::Read(buffers[0]),
-            Bind::Read(buffers[1]),
-            Bind::Read(buffers[2]),
+            buffers[0],
+            buffers[1],
+            buffers[2],
             Bind::Write(q_out),
             Bind::Write(kv),
         ];
@@ -561,7 +561,7 @@ pub fn embed(step: &mut Step, w: &WeightMatrix, ids: &wgpu::Buffer, out: &wgpu::
             scale,
             _pad: [0; 2],
         };
-        let buffers = [Bind::Read(&part.buffer), Bind::Read(ids), Bind::Write(out)];
+        let buffers = [part.bind(), Bind::Read(ids), Bind::Write(out)];
         step.dispatch(Kernel::Embed, "main", &defines, &params, &buffers, n_tokens)?;
     }
     Ok(())

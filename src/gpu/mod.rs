@@ -12,7 +12,7 @@ mod weights;
 pub use context::{Context, DeviceLimits, Tuning};
 pub use shader::{instance, preprocess, Access, Defines, Kernel, PipelineCache};
 pub use step::{fold_workgroups, Bind, Recording, Step, StepState};
-pub use weights::{gpu_supports, WeightMatrix, WeightPart};
+pub use weights::{gpu_supports, PartMemory, WeightMatrix, WeightPart};
 
 /// Errors from the GPU runtime. Display is one line naming the problem.
 #[derive(Debug, thiserror::Error)]

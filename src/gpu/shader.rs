@@ -144,6 +144,9 @@ impl Kernel {
             if defines.is_set(LAYOUT_DEFINES[i]) {
                 typed = typed.flag("INTERLEAVED");
             }
+            if defines.is_set(TEXTURE_DEFINES[i]) {
+                typed = typed.flag("TEXTURE").constant("TEX_SHIFT", super::weights::TEXTURE_WIDTH_LOG2);
+            }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
         }
         Ok(out)
@@ -154,6 +157,9 @@ impl Kernel {
 pub const TYPE_DEFINES: [&str; 3] = ["T0", "T1", "T2"];
 /// The flags saying matrix 0, 1, 2 has its rows interleaved (`gpu::weights`).
 const LAYOUT_DEFINES: [&str; 3] = ["IL0", "IL1", "IL2"];
+/// The flags saying matrix 0, 1, 2 is bound as a texture (`gpu::weights`; the kernels declare
+/// `wq_i` as `texture_2d<u32>` then).
+const TEXTURE_DEFINES: [&str; 3] = ["TX0", "TX1", "TX2"];
 
 /// The defines one variant of a kernel is built with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,10 +183,17 @@ impl Defines {
     pub fn matrix_type(self, i: usize, ty: GgmlType) -> Self {
         self.constant(TYPE_DEFINES[i], ty.id())
     }
-    /// Sets the block type and the layout of the weight matrix read as matrix `i`.
+    /// Sets the block type, the layout and the binding kind of the weight matrix read as
+    /// matrix `i`.
     pub fn matrix(self, i: usize, w: &super::WeightMatrix) -> Self {
-        let d = self.matrix_type(i, w.ty);
-        if w.interleaved() { d.flag(LAYOUT_DEFINES[i]) } else { d }
+        let mut d = self.matrix_type(i, w.ty);
+        if w.interleaved() {
+            d = d.flag(LAYOUT_DEFINES[i]);
+        }
+        if w.in_textures() {
+            d = d.flag(TEXTURE_DEFINES[i]);
+        }
+        d
     }
     fn get(&self, name: &str) -> Option<u32> {
         self.0.get(name).copied()
@@ -264,13 +277,15 @@ pub fn instance(source: &str, suffix: &str) -> String {
     out
 }
 
-/// How a kernel binds a buffer from `@binding(2)` on: storage read or written, or a uniform
-/// (a small input row the kernel reads from the uniform address space).
+/// How a kernel binds a buffer from `@binding(2)` on: storage read or written, a uniform (a
+/// small input row the kernel reads from the uniform address space), or a `texture_2d<u32>`
+/// (texture-backed weights).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
     ReadWrite,
     Uniform,
+    Texture,
 }
 
 type PipelineKey = (Kernel, &'static str, Defines);
@@ -302,13 +317,18 @@ impl PipelineCache {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i as u32 + 2,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match a {
-                        Access::Uniform => wgpu::BufferBindingType::Uniform,
-                        _ => wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                ty: match a {
+                    Access::Texture => wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Uint,
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
                     },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
+                    Access::Uniform => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+                    _ => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
                 },
                 count: None,
             });

@@ -43,7 +43,7 @@ impl StepState {
     }
 }
 
-/// A buffer a dispatch binds, and how.
+/// A buffer (or weight texture) a dispatch binds, and how.
 #[derive(Clone, Copy)]
 pub enum Bind<'b> {
     /// Read-only storage.
@@ -53,6 +53,8 @@ pub enum Bind<'b> {
     /// `size` bytes from byte `offset` (a multiple of the device's uniform offset alignment) as a
     /// uniform buffer.
     Uniform(&'b wgpu::Buffer, u64, u64),
+    /// A `texture_2d<u32>` of weight words (`gpu::weights`, texture-backed parts).
+    Texture(&'b wgpu::TextureView),
 }
 
 impl Bind<'_> {
@@ -61,16 +63,23 @@ impl Bind<'_> {
             Bind::Read(_) => Access::Read,
             Bind::Write(_) => Access::ReadWrite,
             Bind::Uniform(..) => Access::Uniform,
+            Bind::Texture(_) => Access::Texture,
         }
     }
+}
+
+/// An owned [`Bind`]: a buffer with its bound range (None: all of it), or a texture view.
+enum Bound {
+    Buffer(wgpu::Buffer, Option<(u64, u64)>),
+    Texture(wgpu::TextureView),
 }
 
 struct PendingDispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     layout: Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     params_len: u64,
-    /// Each buffer with its bound range (None: all of it).
-    buffers: Vec<(wgpu::Buffer, Option<(u64, u64)>)>,
+    /// What is bound from `@binding(2)` on.
+    buffers: Vec<Bound>,
     workgroups: (u32, u32),
     /// The matrix shape a matrix-kernel dispatch computes (what the autotuner times).
     shape: Option<MatrixShape>,
@@ -136,8 +145,9 @@ impl<'a> Step<'a> {
             layout,
             params_len: bytes.len().next_multiple_of(16) as u64,
             buffers: buffers.iter().map(|b| match b {
-                Bind::Read(b) | Bind::Write(b) => ((*b).clone(), None),
-                Bind::Uniform(b, offset, size) => ((*b).clone(), Some((*offset, *size))),
+                Bind::Read(b) | Bind::Write(b) => Bound::Buffer((*b).clone(), None),
+                Bind::Uniform(b, offset, size) => Bound::Buffer((*b).clone(), Some((*offset, *size))),
+                Bind::Texture(view) => Bound::Texture((*view).clone()),
             }).collect(),
             workgroups: fold_workgroups(workgroups, self.ctx.limits.max_workgroups_per_dim),
             label: match self.next_shape {
@@ -183,10 +193,11 @@ impl<'a> Step<'a> {
                         }),
                     },
                 ];
-                for (j, (b, range)) in d.buffers.iter().enumerate() {
-                    let resource = match range {
-                        None => b.as_entire_binding(),
-                        Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b, offset: *offset, size: wgpu::BufferSize::new(*size) }),
+                for (j, bound) in d.buffers.iter().enumerate() {
+                    let resource = match bound {
+                        Bound::Buffer(b, None) => b.as_entire_binding(),
+                        Bound::Buffer(b, Some((offset, size))) => wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b, offset: *offset, size: wgpu::BufferSize::new(*size) }),
+                        Bound::Texture(view) => wgpu::BindingResource::TextureView(view),
                     };
                     entries.push(wgpu::BindGroupEntry { binding: j as u32 + 2, resource });
                 }

@@ -6,6 +6,16 @@
 //! from 8 rows. The interleaved layout
 //! is filled on the GPU: each chunk of file bytes is uploaded as it arrives and a kernel scatters
 //! its words (`shaders/interleave.wgsl`), so nothing but the chunk is staged.
+//!
+//! Two kinds of memory (`Tuning::weights_in_textures`): storage buffers, or — on CPU drivers —
+//! `rgba32uint` textures holding the raw layout's words four to a texel, row-major,
+//! [`TEXTURE_WIDTH`] texels per texture row. Lavapipe turns a storage load whose address differs
+//! per SIMD lane into a loop over the lanes with a stack round trip per lane, but gathers texel
+//! fetches in one go: the same reads run about twice as fast from a texture (README,
+//! "Texture-backed weights on CPU drivers"). Chunks are written texel by texel as they arrive;
+//! a texel split between two chunks waits (at most 15 bytes) for the next one.
+
+use std::sync::Mutex;
 
 use super::step::Bind;
 use super::{Context, GpuError, Kernel, Step};
@@ -14,9 +24,25 @@ use crate::quant::GgmlType;
 /// Largest part we create, whatever the device allows: kernels address bytes with u32.
 const MAX_PART_BYTES: u64 = 1 << 31;
 
-/// One storage buffer holding rows `[first_row, first_row + rows)` of a matrix.
+/// log2 of the texels per row of a weight texture (`shaders/quant.wgsl`'s `TEX_SHIFT`).
+pub const TEXTURE_WIDTH_LOG2: u32 = 11;
+/// Texels per row of a weight texture: 2048 texels, 32 KiB.
+pub const TEXTURE_WIDTH: u32 = 1 << TEXTURE_WIDTH_LOG2;
+/// Bytes per `rgba32uint` texel.
+const TEXEL_BYTES: u64 = 16;
+
+/// Where a part's bytes live.
+pub enum PartMemory {
+    /// A storage buffer (`array<u32>` in the kernels).
+    Buffer(wgpu::Buffer),
+    /// An `rgba32uint` texture, byte b in component (b / 4) % 4 of texel b / 16, texel t at
+    /// (t % TEXTURE_WIDTH, t / TEXTURE_WIDTH) (`texture_2d<u32>` in the kernels).
+    Texture { texture: wgpu::Texture, view: wgpu::TextureView },
+}
+
+/// One storage buffer or texture holding rows `[first_row, first_row + rows)` of a matrix.
 pub struct WeightPart {
-    pub buffer: wgpu::Buffer,
+    pub memory: PartMemory,
     pub first_row: u32,
     pub rows: u32,
     /// Byte offset of this part's first row within the tensor's data.
@@ -34,6 +60,36 @@ pub struct WeightMatrix {
     pub parts: Vec<WeightPart>,
     /// Rows interleaved in groups of [`INTERLEAVE`] (else the raw layout).
     interleaved: bool,
+    /// Texture-backed parts only: the bytes of a texel that a write left incomplete, waiting for
+    /// the next write (see [`WeightMatrix::write`]).
+    partial_texel: Mutex<Option<PartialTexel>>,
+}
+
+/// The start of a texel that one write ended in the middle of.
+struct PartialTexel {
+    part: usize,
+    /// The texel's first byte within the part (a multiple of 16).
+    dst: u64,
+    /// Its bytes so far (fewer than 16).
+    bytes: Vec<u8>,
+}
+
+impl WeightPart {
+    /// How a kernel binds the part (as `wq_i`).
+    pub fn bind(&self) -> Bind<'_> {
+        match &self.memory {
+            PartMemory::Buffer(buffer) => Bind::Read(buffer),
+            PartMemory::Texture { view, .. } => Bind::Texture(view),
+        }
+    }
+
+    /// Bytes of GPU memory held.
+    pub fn gpu_bytes(&self) -> u64 {
+        match &self.memory {
+            PartMemory::Buffer(buffer) => buffer.size(),
+            PartMemory::Texture { texture, .. } => texture.width() as u64 * texture.height() as u64 * TEXEL_BYTES,
+        }
+    }
 }
 
 /// Rows per interleaved group (a CPU driver's SIMD width in 32-bit lanes).
@@ -58,8 +114,18 @@ impl WeightMatrix {
     /// Allocates GPU parts for a `[n_rows, k]` matrix of type `ty` (contents are written later with
     /// [`WeightMatrix::write`]). Errors if the type has no GPU kernel or one row exceeds a binding.
     pub fn allocate(ctx: &Context, name: &str, ty: GgmlType, k: u64, n_rows: u64) -> Result<WeightMatrix, GpuError> {
-        let max_part = ctx.limits.max_storage_binding.min(ctx.limits.max_buffer_size).min(MAX_PART_BYTES);
-        Self::allocate_with_part_limit(ctx, name, ty, k, n_rows, max_part)
+        Self::allocate_with_part_limit(ctx, name, ty, k, n_rows, Self::part_limit(ctx))
+    }
+
+    /// The most bytes [`WeightMatrix::allocate`] puts in one part on this device: one storage
+    /// binding, or one texture of the largest size the device allows.
+    pub fn part_limit(ctx: &Context) -> u64 {
+        let limit = if ctx.tuning.weights_in_textures {
+            TEXTURE_WIDTH as u64 * TEXEL_BYTES * ctx.limits.max_texture_rows as u64
+        } else {
+            ctx.limits.max_storage_binding.min(ctx.limits.max_buffer_size)
+        };
+        limit.min(MAX_PART_BYTES)
     }
 
     /// [`WeightMatrix::allocate`] with parts of at most `max_part` bytes (tests use small limits
@@ -83,8 +149,12 @@ impl WeightMatrix {
         let row_bytes = ty
             .row_bytes(k)
             .ok_or_else(|| GpuError::Shape(format!("tensor '{name}': row of {k} elements is not whole blocks")))?;
-        // Interleaved where the adapter wants it and rows are whole words.
-        let interleaved = ctx.tuning.interleave_rows && row_bytes.is_multiple_of(4) && max_part / row_bytes >= INTERLEAVE;
+        // Textures where the adapter wants them (in the raw layout), else interleaved where the
+        // adapter wants it and rows are whole words.
+        let in_textures = ctx.tuning.weights_in_textures;
+        let max_part = if in_textures { max_part.min(TEXTURE_WIDTH as u64 * TEXEL_BYTES * ctx.limits.max_texture_rows as u64) } else { max_part };
+        let max_part = max_part.min(MAX_PART_BYTES);
+        let interleaved = !in_textures && ctx.tuning.interleave_rows && row_bytes.is_multiple_of(4) && max_part / row_bytes >= INTERLEAVE;
         // Parts start at whole rows (whole groups when interleaved) and at 4-byte boundaries
         // (buffer writes are 4-byte aligned).
         let align_rows = if interleaved { INTERLEAVE } else { (4 / gcd(row_bytes, 4)).max(1) };
@@ -101,16 +171,22 @@ impl WeightMatrix {
             let rows = rows_per_part.min(n_rows - first);
             let byte_len = rows * row_bytes;
             let buffer_len = if interleaved { rows.next_multiple_of(INTERLEAVE) * row_bytes } else { byte_len };
-            let buffer = ctx.storage_buffer(name, buffer_len)?;
-            parts.push(WeightPart { buffer, first_row: first as u32, rows: rows as u32, byte_start: first * row_bytes, byte_len });
+            let memory = if in_textures { weight_texture(ctx, name, byte_len)? } else { PartMemory::Buffer(ctx.storage_buffer(name, buffer_len)?) };
+            parts.push(WeightPart { memory, first_row: first as u32, rows: rows as u32, byte_start: first * row_bytes, byte_len });
             first += rows;
         }
-        Ok(WeightMatrix { name: name.to_string(), ty, k: k as u32, n_rows: n_rows as u32, row_bytes, parts, interleaved })
+        let partial_texel = Mutex::new(None);
+        Ok(WeightMatrix { name: name.to_string(), ty, k: k as u32, n_rows: n_rows as u32, row_bytes, parts, interleaved, partial_texel })
     }
 
     /// Whether the rows are interleaved (see the module docs).
     pub fn interleaved(&self) -> bool {
         self.interleaved
+    }
+
+    /// Whether the parts are textures (see the module docs).
+    pub fn in_textures(&self) -> bool {
+        matches!(self.parts.first().map(|p| &p.memory), Some(PartMemory::Texture { .. }))
     }
 
     /// Total bytes of the tensor's data.
@@ -120,11 +196,13 @@ impl WeightMatrix {
 
     /// Writes `data`, which holds tensor bytes `[offset, offset + data.len())`, into the parts
     /// (scattered into the interleaved layout on the GPU where it applies). `offset` must be a
-    /// multiple of 4; a tail that is not is zero-padded.
+    /// multiple of 4; a tail that is not is zero-padded. Texture-backed matrices take their
+    /// bytes in order (each write starting where the last ended, as `WeightStore::feed` does),
+    /// or in writes that each start at a 16-byte boundary of a part.
     pub fn write(&self, ctx: &Context, offset: u64, data: &[u8]) {
         let queue = &ctx.queue;
         let end = offset + data.len() as u64;
-        for part in &self.parts {
+        for (index, part) in self.parts.iter().enumerate() {
             let lo = offset.max(part.byte_start);
             let hi = end.min(part.byte_start + part.byte_len);
             if lo >= hi {
@@ -139,17 +217,47 @@ impl WeightMatrix {
                 padded = [chunk, &[0u8; 3][..chunk.len().next_multiple_of(4) - chunk.len()]].concat();
                 &padded[..]
             };
-            if self.interleaved {
-                self.scatter(ctx, part, dst, chunk);
-            } else {
-                queue.write_buffer(&part.buffer, dst, chunk);
+            match &part.memory {
+                PartMemory::Texture { texture, .. } => self.write_texels(ctx, index, texture, dst, chunk),
+                PartMemory::Buffer(buffer) if self.interleaved => self.scatter(ctx, buffer, dst, chunk),
+                PartMemory::Buffer(buffer) => queue.write_buffer(buffer, dst, chunk),
             }
+        }
+    }
+
+    /// Writes part bytes `[dst, dst + chunk.len())` of part `index` into its texture: the whole
+    /// texels now, a texel left incomplete at the end once the next write completes it (or
+    /// zero-padded when it is the part's last).
+    fn write_texels(&self, ctx: &Context, index: usize, texture: &wgpu::Texture, dst: u64, chunk: &[u8]) {
+        let mut partial = self.partial_texel.lock().unwrap_or_else(|e| e.into_inner());
+        let joined;
+        let (dst, bytes) = match partial.take() {
+            Some(p) if p.part == index && p.dst + p.bytes.len() as u64 == dst => {
+                joined = [&p.bytes[..], chunk].concat();
+                (p.dst, &joined[..])
+            }
+            // A write that does not continue the partial texel starts a texel of its own.
+            _ => (dst, chunk),
+        };
+        let whole = bytes.len() as u64 / TEXEL_BYTES * TEXEL_BYTES;
+        write_texel_range(ctx, texture, dst / TEXEL_BYTES, &bytes[..whole as usize]);
+        let rest = &bytes[whole as usize..];
+        if rest.is_empty() {
+            return;
+        }
+        let rest_dst = dst + whole;
+        if rest_dst + rest.len() as u64 >= self.parts[index].byte_len {
+            let mut last = rest.to_vec();
+            last.resize(TEXEL_BYTES as usize, 0);
+            write_texel_range(ctx, texture, rest_dst / TEXEL_BYTES, &last);
+        } else {
+            *partial = Some(PartialTexel { part: index, dst: rest_dst, bytes: rest.to_vec() });
         }
     }
 
     /// Uploads raw words of `part` starting at part byte `dst` and scatters them into the
     /// interleaved layout. A failure (out of memory) surfaces as the device's error.
-    fn scatter(&self, ctx: &Context, part: &WeightPart, dst: u64, chunk: &[u8]) {
+    fn scatter(&self, ctx: &Context, part: &wgpu::Buffer, dst: u64, chunk: &[u8]) {
         let Ok(staging) = ctx.storage_buffer("weights upload", chunk.len() as u64) else {
             // Larger than a binding: upload in halves.
             let half = (chunk.len() / 2).next_multiple_of(4);
@@ -161,7 +269,7 @@ impl WeightMatrix {
         let words = (chunk.len() / 4) as u32;
         let params = InterleaveParams { words, first_word: (dst / 4) as u32, row_words: (self.row_bytes / 4) as u32, _pad: 0 };
         let mut step = Step::new(ctx);
-        let buffers = [Bind::Read(&staging), Bind::Write(&part.buffer)];
+        let buffers = [Bind::Read(&staging), Bind::Write(part)];
         // Recording only fails for a shader that does not compile (a bug): the device error says so.
         if step.dispatch(Kernel::Interleave, "main", &Default::default(), &params, &buffers, words.div_ceil(64)).is_ok() {
             step.submit(None);
@@ -170,7 +278,51 @@ impl WeightMatrix {
 
     /// Bytes of GPU memory held.
     pub fn gpu_bytes(&self) -> u64 {
-        self.parts.iter().map(|p| p.buffer.size()).sum()
+        self.parts.iter().map(WeightPart::gpu_bytes).sum()
+    }
+}
+
+/// A texture for a part of `bytes` bytes: [`TEXTURE_WIDTH`] texels wide, as many rows as needed.
+fn weight_texture(ctx: &Context, name: &str, bytes: u64) -> Result<PartMemory, GpuError> {
+    let rows = bytes.div_ceil(TEXEL_BYTES).div_ceil(TEXTURE_WIDTH as u64).max(1);
+    if rows > ctx.limits.max_texture_rows as u64 {
+        return Err(GpuError::Limit(format!(
+            "tensor '{name}': a part of {bytes} bytes needs a texture of {rows} rows but the device allows {}",
+            ctx.limits.max_texture_rows
+        )));
+    }
+    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(name),
+        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: rows as u32, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Uint,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let view = texture.create_view(&Default::default());
+    Ok(PartMemory::Texture { texture, view })
+}
+
+/// Writes `bytes` (whole texels) into `texture` from texel `first` on, row by row: a partial
+/// first row, the full rows in one write, a partial last row.
+fn write_texel_range(ctx: &Context, texture: &wgpu::Texture, first: u64, bytes: &[u8]) {
+    let width = TEXTURE_WIDTH as u64;
+    let (mut texel, end) = (first, first + bytes.len() as u64 / TEXEL_BYTES);
+    while texel < end {
+        let (x, y) = (texel % width, texel / width);
+        // A partial row (from x, or up to `end`), else every full row left.
+        let (columns, rows) = if x != 0 || end - texel < width { ((width - x).min(end - texel), 1) } else { (width, (end - texel) / width) };
+        let from = ((texel - first) * TEXEL_BYTES) as usize;
+        let len = (columns * rows * TEXEL_BYTES) as usize;
+        ctx.queue.write_texture(
+            wgpu::TexelCopyTextureInfo { texture, mip_level: 0, origin: wgpu::Origin3d { x: x as u32, y: y as u32, z: 0 }, aspect: wgpu::TextureAspect::All },
+            &bytes[from..from + len],
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((columns * TEXEL_BYTES) as u32), rows_per_image: Some(rows as u32) },
+            wgpu::Extent3d { width: columns as u32, height: rows as u32, depth_or_array_layers: 1 },
+        );
+        texel += columns * rows;
     }
 }
 
