@@ -31,14 +31,27 @@ fn row_start(row: u32, row_bytes: u32) -> u32 {
 // (CPU drivers gather texel fetches far faster than storage loads; `gpu::weights`).
 fn wq_at(i: u32) -> u32 {
 #if TEXTURE
-    let t = i >> 2u;
-    return textureLoad(wq, vec2<u32>(t & ((1u << {{TEX_SHIFT}}u) - 1u), t >> {{TEX_SHIFT}}u), 0)[i & 3u];
+    return wq_texel(i >> 2u)[i & 3u];
 #elif INTERLEAVED
     return wq[il_base + i * 8u];
 #else
     return wq[i];
 #endif
 }
+
+#if TEXTURE
+// Texel t of the weights: words 4t .. 4t + 4.
+fn wq_texel(t: u32) -> vec4<u32> {
+    return textureLoad(wq, vec2<u32>(t & ((1u << {{TEX_SHIFT}}u) - 1u), t >> {{TEX_SHIFT}}u), 0);
+}
+
+// Words s .. s + 4 of the eight words a, b (s < 4), picked with vector selects.
+fn words_from(a: vec4<u32>, b: vec4<u32>, s: u32) -> vec4<u32> {
+    let one = select(a, vec4<u32>(a.yzw, b.x), s == 1u);
+    let two = select(one, vec4<u32>(a.zw, b.xy), s == 2u);
+    return select(two, vec4<u32>(a.w, b.xyz), s == 3u);
+}
+#endif
 
 // Weights of elements [ia, ia + 4) in `a` and [ib, ib + 4) in `b`.
 struct W8 {

@@ -42,11 +42,23 @@ fn load_x32(xo: u32, b: u32) -> X32 {
 // word-aligned: f16 d, f16 m, then 4 words of nibbles, low nibbles elements 0 .. 16).
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let w0 = (row_byte + b * 20u) >> 2u;
+#if TEXTURE
+    // The block's five words lie in two texels: two fetches instead of five.
+    let s = w0 & 3u;
+    let tb = wq_texel((w0 >> 2u) + 1u);
+    let head = words_from(wq_texel(w0 >> 2u), tb, s);
+    let dm = unpack2x16float(head.x);
+    let q0 = head.y;
+    let q1 = head.z;
+    let q2 = head.w;
+    let q3 = tb[s];
+#else
     let dm = unpack2x16float(wq_at(w0));
     let q0 = wq_at(w0 + 1u);
     let q1 = wq_at(w0 + 2u);
     let q2 = wq_at(w0 + 3u);
     let q3 = wq_at(w0 + 4u);
+#endif
     let qx = nib_lo(q0) * xs.a0 + nib_lo(q1) * xs.a1 + nib_lo(q2) * xs.a2 + nib_lo(q3) * xs.a3
         + nib_hi(q0) * xs.b0 + nib_hi(q1) * xs.b1 + nib_hi(q2) * xs.b2 + nib_hi(q3) * xs.b3;
     let sx = xs.a0 + xs.a1 + xs.a2 + xs.a3 + xs.b0 + xs.b1 + xs.b2 + xs.b3;
@@ -60,6 +72,25 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let base = row_byte + b * 34u;
     let w0 = base >> 2u;
     let odd = (base & 2u) != 0u;
+#if TEXTURE
+    // The nine words lie in three texels: three fetches instead of nine.
+    let shift = w0 & 3u;
+    let t = w0 >> 2u;
+    let ta = wq_texel(t);
+    let tb = wq_texel(t + 1u);
+    let tc = wq_texel(t + 2u);
+    let lo = words_from(ta, tb, shift);
+    let hi = words_from(tb, tc, shift);
+    let v0 = lo.x;
+    let v1 = lo.y;
+    let v2 = lo.z;
+    let v3 = lo.w;
+    let v4 = hi.x;
+    let v5 = hi.y;
+    let v6 = hi.z;
+    let v7 = hi.w;
+    let v8 = tc[shift];
+#else
     let v0 = wq_at(w0);
     let v1 = wq_at(w0 + 1u);
     let v2 = wq_at(w0 + 2u);
@@ -69,6 +100,7 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let v6 = wq_at(w0 + 6u);
     let v7 = wq_at(w0 + 7u);
     let v8 = wq_at(w0 + 8u);
+#endif
     let d = unpack2x16float(select(v0, v0 >> 16u, odd)).x;
     var s = dot(i8x4(select((v0 >> 16u) | (v1 << 16u), v1, odd)), xs.a0);
     s += dot(i8x4(select((v1 >> 16u) | (v2 << 16u), v2, odd)), xs.a1);
