@@ -60,7 +60,7 @@ fn main(
     prepare_input(lid, 0u);
     let r4 = ((wid.x + wid.y * nwg.x) * WG + lid) * 4u;
 #if GATE_UP_X32
-    // Both matrices read whole blocks in the raw layout (Q4_1, Q8_0): each block of the input is
+    // Both matrices read whole blocks in the raw layout (Q4_1, Q5_0, Q8_0): each block of the input is
     // loaded once for the thread's four gate rows and four up rows.
     let xo = x_row(0u);
     let g0 = (p.gate_first + r4) * p.gate_row_bytes;

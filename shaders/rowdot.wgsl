@@ -112,10 +112,53 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     s += dot(i8x4(select((v7 >> 16u) | (v8 << 16u), v8, odd)), xs.b3);
     return d * s;
 }
+#elif Q5_0
+// Σ of block b's 32 weights times the inputs xs: d · (Σ q x − 16 Σ x), q the 5-bit quants. A
+// 22-byte block (f16 d, u32 qh of fifth bits, 16 bytes of nibbles: low nibbles elements 0 .. 16)
+// starts at an even byte: at a word boundary qh and the nibbles start 2 bytes into a word (each
+// word spliced from two), else they are word-aligned after d. Six words cover either case.
+fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
+    let base = row_byte + b * 22u;
+    let w0 = base >> 2u;
+    let odd = (base & 2u) != 0u;
+#if TEXTURE
+    // The six words lie in two or three texels: three fetches instead of about twenty.
+    let shift = w0 & 3u;
+    let t = w0 >> 2u;
+    let tb = wq_texel(t + 1u);
+    let lo = words_from(wq_texel(t), tb, shift);
+    let hi = words_from(tb, wq_texel(t + 2u), shift);
+    let v0 = lo.x;
+    let v1 = lo.y;
+    let v2 = lo.z;
+    let v3 = lo.w;
+    let v4 = hi.x;
+    let v5 = hi.y;
+#else
+    let v0 = wq_at(w0);
+    let v1 = wq_at(w0 + 1u);
+    let v2 = wq_at(w0 + 2u);
+    let v3 = wq_at(w0 + 3u);
+    let v4 = wq_at(w0 + 4u);
+    let v5 = wq_at(w0 + 5u);
+#endif
+    let d = unpack2x16float(select(v0, v0 >> 16u, odd)).x;
+    let qh = select((v0 >> 16u) | (v1 << 16u), v1, odd);
+    let q0 = select((v1 >> 16u) | (v2 << 16u), v2, odd);
+    let q1 = select((v2 >> 16u) | (v3 << 16u), v3, odd);
+    let q2 = select((v3 >> 16u) | (v4 << 16u), v4, odd);
+    let q3 = select((v4 >> 16u) | (v5 << 16u), v5, odd);
+    let qx = (nib_lo(q0) + high_bits(qh, 0u)) * xs.a0 + (nib_lo(q1) + high_bits(qh, 4u)) * xs.a1
+        + (nib_lo(q2) + high_bits(qh, 8u)) * xs.a2 + (nib_lo(q3) + high_bits(qh, 12u)) * xs.a3
+        + (nib_hi(q0) + high_bits(qh, 16u)) * xs.b0 + (nib_hi(q1) + high_bits(qh, 20u)) * xs.b1
+        + (nib_hi(q2) + high_bits(qh, 24u)) * xs.b2 + (nib_hi(q3) + high_bits(qh, 28u)) * xs.b3;
+    let sx = xs.a0 + xs.a1 + xs.a2 + xs.a3 + xs.b0 + xs.b1 + xs.b2 + xs.b3;
+    return d * (dot(qx, vec4<f32>(1.0)) - 16.0 * dot(sx, vec4<f32>(1.0)));
+}
 #endif
 
 #if BLOCK_X32
-// Block b of a row, and of four consecutive rows sharing the input loads (Q4_1, Q8_0).
+// Block b of a row, and of four consecutive rows sharing the input loads (Q4_1, Q5_0, Q8_0).
 fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
     return block_dot_x(row_byte, b, load_x32(xo, b));
 }

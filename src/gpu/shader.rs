@@ -51,7 +51,7 @@ const STATE_WGSL: &str = include_str!("../../shaders/state.wgsl");
 /// Block types whose whole 32-element blocks rowdot.wgsl reads at once with `block_dot_x`
 /// (BLOCK_X32), the input loaded once per block (`load_x32`) and shareable between rows.
 pub(super) fn reads_whole_blocks(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0)
+    matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0)
 }
 
 /// A hash (FNV-1a, 64 bits, hex) of every WGSL source: part of the key under which autotuning
