@@ -53,6 +53,28 @@ fn words_from(a: vec4<u32>, b: vec4<u32>, s: u32) -> vec4<u32> {
 }
 #endif
 
+// Words w0 .. w0 + 9 of the weights as the readers address them: w0 .. w0 + 4 in `lo`, the next
+// four in `hi`, w0 + 8 in `last` (for whole-block readers; from a texture, three texel fetches).
+struct Words9 {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+    last: u32,
+}
+
+fn wq_words9(w0: u32) -> Words9 {
+#if TEXTURE
+    let shift = w0 & 3u;
+    let t = w0 >> 2u;
+    let tb = wq_texel(t + 1u);
+    let tc = wq_texel(t + 2u);
+    return Words9(words_from(wq_texel(t), tb, shift), words_from(tb, tc, shift), tc[shift]);
+#else
+    let lo = vec4<u32>(wq_at(w0), wq_at(w0 + 1u), wq_at(w0 + 2u), wq_at(w0 + 3u));
+    let hi = vec4<u32>(wq_at(w0 + 4u), wq_at(w0 + 5u), wq_at(w0 + 6u), wq_at(w0 + 7u));
+    return Words9(lo, hi, wq_at(w0 + 8u));
+#endif
+}
+
 // Weights of elements [ia, ia + 4) in `a` and [ib, ib + 4) in `b`.
 struct W8 {
     a: vec4<f32>,

@@ -70,37 +70,17 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
 // from two), else they are word-aligned after d. Nine words cover either case.
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let base = row_byte + b * 34u;
-    let w0 = base >> 2u;
     let odd = (base & 2u) != 0u;
-#if TEXTURE
-    // The nine words lie in three texels: three fetches instead of nine.
-    let shift = w0 & 3u;
-    let t = w0 >> 2u;
-    let ta = wq_texel(t);
-    let tb = wq_texel(t + 1u);
-    let tc = wq_texel(t + 2u);
-    let lo = words_from(ta, tb, shift);
-    let hi = words_from(tb, tc, shift);
-    let v0 = lo.x;
-    let v1 = lo.y;
-    let v2 = lo.z;
-    let v3 = lo.w;
-    let v4 = hi.x;
-    let v5 = hi.y;
-    let v6 = hi.z;
-    let v7 = hi.w;
-    let v8 = tc[shift];
-#else
-    let v0 = wq_at(w0);
-    let v1 = wq_at(w0 + 1u);
-    let v2 = wq_at(w0 + 2u);
-    let v3 = wq_at(w0 + 3u);
-    let v4 = wq_at(w0 + 4u);
-    let v5 = wq_at(w0 + 5u);
-    let v6 = wq_at(w0 + 6u);
-    let v7 = wq_at(w0 + 7u);
-    let v8 = wq_at(w0 + 8u);
-#endif
+    let w = wq_words9(base >> 2u);
+    let v0 = w.lo.x;
+    let v1 = w.lo.y;
+    let v2 = w.lo.z;
+    let v3 = w.lo.w;
+    let v4 = w.hi.x;
+    let v5 = w.hi.y;
+    let v6 = w.hi.z;
+    let v7 = w.hi.w;
+    let v8 = w.last;
     let d = unpack2x16float(select(v0, v0 >> 16u, odd)).x;
     var s = dot(i8x4(select((v0 >> 16u) | (v1 << 16u), v1, odd)), xs.a0);
     s += dot(i8x4(select((v1 >> 16u) | (v2 << 16u), v2, odd)), xs.a1);
@@ -121,27 +101,14 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let base = row_byte + b * 22u;
     let w0 = base >> 2u;
     let odd = (base & 2u) != 0u;
-#if TEXTURE
-    // The six words lie in two or three texels: three fetches instead of about twenty.
-    let shift = w0 & 3u;
-    let t = w0 >> 2u;
-    let tb = wq_texel(t + 1u);
-    let lo = words_from(wq_texel(t), tb, shift);
-    let hi = words_from(tb, wq_texel(t + 2u), shift);
-    let v0 = lo.x;
-    let v1 = lo.y;
-    let v2 = lo.z;
-    let v3 = lo.w;
-    let v4 = hi.x;
-    let v5 = hi.y;
-#else
-    let v0 = wq_at(w0);
-    let v1 = wq_at(w0 + 1u);
-    let v2 = wq_at(w0 + 2u);
-    let v3 = wq_at(w0 + 3u);
-    let v4 = wq_at(w0 + 4u);
-    let v5 = wq_at(w0 + 5u);
-#endif
+    // Six of nine words (from a texture, three texel fetches instead of about twenty).
+    let w = wq_words9(w0);
+    let v0 = w.lo.x;
+    let v1 = w.lo.y;
+    let v2 = w.lo.z;
+    let v3 = w.lo.w;
+    let v4 = w.hi.x;
+    let v5 = w.hi.y;
     let d = unpack2x16float(select(v0, v0 >> 16u, odd)).x;
     let qh = select((v0 >> 16u) | (v1 << 16u), v1, odd);
     let q0 = select((v1 >> 16u) | (v2 << 16u), v2, odd);
