@@ -139,16 +139,27 @@ fn high_bits(qh: u32, j: u32) -> vec4<f32> {
 // p (scale) and p + 4 (min); pairs p >= 4: nibbles of byte p + 4 with the top 2 bits of bytes
 // p - 4 (scale) and p (min). `c` is the same for every unit of a thread group in step, so the
 // branch costs nothing there and the s2 load is skipped for half the units.
+// From a texture the four words come from one or two texel fetches instead.
 fn k4_scales(w0: u32, c: u32) -> vec4<f32> {
-    let dm = unpack2x16float(wq_at(w0));
+#if TEXTURE
+    // The four words from the one or two texels they lie in.
+    let words = words_from(wq_texel(w0 >> 2u), wq_texel((w0 >> 2u) + 1u), w0 & 3u);
+#else
+    let words = vec4<u32>(wq_at(w0), wq_at(w0 + 1u), wq_at(w0 + 2u), 0u);
+#endif
+    let dm = unpack2x16float(words.x);
     let sh = (c & 1u) * 16u;
-    let b0 = wq_at(w0 + 1u) >> sh;
-    let b1 = wq_at(w0 + 2u) >> sh;
+    let b0 = words.y >> sh;
+    let b1 = words.z >> sh;
     var sm = vec4<u32>(b0, b0 >> 8u, b1, b1 >> 8u);
     if (c < 2u) {
         sm &= vec4<u32>(63u);
     } else {
+#if TEXTURE
+        let b2 = words.w >> sh;
+#else
         let b2 = wq_at(w0 + 3u) >> sh;
+#endif
         sm = (vec4<u32>(b2, b2 >> 8u, b2 >> 4u, b2 >> 12u) & vec4<u32>(0xfu)) | (((sm >> vec4<u32>(6u)) & vec4<u32>(3u)) << vec4<u32>(4u));
     }
     return vec4<f32>(sm) * vec4<f32>(dm.xx, dm.yy);
