@@ -75,6 +75,25 @@ fn wq_words9(w0: u32) -> Words9 {
 #endif
 }
 
+// A block that starts at an even byte `base` with an f16 (Q8_0, Q5_0): the f16 as `d`, then the
+// eight words after it in `lo` and `hi`. At a word boundary those words start 2 bytes into a word
+// (each spliced from two), else they are word-aligned after the f16; nine words cover either case.
+struct F16Words8 {
+    d: f32,
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
+fn f16_words8(base: u32) -> F16Words8 {
+    let w = wq_words9(base >> 2u);
+    let odd = (base & 2u) != 0u;
+    let next_lo = vec4<u32>(w.lo.yzw, w.hi.x);
+    let next_hi = vec4<u32>(w.hi.yzw, w.last);
+    let lo = select((w.lo >> vec4<u32>(16u)) | (next_lo << vec4<u32>(16u)), next_lo, odd);
+    let hi = select((w.hi >> vec4<u32>(16u)) | (next_hi << vec4<u32>(16u)), next_hi, odd);
+    return F16Words8(unpack2x16float(select(w.lo.x, w.lo.x >> 16u, odd)).x, lo, hi);
+}
+
 // Weights of elements [ia, ia + 4) in `a` and [ib, ib + 4) in `b`.
 struct W8 {
     a: vec4<f32>,

@@ -65,62 +65,31 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     return dm.x * dot(qx, vec4<f32>(1.0)) + dm.y * dot(sx, vec4<f32>(1.0));
 }
 #elif Q8_0
-// Σ of block b's 32 weights times the inputs xs: d · Σ q x. A 34-byte block starts at an even
-// byte: at a word boundary its 32 quants start 2 bytes into a word (each quant word is spliced
-// from two), else they are word-aligned after d. Nine words cover either case.
+// Σ of block b's 32 weights times the inputs xs: d · Σ q x (34-byte blocks: f16 d, then the 32
+// quants, read with f16_words8).
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
-    let base = row_byte + b * 34u;
-    let odd = (base & 2u) != 0u;
-    let w = wq_words9(base >> 2u);
-    let v0 = w.lo.x;
-    let v1 = w.lo.y;
-    let v2 = w.lo.z;
-    let v3 = w.lo.w;
-    let v4 = w.hi.x;
-    let v5 = w.hi.y;
-    let v6 = w.hi.z;
-    let v7 = w.hi.w;
-    let v8 = w.last;
-    let d = unpack2x16float(select(v0, v0 >> 16u, odd)).x;
-    var s = dot(i8x4(select((v0 >> 16u) | (v1 << 16u), v1, odd)), xs.a0);
-    s += dot(i8x4(select((v1 >> 16u) | (v2 << 16u), v2, odd)), xs.a1);
-    s += dot(i8x4(select((v2 >> 16u) | (v3 << 16u), v3, odd)), xs.a2);
-    s += dot(i8x4(select((v3 >> 16u) | (v4 << 16u), v4, odd)), xs.a3);
-    s += dot(i8x4(select((v4 >> 16u) | (v5 << 16u), v5, odd)), xs.b0);
-    s += dot(i8x4(select((v5 >> 16u) | (v6 << 16u), v6, odd)), xs.b1);
-    s += dot(i8x4(select((v6 >> 16u) | (v7 << 16u), v7, odd)), xs.b2);
-    s += dot(i8x4(select((v7 >> 16u) | (v8 << 16u), v8, odd)), xs.b3);
-    return d * s;
+    let blk = f16_words8(row_byte + b * 34u);
+    let s = dot(i8x4(blk.lo.x), xs.a0) + dot(i8x4(blk.lo.y), xs.a1) + dot(i8x4(blk.lo.z), xs.a2) + dot(i8x4(blk.lo.w), xs.a3)
+        + dot(i8x4(blk.hi.x), xs.b0) + dot(i8x4(blk.hi.y), xs.b1) + dot(i8x4(blk.hi.z), xs.b2) + dot(i8x4(blk.hi.w), xs.b3);
+    return blk.d * s;
 }
 #elif Q5_0
-// Σ of block b's 32 weights times the inputs xs: d · (Σ q x − 16 Σ x), q the 5-bit quants. A
-// 22-byte block (f16 d, u32 qh of fifth bits, 16 bytes of nibbles: low nibbles elements 0 .. 16)
-// starts at an even byte: at a word boundary qh and the nibbles start 2 bytes into a word (each
-// word spliced from two), else they are word-aligned after d. Six words cover either case.
+// Σ of block b's 32 weights times the inputs xs: d · (Σ q x − 16 Σ x), q the 5-bit quants
+// (22-byte blocks: f16 d, u32 qh of fifth bits, 16 bytes of nibbles, low nibbles elements
+// 0 .. 16; read with f16_words8, from a texture three texel fetches instead of about twenty).
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
-    let base = row_byte + b * 22u;
-    let w0 = base >> 2u;
-    let odd = (base & 2u) != 0u;
-    // Six of nine words (from a texture, three texel fetches instead of about twenty).
-    let w = wq_words9(w0);
-    let v0 = w.lo.x;
-    let v1 = w.lo.y;
-    let v2 = w.lo.z;
-    let v3 = w.lo.w;
-    let v4 = w.hi.x;
-    let v5 = w.hi.y;
-    let d = unpack2x16float(select(v0, v0 >> 16u, odd)).x;
-    let qh = select((v0 >> 16u) | (v1 << 16u), v1, odd);
-    let q0 = select((v1 >> 16u) | (v2 << 16u), v2, odd);
-    let q1 = select((v2 >> 16u) | (v3 << 16u), v3, odd);
-    let q2 = select((v3 >> 16u) | (v4 << 16u), v4, odd);
-    let q3 = select((v4 >> 16u) | (v5 << 16u), v5, odd);
+    let blk = f16_words8(row_byte + b * 22u);
+    let qh = blk.lo.x;
+    let q0 = blk.lo.y;
+    let q1 = blk.lo.z;
+    let q2 = blk.lo.w;
+    let q3 = blk.hi.x;
     let qx = (nib_lo(q0) + high_bits(qh, 0u)) * xs.a0 + (nib_lo(q1) + high_bits(qh, 4u)) * xs.a1
         + (nib_lo(q2) + high_bits(qh, 8u)) * xs.a2 + (nib_lo(q3) + high_bits(qh, 12u)) * xs.a3
         + (nib_hi(q0) + high_bits(qh, 16u)) * xs.b0 + (nib_hi(q1) + high_bits(qh, 20u)) * xs.b1
         + (nib_hi(q2) + high_bits(qh, 24u)) * xs.b2 + (nib_hi(q3) + high_bits(qh, 28u)) * xs.b3;
     let sx = xs.a0 + xs.a1 + xs.a2 + xs.a3 + xs.b0 + xs.b1 + xs.b2 + xs.b3;
-    return d * (dot(qx, vec4<f32>(1.0)) - 16.0 * dot(sx, vec4<f32>(1.0)));
+    return blk.d * (dot(qx, vec4<f32>(1.0)) - 16.0 * dot(sx, vec4<f32>(1.0)));
 }
 #endif
 

@@ -152,8 +152,7 @@ impl WeightMatrix {
         // Textures where the adapter wants them (in the raw layout), else interleaved where the
         // adapter wants it and rows are whole words.
         let in_textures = ctx.tuning.weights_in_textures;
-        let max_part = if in_textures { max_part.min(TEXTURE_WIDTH as u64 * TEXEL_BYTES * ctx.limits.max_texture_rows as u64) } else { max_part };
-        let max_part = max_part.min(MAX_PART_BYTES);
+        let max_part = max_part.min(Self::part_limit(ctx));
         let interleaved = !in_textures && ctx.tuning.interleave_rows && row_bytes.is_multiple_of(4) && max_part / row_bytes >= INTERLEAVE;
         // Parts start at whole rows (whole groups when interleaved) and at 4-byte boundaries
         // (buffer writes are 4-byte aligned).
