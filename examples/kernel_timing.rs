@@ -4,7 +4,7 @@
 use ferrolm::gpu::matmul::{attn_in, embed, ffn_in, matvec, AttnInArgs, Glu, Input, Output, RopeArgs, Rows};
 use ferrolm::gpu::ops::*;
 use ferrolm::gpu::variant::MatrixVariant;
-use ferrolm::gpu::{Context, Step, StepState, WeightMatrix};
+use ferrolm::gpu::{Context, KvLayer, Step, StepState, WeightMatrix};
 use ferrolm::quant::{testdata::random_blocks, GgmlType};
 use std::time::Instant;
 
@@ -68,7 +68,8 @@ fn main() {
     let x = buf(16 * f);
     let y = buf(8 * v);
     let vecs = ctx.upload_f32("vecs", &vec![1.0; 4 * f as usize]).unwrap();
-    let kv = buf(2 * 4096 * 192 / 2);
+    let kv = KvLayer::Buffer(buf(2 * 4096 * 192 / 2));
+    let kv_texture = KvLayer::texture(&ctx, "kv", 2 * 4096 * 192).unwrap();
     for name in variants.iter().map(|n| Some(n.as_str())).chain(variants.is_empty().then_some(None)) {
         ctx.force_variant(name.map(|n| MatrixVariant::parse(n).unwrap()));
         println!("== variant {}", name.unwrap_or("(adapter default)"));
@@ -83,6 +84,13 @@ fn main() {
         };
         let layout = if thread_per_row { "thread per row" } else { "workgroup per row" };
         time(&ctx, &format!("attention+combine pos 100 T={t} splits={splits} {layout}"), 10, |s| attention(s, &x, &kv, &scratch, &y, &a).unwrap());
+    }
+    for t in [1u32, 8] {
+        let a = AttentionArgs {
+            n_tokens: t, n_heads: 9, n_kv_heads: 3, head_dim: 64, ctx_len: 4096, kv_f16: true,
+            scale: 0.125, softcap: 0.0, window: 0, splits: 1, q_block: 1, thread_per_row: true,
+        };
+        time(&ctx, &format!("attention pos 100 T={t} cache in a texture (attend_lanes)"), 10, |s| attention(s, &x, &kv_texture, &scratch, &y, &a).unwrap());
     }
     time(&ctx, "rms_norm T=1", 20, |s| rms_norm(s, &vecs, 0, &x, 0, &y, d, 1, 1e-5).unwrap());
     time(&ctx, "rms_norm T=16", 20, |s| rms_norm(s, &vecs, 0, &x, 0, &y, d, 16, 1e-5).unwrap());
@@ -100,7 +108,7 @@ fn main() {
 }
 
 /// Times matvec, ffn_in and attn_in at SmolLM2 sizes with the context's current variant.
-fn matrix_kernels(ctx: &Context, x: &wgpu::Buffer, y: &wgpu::Buffer, vecs: &wgpu::Buffer, kv: &wgpu::Buffer) {
+fn matrix_kernels(ctx: &Context, x: &wgpu::Buffer, y: &wgpu::Buffer, vecs: &wgpu::Buffer, kv: &KvLayer) {
     let (d, f, v) = (576u32, 1536u32, 49152u32);
     for (ty, k, n) in [(GgmlType::Q4_1, d, f), (GgmlType::Q4_1, f, d), (GgmlType::Q8_0, d, v)] {
         let w = matrix(ctx, ty, k, n);

@@ -17,7 +17,7 @@
 use ferrolm::gpu::Context;
 use std::time::Instant;
 
-const WORDS: u32 = 4 << 20; // 16 MiB
+const WORDS: u32 = 16 << 20; // 64 MiB: more than the caches
 const THREADS: u32 = WORDS / 64;
 /// Texels (16 bytes each) per texture row.
 const TEX_WIDTH: u32 = 4096;
@@ -42,11 +42,14 @@ fn raw_reads(ctx: &Context) {
     });
     ctx.queue.write_buffer(&uniform, 0, bytemuck::cast_slice(&data[..16384]));
     let out = ctx.storage_buffer("out", THREADS as u64 * 4).unwrap();
-    for kind in ["storage u32", "storage vec4", "texture rgba32uint", "uniform vec4"] {
+    for kind in ["storage u32", "storage vec4", "texture rgba32uint", "texture interleaved", "uniform vec4"] {
         let (decl, body) = match kind {
             "storage u32" => ("var<storage, read> w: array<u32>", "for (var j = 0u; j < 64u; j++) { acc += w[i * 64u + j]; }"),
             "storage vec4" => ("var<storage, read> w: array<vec4<u32>>", "for (var j = 0u; j < 16u; j++) { acc += xor4(w[i * 16u + j]); }"),
             "texture rgba32uint" => ("var w: texture_2d<u32>", "for (var j = 0u; j < 16u; j++) { let t = i * 16u + j; acc += xor4(textureLoad(w, texel(t), 0)); }"),
+            // The same texels with neighbouring invocations' interleaved (invocation i's texel j
+            // at 8 (16 (i / 8) + j) + i % 8): a SIMD batch's eight fetches fall in two cache lines.
+            "texture interleaved" => ("var w: texture_2d<u32>", "for (var j = 0u; j < 16u; j++) { let t = 8u * (16u * (i / 8u) + j) + i % 8u; acc += xor4(textureLoad(w, texel(t), 0)); }"),
             _ => ("var<uniform> w: array<vec4<u32>, 4096>", "for (var j = 0u; j < 16u; j++) { acc += xor4(w[(i * 16u + j) & 4095u]); }"),
         };
         let texel_fn = texel_fn();
@@ -64,7 +67,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
 }}"
         );
         let resource = match kind {
-            "texture rgba32uint" => wgpu::BindingResource::TextureView(&texture),
+            "texture rgba32uint" | "texture interleaved" => wgpu::BindingResource::TextureView(&texture),
             "uniform vec4" => uniform.as_entire_binding(),
             _ => storage.as_entire_binding(),
         };

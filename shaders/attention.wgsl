@@ -28,18 +28,14 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
+#if KV_TEXTURE
+@group(0) @binding(3) var kv_tex: texture_2d<u32>;
+#else
 @group(0) @binding(3) var<storage, read> kv: array<u32>;
+#endif
 // The slices' partial results; with SINGLE_SLICE (attend_rows, splits = 1) the attention output
 // itself, [n_tokens, n_heads, head_dim] f32, and no combine follows.
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
-
-const TILE: u32 = 64u;
-const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= 256
-
-// Two buffers of a key tile's scores, used in turn: the tile after next overwrites a buffer only
-// after a barrier that every thread reaches once done reading it, so one barrier per tile
-// suffices (barriers are what costs most on CPU drivers).
-var<workgroup> scores: array<f32, 128>;
 
 // The positions [lo, hi) of slice s of query token t: the s-th of `splits` equal parts of the
 // visible positions [start, pos0 + t] (start > 0 only with a sliding window).
@@ -53,6 +49,125 @@ fn slice_range(t: u32, s: u32) -> vec2<u32> {
     let lo = min(start + s * per_split, kv_len);
     return vec2<u32>(lo, min(lo + per_split, kv_len));
 }
+
+// Query elements e .. e + 4.
+fn q_read4(e: u32) -> vec4<f32> {
+    return vec4<f32>(q[e], q[e + 1u], q[e + 2u], q[e + 3u]);
+}
+
+#if KV_TEXTURE
+// The cache in a texture (CPU drivers; gpu::kv), head_dim = 8 · HEAD_TEXELS: one workgroup of
+// LANES threads per (token t, head h), thread L going through slice L of the LANES equal slices of
+// the visible positions (p.splits = LANES) with an online softmax. The head's query and the
+// thread's running output stay in registers: the loops over the head's texels are unrolled when
+// the kernel is built (`#for`), because CPU drivers keep private arrays in memory, and a texel
+// fetch brings eight cached values at once. The slices are then combined in workgroup memory
+// (one barrier: a workgroup is one SIMD batch on a CPU driver), and the output written: no
+// partial results, no combine dispatch.
+//   q, part (the output here): [n_tokens, n_heads, head_dim] f32
+const LANES: u32 = 8u;
+const HEAD_VEC4S: u32 = 2u * {{HEAD_TEXELS}}u;
+var<workgroup> slice_m: array<f32, LANES>;
+var<workgroup> slice_l: array<f32, LANES>;
+var<workgroup> slice_o: array<vec4<f32>, {{LANE_VEC4S}}>;
+
+fn kv_texel(t: u32) -> vec4<u32> {
+    return textureLoad(kv_tex, kv_coord(t), 0);
+}
+// The texel's elements 0 .. 4 and 4 .. 8.
+fn texel_lo(w: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+fn texel_hi(w: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+}
+
+@compute @workgroup_size(8)
+fn attend_lanes(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let th = wid.x + wid.y * nwg.x;
+    if (th >= p.n_tokens * p.n_heads) {
+        return;
+    }
+    let t = th / p.n_heads;
+    let h = th % p.n_heads;
+    let kv_base = (h / (p.n_heads / p.n_kv_heads)) * p.head_dim;
+    let q_base = th * p.head_dim;
+    // Query elements 8i .. 8i + 4 in qlo_i, 8i + 4 .. 8i + 8 in qhi_i; the output likewise.
+#for i < HEAD_TEXELS
+    let qlo{{i}} = q_read4(q_base + {{i}}u * 8u);
+    let qhi{{i}} = q_read4(q_base + {{i}}u * 8u + 4u);
+    var olo{{i}} = vec4<f32>(0.0);
+    var ohi{{i}} = vec4<f32>(0.0);
+#endfor
+    let range = slice_range(t, lid);
+    var m = -1.0e30;
+    var l = 0.0;
+    for (var j = range.x; j < range.y; j++) {
+        let kt = kv_elem(0u, j, kv_base) >> 3u;
+        var qk = vec4<f32>(0.0);
+#for i < HEAD_TEXELS
+        let k{{i}} = kv_texel(kt + {{i}}u);
+        qk += qlo{{i}} * texel_lo(k{{i}}) + qhi{{i}} * texel_hi(k{{i}});
+#endfor
+        var score = dot(qk, vec4<f32>(1.0)) * p.scale;
+        if (p.softcap > 0.0) {
+            score = p.softcap * tanh_accurate(score / p.softcap);
+        }
+        let m_new = max(m, score);
+        let alpha = exp(m - m_new);
+        let weight = exp(score - m_new);
+        l = l * alpha + weight;
+        m = m_new;
+        let vt = kv_elem(1u, j, kv_base) >> 3u;
+#for i < HEAD_TEXELS
+        let v{{i}} = kv_texel(vt + {{i}}u);
+        olo{{i}} = olo{{i}} * alpha + weight * texel_lo(v{{i}});
+        ohi{{i}} = ohi{{i}} * alpha + weight * texel_hi(v{{i}});
+#endfor
+    }
+    // Combine the slices: out = Σ_s e^(m_s - M) o_s / Σ_s e^(m_s - M) l_s (an empty slice has
+    // m_s = -1e30, l_s = 0, o_s = 0; some slice holds a position).
+    slice_m[lid] = m;
+    slice_l[lid] = l;
+    let o = lid * HEAD_VEC4S;
+#for i < HEAD_TEXELS
+    slice_o[o + {{i}}u * 2u] = olo{{i}};
+    slice_o[o + {{i}}u * 2u + 1u] = ohi{{i}};
+#endfor
+    workgroupBarrier();
+    var m_all = -1.0e30;
+    for (var s = 0u; s < LANES; s++) {
+        m_all = max(m_all, slice_m[s]);
+    }
+    var l_all = 0.0;
+    for (var s = 0u; s < LANES; s++) {
+        l_all += exp(slice_m[s] - m_all) * slice_l[s];
+    }
+    for (var c = lid; c < HEAD_VEC4S; c += LANES) {
+        var acc = vec4<f32>(0.0);
+        for (var s = 0u; s < LANES; s++) {
+            acc += exp(slice_m[s] - m_all) * slice_o[s * HEAD_VEC4S + c];
+        }
+        let v = acc / l_all;
+        let e = q_base + 4u * c;
+        part[e] = v.x;
+        part[e + 1u] = v.y;
+        part[e + 2u] = v.z;
+        part[e + 3u] = v.w;
+    }
+}
+#else
+const TILE: u32 = 64u;
+const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= 256
+
+// Two buffers of a key tile's scores, used in turn: the tile after next overwrites a buffer only
+// after a barrier that every thread reaches once done reading it, so one barrier per tile
+// suffices (barriers are what costs most on CPU drivers).
+var<workgroup> scores: array<f32, 128>;
 
 @compute @workgroup_size(64)
 fn attend(
@@ -161,9 +276,6 @@ fn kv_read4(e: u32) -> vec4<f32> {
     return vec4<f32>(kv_read2(e), kv_read2(e + 2u));
 }
 
-fn q_read4(e: u32) -> vec4<f32> {
-    return vec4<f32>(q[e], q[e + 1u], q[e + 2u], q[e + 3u]);
-}
 
 @compute @workgroup_size(16)
 fn attend_rows(
@@ -264,3 +376,4 @@ fn attend_rows(
     }
 #endif
 }
+#endif

@@ -74,7 +74,15 @@ struct Params {
 @group(0) @binding(6) var<storage, read> wq_2: array<u32>;
 #endif
 @group(0) @binding(7) var<storage, read_write> q_out: array<f32>;
+#if KV_TEXTURE
+@group(0) @binding(8) var kv_out: texture_storage_2d<rgba32uint, write>;
+#else
 @group(0) @binding(8) var<storage, read_write> kv: array<u32>;
+#endif
+#if XN_UNIFORM
+// The input RMSNorm's weight (matvec_common.wgsl, XN_UNIFORM).
+@group(0) @binding(9) var<uniform> xn: array<vec4<f32>, {{XS_LEN}}>;
+#endif
 
 // The projected values of the unit's head for the TT tokens: vals[i * head_dim + d].
 var<workgroup> vals: array<f32, 2048>;
@@ -209,6 +217,15 @@ fn main(
             }
         } else {
             let e0 = kv_elem(kind - 1u, pos, head * hd);
+#if KV_TEXTURE
+            // Eight elements to a texel (head_dim is a multiple of 8).
+            for (var d8 = lid; d8 < hd / 8u; d8 += WG) {
+                let e = base + 8u * d8;
+                let texel = vec4<u32>(pack2x16float(vec2<f32>(vals[e], vals[e + 1u])), pack2x16float(vec2<f32>(vals[e + 2u], vals[e + 3u])),
+                    pack2x16float(vec2<f32>(vals[e + 4u], vals[e + 5u])), pack2x16float(vec2<f32>(vals[e + 6u], vals[e + 7u])));
+                textureStore(kv_out, kv_coord((e0 >> 3u) + d8), texel);
+            }
+#else
             for (var d2 = lid; d2 < hd / 2u; d2 += WG) {
                 let v = vec2<f32>(vals[base + 2u * d2], vals[base + 2u * d2 + 1u]);
 #if KV_F16
@@ -218,6 +235,7 @@ fn main(
                 kv[e0 + 2u * d2 + 1u] = bitcast<u32>(v.y);
 #endif
             }
+#endif
         }
     }
 }

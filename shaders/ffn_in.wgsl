@@ -39,6 +39,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read> wq_1: array<u32>;
 #endif
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
+#if XN_UNIFORM
+// The input RMSNorm's weight (matvec_common.wgsl, XN_UNIFORM).
+@group(0) @binding(7) var<uniform> xn: array<vec4<f32>, {{XS_LEN}}>;
+#endif
 
 fn activation(g: f32) -> f32 {
 #if GEGLU

@@ -41,6 +41,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> wq_0: array<u32>;
 #endif
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+#if XN_UNIFORM
+// The input RMSNorm's weight (matvec_common.wgsl, XN_UNIFORM).
+@group(0) @binding(6) var<uniform> xn: array<vec4<f32>, {{XS_LEN}}>;
+#endif
 
 fn store(t: u32, r: u32, value: f32) {
     if (t < p.n_tokens) {

@@ -2,7 +2,8 @@
 // The kernel declares `p` (with k, n_tokens, x_offset, x_stride, norm, eps), the activations
 // `x: array<vec4<f32>>` (token t's input row at element x_offset + t * x_stride, k elements; both
 // multiples of 4) and `vecs: array<vec4<f32>>`, the model's f32 vectors (the input RMSNorm weight
-// at element `norm` when NORM is set).
+// at element `norm` when NORM is set; with XN_UNIFORM instead bound on its own as the uniform
+// `xn: array<vec4<f32>, XS_LEN>`).
 // A workgroup has WG = 64 threads; G = ROW_THREADS threads share one matrix row (1 on CPU drivers,
 // where barriers are expensive); TT = TILE_T tokens (1, 4, 8 or 16) are handled per pass so that each
 // dequantized weight is reused across them (prefill); matvec and ffn_in also take TT = 16.
@@ -91,9 +92,26 @@ fn workgroup_sum(lid: u32, s: f32) -> f32 {
 var<workgroup> xs: array<vec4<f32>, {{XS_LEN}}>;
 #endif
 
+#if XN_UNIFORM
+// Decode with the input row and its RMSNorm weight both bound as uniforms (`x`, `xn`; CPU
+// drivers): every thread computes the row's 1/rms itself from the uniform row (uniform loads are
+// scalar there: no workgroup reduction, no barrier, no separate norm dispatch), and the readers
+// take x ⊙ n (rowdot.wgsl's `x4` and `dot8`).
+var<private> thread_norm_scale: f32;
+#endif
+
 // Prepares the input of tokens t0 .. t0 + TT: the norm scales, and the staged row with STAGE_X.
 // All threads call it.
 fn prepare_input(lid: u32, t0: u32) {
+#if XN_UNIFORM
+    let xo = x_row(t0) >> 2u;
+    var s = vec4<f32>(0.0);
+    for (var j = 0u; j < p.k / 4u; j++) {
+        let v = x[xo + j];
+        s += v * v;
+    }
+    thread_norm_scale = inverseSqrt(dot(s, vec4<f32>(1.0)) / f32(p.k) + p.eps);
+#endif
     input_norm_scales(lid, t0);
 #if STAGE_X
     let xo = x_row(t0) >> 2u;
@@ -130,7 +148,9 @@ fn input_norm_scales(lid: u32, t0: u32) {
 // The input scale of token t0 + i: its RMSNorm factor with NORM (unless already applied to the
 // staged row), else 1.
 fn scale_of(i: u32) -> f32 {
-#if STAGE_X
+#if XN_UNIFORM
+    return thread_norm_scale;
+#elif STAGE_X
     return 1.0;
 #elif NORM
     return norm_scale[i];

@@ -5,15 +5,20 @@
 fn dot8(w: W8, xo: u32) -> f32 {
 #if STAGE_X
     return dot(w.a, xs[w.ia >> 2u]) + dot(w.b, xs[w.ib >> 2u]);
+#elif XN_UNIFORM
+    return dot(w.a, x[(xo + w.ia) >> 2u] * xn[w.ia >> 2u]) + dot(w.b, x[(xo + w.ib) >> 2u] * xn[w.ib >> 2u]);
 #else
     return dot(w.a, x[(xo + w.ia) >> 2u]) + dot(w.b, x[(xo + w.ib) >> 2u]);
 #endif
 }
 
-// Elements e .. e + 4 of the input row starting at element xo (the staged row with STAGE_X).
+// Elements e .. e + 4 of the input row starting at element xo (the staged row with STAGE_X;
+// times the norm weight with XN_UNIFORM).
 fn x4(xo: u32, e: u32) -> vec4<f32> {
 #if STAGE_X
     return xs[e >> 2u];
+#elif XN_UNIFORM
+    return x[(xo + e) >> 2u] * xn[e >> 2u];
 #else
     return x[(xo + e) >> 2u];
 #endif

@@ -214,8 +214,10 @@ impl Vecs {
     fn new() -> Self {
         Vecs { data: vec![f32::NAN; 4] }
     }
-    /// Appends `v`; returns its element offset.
+    /// Appends `v` at the next multiple of 64 elements (256 bytes, as the model lays out its
+    /// vectors: a decode kernel can then bind a norm weight as a uniform); returns its offset.
     fn push(&mut self, v: &[f32]) -> u32 {
+        self.data.resize(self.data.len().next_multiple_of(64), f32::NAN);
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(v);
         self.data.resize(self.data.len().next_multiple_of(4) + 4, f32::NAN);
@@ -278,6 +280,9 @@ struct MatvecCase {
     rows_per_part: Option<u32>,
     /// RMSNorm the input rows first (random weight, eps 1e-5).
     norm: bool,
+    /// The norm weight 4 elements past a 256-byte boundary: too unaligned for a decode kernel to
+    /// bind it as a uniform (the general NORM path runs instead of XN_UNIFORM).
+    unaligned_norm: bool,
     /// Output soft-cap (0 = off).
     softcap: f32,
     /// Upload the weights in this many uneven in-order writes (as the loader streams them)
@@ -298,6 +303,7 @@ impl MatvecCase {
             accumulate: false,
             rows_per_part: Some(split_rows(n_rows)),
             norm: false,
+            unaligned_norm: false,
             softcap: 0.0,
             chunks: None,
         }
@@ -328,7 +334,11 @@ fn check_matvec(ctx: &Context, c: MatvecCase, seed: u64) {
     let norm_w = norm_weights(&mut rng, k);
     let eps = 1e-5;
     let mut vecs = Vecs::new();
-    let norm_at = vecs.push(&norm_w);
+    let mut norm_at = vecs.push(&norm_w);
+    if c.unaligned_norm {
+        vecs.data.splice(norm_at as usize..norm_at as usize, [f32::NAN; 4]);
+        norm_at += 4;
+    }
     let (x_buf, y_buf, vecs_buf) = (upload(ctx, "x", &x), upload(ctx, "y", &y0), vecs.upload(ctx));
 
     let input = Input {
@@ -374,6 +384,7 @@ fn check_matvec_odd_shapes(ty: GgmlType) {
             check_matvec(&ctx, MatvecCase::dense(ty, n_rows, k, n_tokens), seed);
             check_matvec(&ctx, MatvecCase::dense(ty, n_rows, k, n_tokens).normed(), seed + 50);
         }
+        check_matvec(&ctx, MatvecCase { unaligned_norm: true, ..MatvecCase::dense(ty, n_rows, k, 1).normed() }, seed + 80);
     }
 }
 

@@ -59,18 +59,26 @@ pub struct Tuning {
     /// lavapipe gathers texel fetches about twice as fast as per-lane storage loads; see
     /// `gpu::weights`). Decided when a matrix is allocated.
     pub weights_in_textures: bool,
+    /// Each layer's KV cache lives in an `rgba32uint` texture rather than a storage buffer, read
+    /// by the `attend_lanes` attention kernel (CPU drivers, for the same reason as the weights;
+    /// see `gpu::kv`), where its shape allows (`AttentionArgs::kv_texture_fits`).
+    pub kv_in_textures: bool,
     /// The model normalises a matrix kernel's input once per token in its own small dispatch
     /// (`gpu::ops::rms_norm`) instead of every workgroup of the kernel recomputing the norm
     /// (`matmul::Input::normed`). On every adapter: on a CPU driver the per-workgroup barrier
     /// reductions cost more than the matrix product itself (see the README's performance
     /// notes), and on a GPU thousands of workgroups would each re-read the input row.
     pub separate_input_norm: bool,
+    /// ... except in decode, where the matrix kernels normalise their one input row in every
+    /// thread when the row and the norm weight are uniforms (`matmul`'s XN_UNIFORM: CPU
+    /// drivers, whose uniform loads are scalar), saving a dispatch per matrix kernel.
+    pub fuse_decode_norm: bool,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, separate_input_norm: true }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, kv_in_textures: cpu, separate_input_norm: true, fuse_decode_norm: cpu }
     }
 }
 

@@ -8,7 +8,8 @@
 
 use super::step::Bind;
 use super::variant::{InputPath, MatrixKernel, MatrixShape, MatrixVariant};
-use super::{Defines, GpuError, Kernel, Step, WeightMatrix};
+use super::weights::TEXTURE_WIDTH_LOG2;
+use super::{Defines, GpuError, KvLayer, Kernel, Step, WeightMatrix};
 use crate::quant::GgmlType;
 
 /// Threads per matrix-kernel workgroup (`matvec_common.wgsl`: WG), but see [`rows4_workgroup`].
@@ -86,6 +87,9 @@ struct MatrixSetup<'b> {
     input: Input<'b>,
     /// Bytes of input one uniform binding covers (a tile's rows).
     uniform_bytes: u64,
+    /// The input norm's weight bound as a uniform (XN_UNIFORM: decode with a uniform input and a
+    /// norm; bound after the kernel's other buffers).
+    norm_weight: Option<Bind<'b>>,
 }
 
 /// One dispatch's share of the tokens and its input binding.
@@ -178,8 +182,23 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     } else if g > 1 {
         d = d.flag("REDUCE");
     }
+    // Decode with a uniform input normalises it in every thread (XN_UNIFORM, matvec_common.wgsl)
+    // where the norm's weight can be bound as a uniform too; other normalised inputs take the
+    // general path (NORM: a reduction per workgroup, the weight read per unit).
+    let norm_weight = input.norm.and_then(|(w, _)| {
+        let (offset, bytes) = (w as u64 * 4, k as u64 * 4);
+        let fits = variant.input == InputPath::Uniform
+            && tile == 1
+            && offset.is_multiple_of(ctx.limits.uniform_align as u64)
+            && bytes <= ctx.limits.max_uniform_binding
+            && offset + bytes <= input.vecs.size();
+        fits.then_some(Bind::Uniform(input.vecs, offset, bytes))
+    });
     let mut rows4 = false;
-    if input.norm.is_some() {
+    if norm_weight.is_some() {
+        d = d.flag("XN_UNIFORM");
+    }
+    if input.norm.is_some() && norm_weight.is_none() {
         d = d.flag("NORM");
     } else if tile == 1 && k.is_multiple_of(32) {
         // Decode rows a block of 32 at a time (`block_dot` in rowdot.wgsl); with one thread per
@@ -198,7 +217,7 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     }
     let workgroup = if rows4 && kernel == MatrixKernel::Matvec { rows4_workgroup(rows) } else { MATRIX_WORKGROUP };
     d = d.constant("WORKGROUP", workgroup);
-    MatrixSetup { shape, tile, variant, rows4, workgroup, defines: d, input: *input, uniform_bytes }
+    MatrixSetup { shape, tile, variant, rows4, workgroup, defines: d, input: *input, uniform_bytes, norm_weight }
 }
 
 /// Threads of a matvec workgroup taking four rows each (ROWS4, CPU drivers): 64, or 16 where
@@ -282,7 +301,7 @@ pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer
                 softcap: out.softcap,
                 _pad: [0; 3],
             };
-            let buffers = [tile.x, Bind::Read(input.vecs), part.bind(), Bind::Write(y)];
+            let buffers: Vec<Bind> = [tile.x, Bind::Read(input.vecs), part.bind(), Bind::Write(y)].into_iter().chain(setup.norm_weight).collect();
             step.tag_next(setup.shape);
             step.dispatch(Kernel::Matvec, "main", &defines, &params, &buffers, part.rows.div_ceil(rows_per_workgroup))?;
         }
@@ -378,7 +397,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
             up_row_bytes: up.w.row_bytes as u32,
             y_offset: tile.t0 * hidden,
         };
-        let buffers = [tile.x, Bind::Read(input.vecs), gate_buf, up_buf, Bind::Write(y)];
+        let buffers: Vec<Bind> = [tile.x, Bind::Read(input.vecs), gate_buf, up_buf, Bind::Write(y)].into_iter().chain(setup.norm_weight).collect();
         step.tag_next(setup.shape);
         step.dispatch(Kernel::FfnIn, "main", &defines, &params, &buffers, hidden.div_ceil(rows_per_workgroup))?;
     }
@@ -462,7 +481,8 @@ const NONE: u32 = u32::MAX;
 /// The attention input of tokens at positions pos0 + t (pos0 from the step state):
 /// q = rope(norm(Wq x̂ + bq)) → `q_out` [n_tokens, n_heads, head_dim] f32;
 /// k = rope(norm(Wk x̂ + bk)), v = Wv x̂ + bv → the layer's KV cache `kv` at those positions
-/// (`shaders/kv.wgsl`: keys then values, each [ctx_len, n_kv_heads, head_dim], f16 pairs or f32).
+/// (`gpu::kv`: keys then values, each [ctx_len, n_kv_heads, head_dim], f16 pairs or f32 in a
+/// buffer, or f16 in a texture).
 #[allow(clippy::too_many_arguments)]
 pub fn attn_in(
     step: &mut Step,
@@ -471,7 +491,7 @@ pub fn attn_in(
     v: Rows,
     input: &Input,
     q_out: &wgpu::Buffer,
-    kv: &wgpu::Buffer,
+    kv: &KvLayer,
     a: &AttnInArgs,
 ) -> Result<(), GpuError> {
     input.check()?;
@@ -483,6 +503,12 @@ pub fn attn_in(
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
     let setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
     let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
+    if kv.in_texture() {
+        if !a.kv_f16 || !hd.is_multiple_of(8) {
+            return Err(GpuError::Shape(format!("a KV cache in a texture holds f16 heads of a multiple of 8 dims, not {hd}")));
+        }
+        defines = defines.flag("KV_TEXTURE").constant("TEX_SHIFT", TEXTURE_WIDTH_LOG2);
+    }
     if a.kv_f16 {
         defines = defines.flag("KV_F16");
     }
@@ -528,8 +554,11 @@ pub fn attn_in(
             buffers[1],
             buffers[2],
             Bind::Write(q_out),
-            Bind::Write(kv),
-        ];
+            kv.bind_write(),
+        ]
+        .into_iter()
+        .chain(setup.norm_weight)
+        .collect::<Vec<_>>();
         step.tag_next(setup.shape);
         step.dispatch(Kernel::AttnIn, "main", &defines, &params, &binds, units * tile.n_tokens.div_ceil(setup.tile))?;
     }

@@ -2,6 +2,7 @@
 //! Model code asks for ops here and never builds a bind group itself.
 
 mod context;
+mod kv;
 pub mod matmul;
 pub mod ops;
 mod shader;
@@ -10,6 +11,7 @@ pub mod variant;
 mod weights;
 
 pub use context::{Context, DeviceLimits, Tuning};
+pub use kv::{KvLayer, KV_TEXEL_ELEMS};
 pub use shader::{instance, preprocess, Access, Defines, Kernel, PipelineCache};
 pub use step::{fold_workgroups, Bind, Recording, Step, StepState};
 pub use weights::{gpu_supports, PartMemory, WeightMatrix, WeightPart};

@@ -2,7 +2,8 @@
 //! post-norm), repetition penalties and top-k. Each function states the shapes of its buffers; all activations are f32.
 
 use super::step::Bind;
-use super::{Context, Defines, GpuError, Kernel, Step};
+use super::weights::TEXTURE_WIDTH_LOG2;
+use super::{Context, Defines, GpuError, KvLayer, Kernel, Step};
 
 fn no_defines() -> &'static Defines {
     static EMPTY: std::sync::OnceLock<Defines> = std::sync::OnceLock::new();
@@ -65,6 +66,13 @@ pub struct AttentionArgs {
 /// Threads of an `attend_rows` workgroup (`shaders/attention.wgsl`).
 const ATTEND_ROWS_WORKGROUP: u32 = 16;
 
+/// Threads of an `attend_lanes` workgroup, each one slice of a (token, head) row.
+pub const ATTEND_LANES: u32 = 8;
+
+/// Most cached positions one `attend_lanes` thread may go through: one loop iteration each,
+/// under lavapipe's limit with room for the combine's loops (at most 80 iterations).
+const ATTEND_LANES_MAX_KEYS: u32 = LAVAPIPE_LOOP_LIMIT - 128;
+
 /// Most slices [`attention`] splits the cached positions into.
 pub const MAX_SPLITS: u32 = 64;
 
@@ -95,6 +103,14 @@ impl AttentionArgs {
         span.div_ceil(attend_rows_max_keys(self.head_dim)).max(1)
     }
 
+    /// Can the cache of this shape live in a texture ([`KvLayer::texture`], read by
+    /// `attend_lanes`)? f16, head_dim a multiple of 8 up to 256, and each of the kernel's
+    /// [`ATTEND_LANES`] threads under lavapipe's loop limit at any position.
+    pub fn kv_texture_fits(&self) -> bool {
+        let span = if self.window > 0 { self.window.min(self.ctx_len) } else { self.ctx_len };
+        self.kv_f16 && self.head_dim.is_multiple_of(8) && self.head_dim <= 256 && span.div_ceil(ATTEND_LANES) <= ATTEND_LANES_MAX_KEYS
+    }
+
     /// Scratch f32 elements [`attention`] needs for its partial results.
     pub fn scratch_elems(&self) -> u64 {
         self.n_tokens as u64 * self.n_heads as u64 * self.splits as u64 * (self.head_dim as u64 + 2)
@@ -117,6 +133,24 @@ struct AttentionParams {
     _pad1: [u32; 2],
 }
 
+impl AttentionParams {
+    fn new(a: &AttentionArgs, splits: u32, q_block: u32) -> Self {
+        AttentionParams {
+            n_tokens: a.n_tokens,
+            n_heads: a.n_heads,
+            n_kv_heads: a.n_kv_heads,
+            head_dim: a.head_dim,
+            ctx_len: a.ctx_len,
+            splits,
+            window: a.window,
+            q_block,
+            scale: a.scale,
+            softcap: a.softcap,
+            _pad1: [0; 2],
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct CombineParams {
@@ -129,15 +163,20 @@ struct CombineParams {
 /// Causal GQA attention of queries at positions pos0 + t (pos0 from the step state), split over
 /// the cached positions (flash-decoding: one workgroup — or with `thread_per_row` one thread — per
 /// (token, head, slice), then a combine; a thread per row in a single slice writes the output
-/// itself, in one dispatch).
-/// q, out: [n_tokens, n_heads, head_dim];  kv: the layer's cache (`shaders/kv.wgsl`);
+/// itself, in one dispatch). A cache in a texture runs `attend_lanes` instead: a workgroup per
+/// (token, head) whose [`ATTEND_LANES`] threads take a slice each and combine them in the same
+/// dispatch (`splits`, `q_block`, `thread_per_row` and `scratch` unused).
+/// q, out: [n_tokens, n_heads, head_dim];  kv: the layer's cache (`gpu::kv`);
 /// scratch: at least [`AttentionArgs::scratch_elems`] f32.
-pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: &wgpu::Buffer, out: &wgpu::Buffer, a: &AttentionArgs) -> Result<(), GpuError> {
+pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &KvLayer, scratch: &wgpu::Buffer, out: &wgpu::Buffer, a: &AttentionArgs) -> Result<(), GpuError> {
     if a.head_dim > 256 || !a.head_dim.is_multiple_of(2) || a.n_kv_heads == 0 || !a.n_heads.is_multiple_of(a.n_kv_heads) {
         return Err(GpuError::Shape(format!(
             "attention with {} heads, {} KV heads of {} dims is not supported (even head_dim <= 256, heads a multiple of KV heads)",
             a.n_heads, a.n_kv_heads, a.head_dim
         )));
+    }
+    if kv.in_texture() {
+        return attend_lanes(step, q, kv, out, a);
     }
     if a.splits == 0 || a.splits > MAX_SPLITS || scratch.size() < a.scratch_elems() * 4 {
         return Err(GpuError::Shape(format!("attention split {} ways needs {} scratch bytes", a.splits, a.scratch_elems() * 4)));
@@ -151,25 +190,13 @@ pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: 
             a.splits
         )));
     }
-    let params = AttentionParams {
-        n_tokens: a.n_tokens,
-        n_heads: a.n_heads,
-        n_kv_heads: a.n_kv_heads,
-        head_dim: a.head_dim,
-        ctx_len: a.ctx_len,
-        splits: a.splits,
-        window: a.window,
-        q_block: a.q_block.max(1),
-        scale: a.scale,
-        softcap: a.softcap,
-        _pad1: [0; 2],
-    };
+    let params = AttentionParams::new(a, a.splits, a.q_block.max(1));
     let defines = if a.kv_f16 { Defines::new().flag("KV_F16") } else { Defines::new() };
     let rows = a.n_tokens * a.n_heads;
-    let buffers = [Bind::Read(q), Bind::Read(kv), Bind::Write(scratch)];
+    let buffers = [Bind::Read(q), kv.bind_read(), Bind::Write(scratch)];
     if a.uses_thread_per_row() && a.splits == 1 {
         // Each thread holds a whole row: it writes the output, no combine.
-        let buffers = [Bind::Read(q), Bind::Read(kv), Bind::Write(out)];
+        let buffers = [Bind::Read(q), kv.bind_read(), Bind::Write(out)];
         return step.dispatch(Kernel::Attention, "attend_rows", &defines.clone().flag("SINGLE_SLICE"), &params, &buffers, rows.div_ceil(ATTEND_ROWS_WORKGROUP));
     }
     if a.uses_thread_per_row() {
@@ -180,6 +207,26 @@ pub fn attention(step: &mut Step, q: &wgpu::Buffer, kv: &wgpu::Buffer, scratch: 
     }
     let combine = CombineParams { n_tokens: a.n_tokens, n_heads: a.n_heads, head_dim: a.head_dim, splits: a.splits };
     step.dispatch(Kernel::AttentionCombine, "combine", no_defines(), &combine, &[Bind::Read(scratch), Bind::Write(out)], rows)
+}
+
+/// [`attention`] over a cache in a texture (see there).
+fn attend_lanes(step: &mut Step, q: &wgpu::Buffer, kv: &KvLayer, out: &wgpu::Buffer, a: &AttentionArgs) -> Result<(), GpuError> {
+    if !a.kv_texture_fits() {
+        return Err(GpuError::Shape(format!(
+            "a KV cache in a texture needs f16 values, head_dim a multiple of 8 up to 256 and at most {} positions per slice (head_dim {}, {} positions)",
+            ATTEND_LANES_MAX_KEYS,
+            a.head_dim,
+            a.ctx_len
+        )));
+    }
+    let params = AttentionParams::new(a, ATTEND_LANES, 1);
+    let defines = Defines::new()
+        .flag("KV_TEXTURE")
+        .constant("TEX_SHIFT", TEXTURE_WIDTH_LOG2)
+        .constant("HEAD_TEXELS", a.head_dim / 8)
+        .constant("LANE_VEC4S", ATTEND_LANES * a.head_dim / 4);
+    let buffers = [Bind::Read(q), kv.bind_read(), Bind::Write(out)];
+    step.dispatch(Kernel::Attention, "attend_lanes", &defines, &params, &buffers, a.n_tokens * a.n_heads)
 }
 
 /// Largest k [`TopK`] selects.

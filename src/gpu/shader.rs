@@ -2,7 +2,10 @@
 //! the pipeline cache.
 //!
 //! Preprocessor: `#if NAME` / `#elif NAME` / `#else` / `#endif` keep lines when the flag NAME is
-//! set; `{{NAME}}` is replaced by a constant's value.
+//! set; `{{NAME}}` is replaced by a constant's value; `#for i < NAME` ... `#endfor` repeats the
+//! lines between them for i = 0 .. the constant NAME, `{{i}}` replaced by i (loops unrolled at
+//! build time, for kernels that keep a head's values in named registers: CPU drivers keep private
+//! arrays in memory).
 //!
 //! Quantized weights are read by `load8` from `shaders/quant.wgsl`, specialised to one block type.
 //! A kernel that reads several matrices of different types (Q, K and V of a Q4_K_M file mix Q4_K
@@ -203,8 +206,9 @@ impl Defines {
     }
 }
 
-/// Expands `#if`/`#elif`/`#else`/`#endif` and `{{NAME}}` in `source`.
+/// Expands `#for`/`#endfor`, `#if`/`#elif`/`#else`/`#endif` and `{{NAME}}` in `source`.
 pub fn preprocess(source: &str, defines: &Defines) -> String {
+    let source = expand_for(source, defines);
     // Each open #if: (this branch is live, some branch of this #if was already taken).
     let mut stack: Vec<(bool, bool)> = Vec::new();
     let mut out = String::with_capacity(source.len());
@@ -237,6 +241,36 @@ pub fn preprocess(source: &str, defines: &Defines) -> String {
             out.push('\n');
         } else {
             out.push('\n'); // keep line numbers stable for error messages
+        }
+    }
+    out
+}
+
+/// Repeats the lines of each `#for VAR < NAME` ... `#endfor` block (not nested) for VAR = 0 ..
+/// the constant NAME (none when NAME is not set), `{{VAR}}` replaced by the count.
+fn expand_for(source: &str, defines: &Defines) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut block: Option<(String, u32, Vec<&str>)> = None;
+    for line in source.lines() {
+        let trimmed = line.trim_start();
+        if let Some((var, count, lines)) = &mut block {
+            if trimmed.starts_with("#endfor") {
+                let token = format!("{{{{{var}}}}}");
+                for i in 0..*count {
+                    for l in lines.iter() {
+                        out.push_str(&l.replace(&token, &i.to_string()));
+                        out.push('\n');
+                    }
+                }
+                block = None;
+            } else {
+                lines.push(line);
+            }
+        } else if let Some((var, name)) = trimmed.strip_prefix("#for ").and_then(|rest| rest.split_once('<')) {
+            block = Some((var.trim().to_string(), defines.get(name.trim()).unwrap_or(0), Vec::new()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
         }
     }
     out
@@ -286,6 +320,8 @@ pub enum Access {
     ReadWrite,
     Uniform,
     Texture,
+    /// A write-only `texture_storage_2d<rgba32uint, write>` (the KV cache in a texture).
+    StorageTexture,
 }
 
 type PipelineKey = (Kernel, &'static str, Defines);
@@ -322,6 +358,11 @@ impl PipelineCache {
                         sample_type: wgpu::TextureSampleType::Uint,
                         view_dimension: wgpu::TextureViewDimension::D2,
                         multisampled: false,
+                    },
+                    Access::StorageTexture => wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::WriteOnly,
+                        format: wgpu::TextureFormat::Rgba32Uint,
+                        view_dimension: wgpu::TextureViewDimension::D2,
                     },
                     Access::Uniform => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
                     _ => wgpu::BindingType::Buffer {
@@ -390,6 +431,14 @@ mod tests {
         assert_eq!(preprocess(src, &d).split_whitespace().collect::<Vec<_>>(), ["a", "x7", "b"]);
         let d = Defines::new();
         assert_eq!(preprocess(src, &d).split_whitespace().collect::<Vec<_>>(), ["a", "z", "b"]);
+    }
+
+    #[test]
+    fn preprocess_repeats_for_blocks() {
+        let src = "a\n#for i < N\nx{{i}} = y{{i}};\n#if X\nz{{i}}\n#endif\n#endfor\nb";
+        let d = Defines::new().constant("N", 3).flag("X");
+        assert_eq!(preprocess(src, &d).split_whitespace().collect::<Vec<_>>(), ["a", "x0", "=", "y0;", "z0", "x1", "=", "y1;", "z1", "x2", "=", "y2;", "z2", "b"]);
+        assert_eq!(preprocess(src, &Defines::new()).split_whitespace().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]

@@ -53,8 +53,11 @@ pub enum Bind<'b> {
     /// `size` bytes from byte `offset` (a multiple of the device's uniform offset alignment) as a
     /// uniform buffer.
     Uniform(&'b wgpu::Buffer, u64, u64),
-    /// A `texture_2d<u32>` of weight words (`gpu::weights`, texture-backed parts).
+    /// A `texture_2d<u32>` of weight words (`gpu::weights`, texture-backed parts) or of a KV
+    /// cache (`gpu::kv`).
     Texture(&'b wgpu::TextureView),
+    /// A `texture_storage_2d<rgba32uint, write>` the kernel writes (a KV cache in a texture).
+    StorageTexture(&'b wgpu::TextureView),
 }
 
 impl Bind<'_> {
@@ -64,6 +67,7 @@ impl Bind<'_> {
             Bind::Write(_) => Access::ReadWrite,
             Bind::Uniform(..) => Access::Uniform,
             Bind::Texture(_) => Access::Texture,
+            Bind::StorageTexture(_) => Access::StorageTexture,
         }
     }
 }
@@ -147,7 +151,7 @@ impl<'a> Step<'a> {
             buffers: buffers.iter().map(|b| match b {
                 Bind::Read(b) | Bind::Write(b) => Bound::Buffer((*b).clone(), None),
                 Bind::Uniform(b, offset, size) => Bound::Buffer((*b).clone(), Some((*offset, *size))),
-                Bind::Texture(view) => Bound::Texture((*view).clone()),
+                Bind::Texture(view) | Bind::StorageTexture(view) => Bound::Texture((*view).clone()),
             }).collect(),
             workgroups: fold_workgroups(workgroups, self.ctx.limits.max_workgroups_per_dim),
             label: match self.next_shape {

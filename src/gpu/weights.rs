@@ -29,7 +29,7 @@ pub const TEXTURE_WIDTH_LOG2: u32 = 11;
 /// Texels per row of a weight texture: 2048 texels, 32 KiB.
 pub const TEXTURE_WIDTH: u32 = 1 << TEXTURE_WIDTH_LOG2;
 /// Bytes per `rgba32uint` texel.
-const TEXEL_BYTES: u64 = 16;
+pub(super) const TEXEL_BYTES: u64 = 16;
 
 /// Where a part's bytes live.
 pub enum PartMemory {
@@ -290,23 +290,30 @@ fn weight_texture(ctx: &Context, name: &str, bytes: u64) -> Result<PartMemory, G
             ctx.limits.max_texture_rows
         )));
     }
+    let (texture, view) = texel_texture(ctx, name, rows as u32, wgpu::TextureUsages::empty());
+    Ok(PartMemory::Texture { texture, view })
+}
+
+/// An `rgba32uint` texture [`TEXTURE_WIDTH`] texels wide and `rows` high (zeroed), bindable as a
+/// `texture_2d<u32>` and writable by copies, plus any `extra` usages; and its view.
+pub(super) fn texel_texture(ctx: &Context, label: &str, rows: u32, extra: wgpu::TextureUsages) -> (wgpu::Texture, wgpu::TextureView) {
     let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some(name),
-        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: rows as u32, depth_or_array_layers: 1 },
+        label: Some(label),
+        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format: wgpu::TextureFormat::Rgba32Uint,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST | extra,
         view_formats: &[],
     });
     let view = texture.create_view(&Default::default());
-    Ok(PartMemory::Texture { texture, view })
+    (texture, view)
 }
 
 /// Writes `bytes` (whole texels) into `texture` from texel `first` on, row by row: a partial
 /// first row, the full rows in one write, a partial last row.
-fn write_texel_range(ctx: &Context, texture: &wgpu::Texture, first: u64, bytes: &[u8]) {
+pub(super) fn write_texel_range(ctx: &Context, texture: &wgpu::Texture, first: u64, bytes: &[u8]) {
     let width = TEXTURE_WIDTH as u64;
     let (mut texel, end) = (first, first + bytes.len() as u64 / TEXEL_BYTES);
     while texel < end {

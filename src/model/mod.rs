@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::ops::{AttentionArgs, TopK, MAX_SPLITS};
-use crate::gpu::{Context, Recording, Step, StepState};
+use crate::gpu::{Context, KvLayer, Recording, Step, StepState};
 use crate::logits::{LogitsStage, Penalties, MAX_TOP_K};
 
 /// How the KV cache stores keys and values.
@@ -98,10 +98,10 @@ struct RunState {
     readback: [wgpu::Buffer; 2],
 }
 
-/// Keys and values of every layer, one buffer per layer: keys then values, each
-/// [context_length, n_kv_heads, head_dim], as f16 pairs or f32 (`shaders/kv.wgsl`).
+/// Keys and values of every layer, one buffer or texture per layer: keys then values, each
+/// [context_length, n_kv_heads, head_dim], as f16 pairs or f32 (`gpu::kv`).
 struct KvCache {
-    layers: Vec<wgpu::Buffer>,
+    layers: Vec<KvLayer>,
     f16: bool,
 }
 
@@ -114,10 +114,12 @@ struct AttentionPlan {
     prefill_splits: u32,
     /// One thread per (token, head, slice) (`attend_rows`) rather than a workgroup.
     thread_per_row: bool,
+    /// The KV cache lives in textures, read by `attend_lanes` (CPU drivers, where it fits).
+    kv_in_textures: bool,
 }
 
 impl AttentionPlan {
-    fn new(ctx: &Context, config: &Config, context_length: u32) -> AttentionPlan {
+    fn new(ctx: &Context, config: &Config, context_length: u32, kv_f16: bool) -> AttentionPlan {
         // CPU drivers run a thread per row, in as many slices as lavapipe's loop limit needs
         // (while that is possible), else a workgroup per row.
         let rows = AttentionArgs {
@@ -139,7 +141,11 @@ impl AttentionPlan {
         // Decode splits the cached positions so that one head is many workgroups (GPUs) or
         // threads (CPU drivers). Slices of at least 64.
         let decode_splits = ctx.tuning.attention_splits.min(context_length.div_ceil(64)).max(prefill_splits).clamp(1, MAX_SPLITS);
-        AttentionPlan { decode_splits, prefill_splits, thread_per_row }
+        let kv_elems = 2 * context_length as u64 * (config.n_kv_heads * config.head_dim) as u64;
+        let kv_in_textures = ctx.tuning.kv_in_textures
+            && AttentionArgs { kv_f16, ..rows }.kv_texture_fits()
+            && KvLayer::texture_rows(kv_elems) <= ctx.limits.max_texture_rows as u64;
+        AttentionPlan { decode_splits, prefill_splits, thread_per_row, kv_in_textures }
     }
 
     /// Slices a step of `n_tokens` tokens splits the cached positions into.
@@ -223,7 +229,8 @@ impl Model {
         let f = 4u64;
         let vocab_bytes = c.vocab_size as u64 * f;
         let logit_rows = (ctx.limits.max_storage_binding / vocab_bytes).clamp(1, batch.min(32) as u64) as u32;
-        let attention = AttentionPlan::new(&ctx, &config, context_length);
+        let f16 = opts.kv_type == KvType::F16;
+        let attention = AttentionPlan::new(&ctx, &config, context_length, f16);
         let buf = |name: &str, elems: u64| ctx.storage_buffer(name, elems * f);
         let b = batch as u64;
         let (q_dim, hd) = ((c.n_heads * c.head_dim) as u64, c.head_dim as u64);
@@ -242,11 +249,15 @@ impl Model {
             logit_rows,
             readback: [0, 1].map(|i| ctx.readback_buffer(&format!("top-k readback {i}"), (MAX_VERIFY_TOKENS * MAX_TOP_K) as u64 * 8)),
         };
-        let f16 = opts.kv_type == KvType::F16;
-        let kv_words = 2 * context_length as u64 * (c.n_kv_heads * c.head_dim) as u64 / if f16 { 2 } else { 1 };
+        let kv_elems = 2 * context_length as u64 * (c.n_kv_heads * c.head_dim) as u64;
         let mut kv = KvCache { layers: Vec::new(), f16 };
         for l in 0..c.n_layers {
-            kv.layers.push(buf(&format!("kv_cache.{l}"), kv_words)?);
+            let name = format!("kv_cache.{l}");
+            kv.layers.push(if attention.kv_in_textures {
+                KvLayer::texture(&ctx, &name, kv_elems)?
+            } else {
+                KvLayer::buffer(&ctx, &name, kv_elems / if f16 { 2 } else { 1 })?
+            });
         }
         let logits_stage = LogitsStage::new(&ctx, config.vocab_size)?;
         Ok(Model {
@@ -315,7 +326,7 @@ impl Model {
 
     /// Bytes of GPU memory the KV cache holds.
     pub fn kv_bytes(&self) -> u64 {
-        self.kv.layers.iter().map(|b| b.size()).sum()
+        self.kv.layers.iter().map(KvLayer::gpu_bytes).sum()
     }
 
     /// The KV cache's element type.

@@ -259,7 +259,8 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits) -> Result<()> 
 fn norm_input<'m>(m: &'m Model, step: &mut Step, first: u32, n: u32, weight: VectorId) -> Result<Input<'m>> {
     let (s, w, c) = (&m.state, &m.weights, &m.config);
     let d = c.d_model;
-    if m.context().tuning.separate_input_norm {
+    let tuning = &m.context().tuning;
+    if tuning.separate_input_norm && !(tuning.fuse_decode_norm && n - first == 1) {
         rms_norm(step, w.vectors(), w.v(weight), &s.x, first, &s.normed, d, n - first, c.rms_eps)?;
         return Ok(Input::dense(&s.normed, w.vectors(), n - first, d));
     }

@@ -33,6 +33,11 @@ struct Pending {
     target: Target,
 }
 
+/// Elements every vector's offset in the vectors buffer is a multiple of: 256 bytes, the largest
+/// uniform-binding offset alignment WebGPU allows, so that a norm weight can be bound as a
+/// uniform (`gpu::matmul`'s fused decode norm).
+const VECTOR_ALIGN: u32 = 64;
+
 /// All weights of a model on the GPU, and the bookkeeping to fill them.
 #[derive(Default)]
 pub struct WeightStore {
@@ -114,11 +119,12 @@ impl WeightStore {
         Ok(VectorId(offset))
     }
 
-    /// Reserves `n` elements (rounded up to 4) of the vectors buffer.
+    /// Reserves `n` elements of the vectors buffer, at an offset that is a multiple of
+    /// [`VECTOR_ALIGN`].
     fn reserve_vector(&mut self, name: &str, n: u32) -> Result<u32> {
         let offset = self.vector_elems;
         self.vector_elems = offset
-            .checked_add(n.next_multiple_of(4))
+            .checked_add(n.next_multiple_of(VECTOR_ALIGN))
             .ok_or_else(|| Error::Unsupported(format!("tensor '{name}': too many vector elements")))?;
         Ok(offset)
     }

@@ -1,8 +1,9 @@
 //! Split-K attention (`attention.wgsl`'s slices, then `attention_combine.wgsl`) over f16 and f32
-//! KV caches, against an f64 reference computed from the same cache values.
+//! KV caches in buffers, and `attend_lanes` over f16 caches in textures, against an f64 reference
+//! computed from the same cache values.
 
 use ferrolm::gpu::ops::{self, AttentionArgs};
-use ferrolm::gpu::{Context, Step, StepState};
+use ferrolm::gpu::{Context, KvLayer, Step, StepState};
 use ferrolm::quant::testdata::Rng;
 
 use super::attn_in::kv_elem;
@@ -50,31 +51,38 @@ fn attention_reference(q: &[f32], cache: &[f32], a: &AttentionArgs, pos0: u32) -
     out
 }
 
-/// Uploads a KV cache of these values as f16 pairs (rounding `cache` to what the GPU holds) or f32.
-fn upload_cache(ctx: &Context, cache: &mut [f32], f16: bool) -> wgpu::Buffer {
+/// Uploads a KV cache of these values as f16 pairs (rounding `cache` to what the GPU holds) or
+/// f32, into a buffer, or (f16) a texture.
+fn upload_cache(ctx: &Context, cache: &mut [f32], f16: bool, texture: bool) -> KvLayer {
     if !f16 {
-        return upload(ctx, "kv f32", cache);
+        return KvLayer::Buffer(upload(ctx, "kv f32", cache));
     }
     for v in cache.iter_mut() {
         *v = half::f16::from_f32(*v).to_f32();
     }
     let bits = |v: f32| half::f16::from_f32(v).to_bits() as u32;
     let words: Vec<u32> = cache.chunks(2).map(|p| bits(p[0]) | bits(p[1]) << 16).collect();
-    ctx.upload_u32("kv f16", &words).unwrap()
+    let kv = if texture { KvLayer::texture(ctx, "kv f16", cache.len() as u64).unwrap() } else { KvLayer::buffer(ctx, "kv f16", words.len() as u64).unwrap() };
+    kv.write_words(ctx, &words);
+    kv
 }
 
-/// Checks `a` in both layouts: a workgroup per (token, head, slice), and a thread per one (with
-/// at least the slices that layout needs at this context length).
+/// Checks `a` in every layout: a workgroup per (token, head, slice), a thread per one (with at
+/// least the slices that layout needs at this context length), and for an f16 cache whose heads
+/// fill whole texels, the cache in a texture (`attend_lanes`).
 fn check_attention(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f32, seed: u64) {
-    check_attention_layout(ctx, AttentionArgs { thread_per_row: false, ..a }, pos0, q_scale, seed);
+    check_attention_layout(ctx, AttentionArgs { thread_per_row: false, ..a }, pos0, q_scale, seed, false);
     let rows = AttentionArgs { thread_per_row: true, ..a };
-    check_attention_layout(ctx, AttentionArgs { splits: a.splits.max(rows.min_splits()), ..rows }, pos0, q_scale, seed);
+    check_attention_layout(ctx, AttentionArgs { splits: a.splits.max(rows.min_splits()), ..rows }, pos0, q_scale, seed, false);
+    if a.kv_texture_fits() {
+        check_attention_layout(ctx, a, pos0, q_scale, seed, true);
+    }
 }
 
 /// Runs attention at `pos0` with random q and a random cache (rounded to f16 first for an f16
 /// cache, so the reference sees the same values). Cache positions no query may see (after the last
 /// query's position, before the first query's window) hold large values, so reading them shows.
-fn check_attention_layout(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f32, seed: u64) {
+fn check_attention_layout(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f32, seed: u64, kv_texture: bool) {
     let (d, nh, nkv, ctx_len) = (a.head_dim as usize, a.n_heads as usize, a.n_kv_heads as usize, a.ctx_len as usize);
     let kv_dim = nkv * d;
     let last = (pos0 + a.n_tokens) as usize;
@@ -88,7 +96,7 @@ fn check_attention_layout(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f
             cache[kv_elem(part, pos, 0, ctx_len, kv_dim)..][..kv_dim].fill(50.0);
         }
     }
-    let kv_buf = upload_cache(ctx, &mut cache, a.kv_f16);
+    let kv_buf = upload_cache(ctx, &mut cache, a.kv_f16, kv_texture);
     let q_buf = upload(ctx, "q", &q);
     let scratch = ctx.storage_buffer("scratch", a.scratch_elems() * 4).unwrap();
     let out0 = normals(&mut rng, q.len() + 3, 1.0);
@@ -100,7 +108,7 @@ fn check_attention_layout(ctx: &Context, a: AttentionArgs, pos0: u32, q_scale: f
     let mut tol: Vec<f64> = want.iter().map(|w| 2e-5 + 1e-4 * w.abs()).collect();
     want.extend(out0[q.len()..].iter().map(|&v| v as f64));
     tol.extend([0.0; 3]);
-    assert_close(&format!("attention at pos0 {pos0} {a:?}"), &got, &want, &tol);
+    assert_close(&format!("attention at pos0 {pos0} {a:?}, KV in a texture: {kv_texture}"), &got, &want, &tol);
 }
 
 fn args(n_tokens: u32, pos0: u32, head_dim: u32, splits: u32, kv_f16: bool) -> AttentionArgs {
@@ -188,6 +196,7 @@ fn attention_rejects_bad_shapes() {
     let ok = args(1, 0, 64, 3, true);
     let buf = ctx.storage_buffer("b", ok.scratch_elems() * 4).unwrap();
     let small = ctx.storage_buffer("small", ok.scratch_elems() * 4 - 4).unwrap();
+    let kv = KvLayer::Buffer(buf.clone());
     let mut step = Step::new(&ctx);
     for a in [
         AttentionArgs { head_dim: 320, ..ok },
@@ -199,11 +208,23 @@ fn attention_rejects_bad_shapes() {
         // A thread per row would go through more positions than lavapipe lets it.
         AttentionArgs { thread_per_row: true, ctx_len: 2 * ops::attend_rows_max_keys(64), splits: 1, ..ok },
     ] {
-        assert!(ops::attention(&mut step, &buf, &buf, &buf, &buf, &a).is_err(), "{a:?}");
+        assert!(ops::attention(&mut step, &buf, &kv, &buf, &buf, &a).is_err(), "{a:?}");
     }
-    assert!(ops::attention(&mut step, &buf, &buf, &small, &buf, &ok).is_err(), "scratch too small");
+    assert!(ops::attention(&mut step, &buf, &kv, &small, &buf, &ok).is_err(), "scratch too small");
+    // A cache in a texture: f16 only, heads of whole texels, positions per thread under
+    // lavapipe's loop limit.
+    let texture = KvLayer::texture(&ctx, "kv", 1024).unwrap();
+    for a in [
+        AttentionArgs { kv_f16: false, ..ok },
+        AttentionArgs { head_dim: 36, ..ok },
+        AttentionArgs { head_dim: 264, ..ok },
+        AttentionArgs { ctx_len: 8 * 65536, ..ok },
+    ] {
+        assert!(ops::attention(&mut step, &buf, &texture, &buf, &buf, &a).is_err(), "{a:?} from a texture");
+    }
     assert_eq!(step.dispatches(), 0);
-    ops::attention(&mut step, &buf, &buf, &buf, &buf, &ok).expect("a valid shape");
+    ops::attention(&mut step, &buf, &kv, &buf, &buf, &ok).expect("a valid shape");
+    ops::attention(&mut step, &buf, &texture, &buf, &buf, &ok).expect("a valid shape, cache in a texture");
 }
 
 /// One thread going through the most positions it may (head sizes 64 and 256, without and with a
@@ -218,7 +239,7 @@ fn attention_rows_at_the_loop_limit() {
         let pos0 = ctx_len - 1;
         let a = AttentionArgs { thread_per_row: true, ctx_len, window, ..args(1, pos0, head_dim, 1, true) };
         assert_eq!(a.min_splits(), 1);
-        check_attention_layout(&ctx, a, pos0, 1.0, seed);
+        check_attention_layout(&ctx, a, pos0, 1.0, seed, false);
     }
 }
 
@@ -231,16 +252,18 @@ fn attention_recording_replayed_at_new_positions() {
     let mut rng = Rng::new(600);
     let q = normals(&mut rng, 2 * 6 * 64, 1.0);
     let mut cache = normals(&mut rng, 2 * 4001 * 2 * 64, 1.0);
-    let kv_buf = upload_cache(&ctx, &mut cache, true);
-    let (q_buf, out) = (upload(&ctx, "q", &q), upload(&ctx, "out", &vec![f32::NAN; q.len()]));
-    let scratch = ctx.storage_buffer("scratch", a.scratch_elems() * 4).unwrap();
-    let mut step = Step::new(&ctx);
-    ops::attention(&mut step, &q_buf, &kv_buf, &scratch, &out, &a).unwrap();
-    let recording = step.finish();
-    for pos0 in [3999, 1, 100, 0] {
-        recording.run(&ctx, &StepState::at(pos0), None);
-        let want = attention_reference(&q, &cache, &a, pos0);
-        assert_close_rel(&format!("replayed attention at pos0 {pos0}"), &read(&ctx, &out, q.len()), &want, 2e-5, 1e-4);
+    for kv_texture in [false, true] {
+        let kv_buf = upload_cache(&ctx, &mut cache, true, kv_texture);
+        let (q_buf, out) = (upload(&ctx, "q", &q), upload(&ctx, "out", &vec![f32::NAN; q.len()]));
+        let scratch = ctx.storage_buffer("scratch", a.scratch_elems() * 4).unwrap();
+        let mut step = Step::new(&ctx);
+        ops::attention(&mut step, &q_buf, &kv_buf, &scratch, &out, &a).unwrap();
+        let recording = step.finish();
+        for pos0 in [3999, 1, 100, 0] {
+            recording.run(&ctx, &StepState::at(pos0), None);
+            let want = attention_reference(&q, &cache, &a, pos0);
+            assert_close_rel(&format!("replayed attention at pos0 {pos0}, KV in a texture: {kv_texture}"), &read(&ctx, &out, q.len()), &want, 2e-5, 1e-4);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! keys and values into the layer's KV cache (f16 pairs or f32, `shaders/kv.wgsl`).
 
 use ferrolm::gpu::matmul::{attn_in, AttnInArgs, Input, RopeArgs, Rows};
-use ferrolm::gpu::{Context, StepState, WeightMatrix};
+use ferrolm::gpu::{Context, KvLayer, StepState, WeightMatrix};
 use ferrolm::quant::testdata::Rng;
 use ferrolm::quant::GgmlType;
 
@@ -115,8 +115,16 @@ pub fn base_case(head_dim: u32, n_tokens: u32, pos0: u32, kv_f16: bool) -> AttnI
 }
 
 /// Runs one `attn_in` and checks q_out, every cache entry it writes, and that it writes nothing
-/// else (q_out's tail, the cache's other positions: bit-identical).
+/// else (q_out's tail, the cache's other positions: bit-identical). An f16 cache whose heads fill
+/// whole texels is checked both in a buffer and in a texture (`gpu::kv`).
 pub fn check_attn_in(ctx: &Context, c: AttnInCase, seed: u64) {
+    check_attn_in_cache(ctx, c, seed, false);
+    if c.kv_f16 && c.head_dim.is_multiple_of(8) {
+        check_attn_in_cache(ctx, c, seed, true);
+    }
+}
+
+fn check_attn_in_cache(ctx: &Context, c: AttnInCase, seed: u64, kv_texture: bool) {
     let (d, hd, nh, nkv, n_tokens) = (c.d as usize, c.head_dim as usize, c.n_heads as usize, c.n_kv_heads as usize, c.n_tokens as usize);
     let (q_dim, kv_dim) = (nh * hd, nkv * hd);
     let ctx_len = c.pos0 as usize + n_tokens + 5;
@@ -192,11 +200,16 @@ pub fn check_attn_in(ctx: &Context, c: AttnInCase, seed: u64) {
     let kv_words = if c.kv_f16 { ctx_len * kv_dim } else { 2 * ctx_len * kv_dim };
     let kv0: Vec<u32> = (0..kv_words).map(|_| rng.next_u32()).collect();
     let (x_buf, vecs_buf, q_buf) = (upload(ctx, "x", &x), vecs.upload(ctx), upload(ctx, "q", &q0));
-    let kv_buf = ctx.upload_u32("kv", &kv0).unwrap();
+    let kv_buf = if kv_texture {
+        KvLayer::texture(ctx, "kv", 2 * (ctx_len * kv_dim) as u64).unwrap()
+    } else {
+        KvLayer::buffer(ctx, "kv", kv_words as u64).unwrap()
+    };
+    kv_buf.write_words(ctx, &kv0);
     let input = Input { x: &x_buf, n_tokens: c.n_tokens, x_offset: x_offset as u32, x_stride: d as u32, vecs: &vecs_buf, norm: c.norm.then_some((norm_at, eps)) };
     run_with(ctx, StepState::at(c.pos0), |step| attn_in(step, wq, wk, wv, &input, &q_buf, &kv_buf, &args));
     let q_got = read(ctx, &q_buf, q_len);
-    let kv_got: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(ctx.read_buffer(&kv_buf, kv_words as u64 * 4)).unwrap());
+    let kv_got = pollster::block_on(kv_buf.read_words(ctx, kv_words)).unwrap();
 
     let mut q_want: Vec<f64> = q0.iter().map(|&v| v as f64).collect();
     let mut q_tol = vec![0.0; q_len];
@@ -241,10 +254,10 @@ pub fn check_attn_in(ctx: &Context, c: AttnInCase, seed: u64) {
             }
         }
     }
-    assert_close(&format!("attn_in q_out {c:?}"), &q_got, &q_want, &q_tol);
-    assert_close(&format!("attn_in KV cache entries {c:?}"), &kv_seen, &kv_want, &kv_tol);
+    assert_close(&format!("attn_in q_out {c:?} (KV in a texture: {kv_texture})"), &q_got, &q_want, &q_tol);
+    assert_close(&format!("attn_in KV cache entries {c:?} (KV in a texture: {kv_texture})"), &kv_seen, &kv_want, &kv_tol);
     for (i, (&got, &before)) in kv_got.iter().zip(&kv0).enumerate() {
-        assert!(written[i] || got == before, "attn_in {c:?}: KV word {i} was not to be written: {got:#x}, was {before:#x}");
+        assert!(written[i] || got == before, "attn_in {c:?} (KV in a texture: {kv_texture}): KV word {i} was not to be written: {got:#x}, was {before:#x}");
     }
 }
 
@@ -342,9 +355,16 @@ fn attn_in_rejects_bad_heads() {
         // More query rows than the matrix has.
         AttnInArgs { n_heads: 17, ..ok },
     ];
+    let kv = KvLayer::Buffer(buf.clone());
     for a in bad {
-        assert!(attn_in(&mut step, Rows::all(&w), Rows::all(&w), Rows::all(&w), &input, &buf, &buf, &a).is_err(), "{a:?}");
+        assert!(attn_in(&mut step, Rows::all(&w), Rows::all(&w), Rows::all(&w), &input, &buf, &kv, &a).is_err(), "{a:?}");
+    }
+    // A cache in a texture holds f16 heads of whole texels only.
+    let texture = KvLayer::texture(&ctx, "kv", 1024).unwrap();
+    for a in [AttnInArgs { kv_f16: false, ..ok }, AttnInArgs { head_dim: 36, rope: RopeArgs { n_rot: 36, ..rope }, ..ok }] {
+        assert!(attn_in(&mut step, Rows::all(&w), Rows::all(&w), Rows::all(&w), &input, &buf, &texture, &a).is_err(), "{a:?} into a texture");
     }
     assert_eq!(step.dispatches(), 0);
-    attn_in(&mut step, Rows::all(&w), Rows::all(&w), Rows::all(&w), &input, &buf, &buf, &ok).expect("a valid shape");
+    attn_in(&mut step, Rows::all(&w), Rows::all(&w), Rows::all(&w), &input, &buf, &kv, &ok).expect("a valid shape");
+    attn_in(&mut step, Rows::all(&w), Rows::all(&w), Rows::all(&w), &input, &buf, &texture, &ok).expect("a valid shape, cache in a texture");
 }
