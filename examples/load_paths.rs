@@ -94,23 +94,47 @@ fn output_head(ctx: &Context) {
     let out = ctx.storage_buffer("out", rows as u64 * 4).unwrap();
     let (quant_buffer, scale_buffer) = (storage(ctx, &quant_words), storage(ctx, &scale_words));
     let (quant_texture, scale_texture) = (texture(ctx, &quant_words), texture(ctx, &scale_words));
+    // The quants with the rows of each group of 8 interleaved texel by texel: texel q of row r at
+    // ((r / 8) · 36 + q) · 8 + r % 8, so that eight threads on eight consecutive rows fetch from
+    // two cache lines, and a batch walks one stream instead of eight.
+    let mut interleaved = vec![0u32; quant_words.len()];
+    for (t, texel) in quant_words.chunks(4).enumerate() {
+        let (r, q) = (t / 36, t % 36);
+        let dest = ((r / 8) * 36 + q) * 8 + r % 8;
+        interleaved[dest * 4..dest * 4 + 4].copy_from_slice(texel);
+    }
+    let interleaved_texture = texture(ctx, &interleaved);
     let mut sums = Vec::new();
-    for path in ["storage", "texture"] {
+    for path in ["storage", "texture", "texture, rows interleaved"] {
         let (decl, load) = match path {
             "storage" => ("var<storage, read> wq: array<vec4<u32>>;\n@group(0) @binding(3) var<storage, read> ws: array<vec4<u32>>", "W[t]"),
             _ => ("var wq: texture_2d<u32>;\n@group(0) @binding(3) var ws: texture_2d<u32>", "textureLoad(W, texel(t), 0)"),
         };
-        let source = HEAD_SHADER.replace("{{TEXEL_FN}}", &texel_fn()).replace("{{DECL}}", decl).replace("{{QUANTS}}", &load.replace('W', "wq")).replace("{{SCALES}}", &load.replace('W', "ws"));
+        let mut quant_load = load.replace('W', "wq");
+        // Thread i takes rows 4i .. 4i + 4, or with interleaved rows rows 32 (i / 8) + i % 8 + 8j.
+        let mut row = "gid.x * 4u + j";
+        if path == "texture, rows interleaved" {
+            quant_load = "textureLoad(wq, texel(((t / 288u) * 36u + t % 36u) * 8u + (t / 36u) % 8u), 0)".to_string();
+            row = "(gid.x / 8u) * 32u + gid.x % 8u + 8u * j";
+        }
+        let source = HEAD_SHADER
+            .replace("{{TEXEL_FN}}", &texel_fn())
+            .replace("{{DECL}}", decl)
+            .replace("{{QUANTS}}", &quant_load)
+            .replace("{{SCALES}}", &load.replace('W', "ws"))
+            .replace("{{ROW}}", row);
         let (quants, scales) = match path {
             "storage" => (quant_buffer.as_entire_binding(), scale_buffer.as_entire_binding()),
-            _ => (wgpu::BindingResource::TextureView(&quant_texture), wgpu::BindingResource::TextureView(&scale_texture)),
+            "texture" => (wgpu::BindingResource::TextureView(&quant_texture), wgpu::BindingResource::TextureView(&scale_texture)),
+            _ => (wgpu::BindingResource::TextureView(&interleaved_texture), wgpu::BindingResource::TextureView(&scale_texture)),
         };
         for ms in time(ctx, &source, &[quants, out.as_entire_binding(), x.as_entire_binding(), scales], rows / 4 / 64) {
-            println!("Q8_0 head 49152x576 {path:9} {ms:7.3} ms  {:6.2} GB/s of Q8_0 weights", n_blocks as f64 * 34.0 / ms / 1e6);
+            println!("Q8_0 head 49152x576 {path:26} {ms:7.3} ms  {:6.2} GB/s of Q8_0 weights", n_blocks as f64 * 34.0 / ms / 1e6);
         }
         sums.push(pollster::block_on(ctx.read_f32(&out, rows as usize)).unwrap());
     }
     assert_eq!(sums[0], sums[1], "the storage and texture heads disagree");
+    assert_eq!(sums[0], sums[2], "the raw and interleaved heads disagree");
     assert!(sums[0].iter().any(|&v| v != 0.0), "the head computed nothing");
 }
 
@@ -139,16 +163,16 @@ fn block(r: u32, b: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f
 }
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let r0 = gid.x * 4u;
     var acc = vec4<f32>(0.0);
     for (var b = 0u; b < 18u; b++) {
         let e = b * 8u;
         let x0 = x[e]; let x1 = x[e + 1u]; let x2 = x[e + 2u]; let x3 = x[e + 3u];
         let x4 = x[e + 4u]; let x5 = x[e + 5u]; let x6 = x[e + 6u]; let x7 = x[e + 7u];
-        acc += vec4<f32>(block(r0, b, x0, x1, x2, x3, x4, x5, x6, x7), block(r0 + 1u, b, x0, x1, x2, x3, x4, x5, x6, x7),
-            block(r0 + 2u, b, x0, x1, x2, x3, x4, x5, x6, x7), block(r0 + 3u, b, x0, x1, x2, x3, x4, x5, x6, x7));
+        for (var j = 0u; j < 4u; j++) {
+            acc[j] += block({{ROW}}, b, x0, x1, x2, x3, x4, x5, x6, x7);
+        }
     }
-    for (var j = 0u; j < 4u; j++) { out[r0 + j] = acc[j]; }
+    for (var j = 0u; j < 4u; j++) { out[{{ROW}}] = acc[j]; }
 }";
 
 /// WGSL `texel(t)`: where [`texture`] put texel `t`.

@@ -13,15 +13,19 @@ use ferrolm::loader::FileSource;
 use ferrolm::model::{KvType, LoadOptions};
 use ferrolm::sampler::SamplerOptions;
 
-/// Dispatches of one decode step of a model: per block 6 (8 with post-norms) plus the RMSNorms of
-/// the attention and feed-forward inputs (2, `Tuning::separate_input_norm`), then the embedding
-/// and the output projection (one per row-part each), the output norm (1) and top-k (2).
-/// Attention is one of the block's dispatches instead of two (no combine) where it runs a thread
-/// per row in a single slice: on CPU drivers, for heads of a multiple of 16 dims, at these tests'
-/// context of 64.
+/// Dispatches of one decode step of a model: per block 6 (8 with post-norms), plus the RMSNorms of
+/// the attention and feed-forward inputs (2, `Tuning::separate_input_norm`) unless decode fuses
+/// them into the matrix kernels (`Tuning::fuse_decode_norm`), then the embedding and the output
+/// projection (one per row-part each), the output norm (1, unless fused likewise) and top-k (2).
+/// Attention is one of the block's dispatches instead of two (no combine) where the KV cache is in
+/// a texture (`attend_lanes`: CPU drivers, heads of a multiple of 8 dims) or it runs a thread per
+/// row in a single slice (CPU drivers, heads of a multiple of 16 dims, at these tests' context of
+/// 64).
 fn expected_dispatches(layers: u32, post_norms: bool, embed_parts: u32, output_parts: u32, head_dim: u32) -> u32 {
-    let single_slice = gpu().tuning.attention_thread_per_row && head_dim.is_multiple_of(16);
-    layers * (if post_norms { 10 } else { 8 } - single_slice as u32) + embed_parts + output_parts + 1 + 2
+    let tuning = &gpu().tuning;
+    let one_attention = (tuning.kv_in_textures && head_dim.is_multiple_of(8)) || (tuning.attention_thread_per_row && head_dim.is_multiple_of(16));
+    let norms = if tuning.fuse_decode_norm { 0 } else { 1 };
+    layers * (if post_norms { 8 } else { 6 } + 2 * norms - one_attention as u32) + embed_parts + output_parts + norms + 2
 }
 
 /// (dispatches of a decode step, layers, head_dim) of the model at `path`, with a context of 64.
