@@ -2,13 +2,14 @@
 //! kernels): `cargo run --release --example load_paths`.
 //!
 //! 1. Raw reads: every invocation reads 64 consecutive words of its own (as a matvec lane reads
-//!    its own row) from a storage buffer as `u32` or `vec4<u32>`, from an `rgba32uint` texture,
-//!    or from a 64 KiB uniform buffer (the same words over and over: that one measures the load
-//!    instructions, not memory).
+//!    its own row) from a storage buffer as `u32` or `vec4<u32>`, from an `rgba32uint` texture
+//!    (also with eight neighbouring invocations' texels interleaved), or from a 64 KiB uniform
+//!    buffer (the same words over and over: that one measures the load instructions, not memory).
 //! 2. SmolLM2's output head (Q8_0, 49152 × 576) as a decode matvec, four rows per thread and the
 //!    input in a uniform buffer, its blocks repacked (a block's 32 quant bytes as two 16-byte
 //!    texels, the f16 scales apart, eight per texel) and read from storage buffers or from
-//!    textures. Both must give the same sums.
+//!    textures, raw or with the rows of each group of 8 interleaved texel by texel. All must give
+//!    the same sums.
 //!
 //! On lavapipe (Mesa 22) a storage-buffer load whose address differs per lane is compiled to a
 //! loop over the 8 SIMD lanes that inserts each lane's word into a vector through the stack, a
@@ -72,7 +73,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
             _ => storage.as_entire_binding(),
         };
         for ms in time(ctx, &source, &[resource, out.as_entire_binding()], THREADS / 64) {
-            println!("{kind:20} {ms:7.3} ms per 16 MiB  {:6.2} GB/s of words read", WORDS as f64 * 4.0 / ms / 1e6);
+            println!("{kind:20} {ms:7.3} ms per {} MiB  {:6.2} GB/s of words read", WORDS >> 18, WORDS as f64 * 4.0 / ms / 1e6);
         }
     }
 }
