@@ -10,6 +10,8 @@
 //   part[((t * n_heads + h) * splits + s) * (head_dim + 2) ..] = (m, l, o[0 .. head_dim])
 // An empty slice writes (-1e30, 0, 0...). attention_combine.wgsl adds the slices up.
 //   q: [n_tokens, n_heads, head_dim] f32     kv: the layer's cache (kv.wgsl)
+// With the cache in a texture (KV_TEXTURE) this file holds `attend_lanes` instead, which combines
+// its slices itself (see there).
 
 struct Params {
     n_tokens: u32,
