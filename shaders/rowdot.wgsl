@@ -3,13 +3,7 @@
 
 // Σ of the unit's 8 weights times the inputs of the x row starting at element xo.
 fn dot8(w: W8, xo: u32) -> f32 {
-#if STAGE_X
-    return dot(w.a, xs[w.ia >> 2u]) + dot(w.b, xs[w.ib >> 2u]);
-#elif XN_UNIFORM
-    return dot(w.a, x[(xo + w.ia) >> 2u] * xn[w.ia >> 2u]) + dot(w.b, x[(xo + w.ib) >> 2u] * xn[w.ib >> 2u]);
-#else
-    return dot(w.a, x[(xo + w.ia) >> 2u]) + dot(w.b, x[(xo + w.ib) >> 2u]);
-#endif
+    return dot(w.a, x4(xo, w.ia)) + dot(w.b, x4(xo, w.ib));
 }
 
 // Elements e .. e + 4 of the input row starting at element xo (the staged row with STAGE_X;

@@ -10,7 +10,7 @@
 //!   faster than it loads a storage word per lane, the same reason the weights live in textures
 //!   there (`gpu::weights`).
 
-use super::weights::{texel_texture, write_texel_range, TEXEL_BYTES, TEXTURE_WIDTH};
+use super::weights::{texel_texture, texture_rows, write_texel_range, TEXEL_BYTES, TEXTURE_WIDTH};
 use super::{Bind, Context, GpuError};
 
 /// f16 elements per texel.
@@ -34,20 +34,14 @@ impl KvLayer {
         if !elems.is_multiple_of(KV_TEXEL_ELEMS) {
             return Err(GpuError::Shape(format!("KV cache '{label}': {elems} elements do not fill whole texels of {KV_TEXEL_ELEMS}")));
         }
-        let rows = Self::texture_rows(elems);
-        if rows > ctx.limits.max_texture_rows as u64 {
-            return Err(GpuError::Limit(format!(
-                "KV cache '{label}' needs a texture of {rows} rows but the device allows {}",
-                ctx.limits.max_texture_rows
-            )));
-        }
-        let (texture, view) = texel_texture(ctx, label, rows as u32, wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC);
+        let usage = wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_SRC;
+        let (texture, view) = texel_texture(ctx, &format!("KV cache '{label}'"), elems * 2, usage)?;
         Ok(KvLayer::Texture { texture, view })
     }
 
     /// Texture rows [`KvLayer::texture`] needs for `elems` f16 elements.
     pub fn texture_rows(elems: u64) -> u64 {
-        elems.div_ceil(KV_TEXEL_ELEMS).div_ceil(TEXTURE_WIDTH as u64).max(1)
+        texture_rows(elems * 2)
     }
 
     pub fn in_texture(&self) -> bool {

@@ -99,16 +99,19 @@ impl AttentionArgs {
         if !self.uses_thread_per_row() {
             return 1;
         }
-        let span = if self.window > 0 { self.window.min(self.ctx_len) } else { self.ctx_len };
-        span.div_ceil(attend_rows_max_keys(self.head_dim)).max(1)
+        self.max_span().div_ceil(attend_rows_max_keys(self.head_dim)).max(1)
     }
 
     /// Can the cache of this shape live in a texture ([`KvLayer::texture`], read by
     /// `attend_lanes`)? f16, head_dim a multiple of 8 up to 256, and each of the kernel's
     /// [`ATTEND_LANES`] threads under lavapipe's loop limit at any position.
     pub fn kv_texture_fits(&self) -> bool {
-        let span = if self.window > 0 { self.window.min(self.ctx_len) } else { self.ctx_len };
-        self.kv_f16 && self.head_dim.is_multiple_of(8) && self.head_dim <= 256 && span.div_ceil(ATTEND_LANES) <= ATTEND_LANES_MAX_KEYS
+        self.kv_f16 && self.head_dim.is_multiple_of(8) && self.head_dim <= 256 && self.max_span().div_ceil(ATTEND_LANES) <= ATTEND_LANES_MAX_KEYS
+    }
+
+    /// Most positions a query sees: the context, or the sliding window within it.
+    fn max_span(&self) -> u32 {
+        if self.window > 0 { self.window.min(self.ctx_len) } else { self.ctx_len }
     }
 
     /// Scratch f32 elements [`attention`] needs for its partial results.

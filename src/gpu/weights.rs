@@ -283,23 +283,29 @@ impl WeightMatrix {
 
 /// A texture for a part of `bytes` bytes: [`TEXTURE_WIDTH`] texels wide, as many rows as needed.
 fn weight_texture(ctx: &Context, name: &str, bytes: u64) -> Result<PartMemory, GpuError> {
-    let rows = bytes.div_ceil(TEXEL_BYTES).div_ceil(TEXTURE_WIDTH as u64).max(1);
-    if rows > ctx.limits.max_texture_rows as u64 {
-        return Err(GpuError::Limit(format!(
-            "tensor '{name}': a part of {bytes} bytes needs a texture of {rows} rows but the device allows {}",
-            ctx.limits.max_texture_rows
-        )));
-    }
-    let (texture, view) = texel_texture(ctx, name, rows as u32, wgpu::TextureUsages::empty());
+    let (texture, view) = texel_texture(ctx, &format!("tensor '{name}'"), bytes, wgpu::TextureUsages::empty())?;
     Ok(PartMemory::Texture { texture, view })
 }
 
-/// An `rgba32uint` texture [`TEXTURE_WIDTH`] texels wide and `rows` high (zeroed), bindable as a
-/// `texture_2d<u32>` and writable by copies, plus any `extra` usages; and its view.
-pub(super) fn texel_texture(ctx: &Context, label: &str, rows: u32, extra: wgpu::TextureUsages) -> (wgpu::Texture, wgpu::TextureView) {
+/// Rows of [`TEXTURE_WIDTH`] texels that hold `bytes` bytes (at least one).
+pub(super) fn texture_rows(bytes: u64) -> u64 {
+    bytes.div_ceil(TEXEL_BYTES).div_ceil(TEXTURE_WIDTH as u64).max(1)
+}
+
+/// A zeroed `rgba32uint` texture of [`texture_rows`]`(bytes)` rows of [`TEXTURE_WIDTH`] texels,
+/// bindable as a `texture_2d<u32>` and writable by copies, plus any `extra` usages, and its view;
+/// or a limit error naming `what` when the device's textures are not that tall.
+pub(super) fn texel_texture(ctx: &Context, what: &str, bytes: u64, extra: wgpu::TextureUsages) -> Result<(wgpu::Texture, wgpu::TextureView), GpuError> {
+    let rows = texture_rows(bytes);
+    if rows > ctx.limits.max_texture_rows as u64 {
+        return Err(GpuError::Limit(format!(
+            "{what}: {bytes} bytes need a texture of {rows} rows but the device allows {}",
+            ctx.limits.max_texture_rows
+        )));
+    }
     let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some(label),
-        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
+        label: Some(what),
+        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: rows as u32, depth_or_array_layers: 1 },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
@@ -308,7 +314,7 @@ pub(super) fn texel_texture(ctx: &Context, label: &str, rows: u32, extra: wgpu::
         view_formats: &[],
     });
     let view = texture.create_view(&Default::default());
-    (texture, view)
+    Ok((texture, view))
 }
 
 /// Writes `bytes` (whole texels) into `texture` from texel `first` on, row by row: a partial

@@ -119,7 +119,8 @@ struct AttentionPlan {
 }
 
 impl AttentionPlan {
-    fn new(ctx: &Context, config: &Config, context_length: u32, kv_f16: bool) -> AttentionPlan {
+    /// `kv_elems`: elements of one layer's cache (keys and values).
+    fn new(ctx: &Context, config: &Config, context_length: u32, kv_f16: bool, kv_elems: u64) -> AttentionPlan {
         // CPU drivers run a thread per row, in as many slices as lavapipe's loop limit needs
         // (while that is possible), else a workgroup per row.
         let rows = AttentionArgs {
@@ -141,7 +142,6 @@ impl AttentionPlan {
         // Decode splits the cached positions so that one head is many workgroups (GPUs) or
         // threads (CPU drivers). Slices of at least 64.
         let decode_splits = ctx.tuning.attention_splits.min(context_length.div_ceil(64)).max(prefill_splits).clamp(1, MAX_SPLITS);
-        let kv_elems = 2 * context_length as u64 * (config.n_kv_heads * config.head_dim) as u64;
         let kv_in_textures = ctx.tuning.kv_in_textures
             && AttentionArgs { kv_f16, ..rows }.kv_texture_fits()
             && KvLayer::texture_rows(kv_elems) <= ctx.limits.max_texture_rows as u64;
@@ -230,7 +230,8 @@ impl Model {
         let vocab_bytes = c.vocab_size as u64 * f;
         let logit_rows = (ctx.limits.max_storage_binding / vocab_bytes).clamp(1, batch.min(32) as u64) as u32;
         let f16 = opts.kv_type == KvType::F16;
-        let attention = AttentionPlan::new(&ctx, &config, context_length, f16);
+        let kv_elems = 2 * context_length as u64 * (c.n_kv_heads * c.head_dim) as u64;
+        let attention = AttentionPlan::new(&ctx, &config, context_length, f16, kv_elems);
         let buf = |name: &str, elems: u64| ctx.storage_buffer(name, elems * f);
         let b = batch as u64;
         let (q_dim, hd) = ((c.n_heads * c.head_dim) as u64, c.head_dim as u64);
@@ -249,7 +250,6 @@ impl Model {
             logit_rows,
             readback: [0, 1].map(|i| ctx.readback_buffer(&format!("top-k readback {i}"), (MAX_VERIFY_TOKENS * MAX_TOP_K) as u64 * 8)),
         };
-        let kv_elems = 2 * context_length as u64 * (c.n_kv_heads * c.head_dim) as u64;
         let mut kv = KvCache { layers: Vec::new(), f16 };
         for l in 0..c.n_layers {
             let name = format!("kv_cache.{l}");
