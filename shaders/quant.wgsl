@@ -94,6 +94,28 @@ fn f16_words8(base: u32) -> F16Words8 {
     return F16Words8(unpack2x16float(select(w.lo.x, w.lo.x >> 16u, odd)).x, lo, hi);
 }
 
+#if PACKED
+// Packed blocks (Q4_1, Q8_0 in a texture; gpu::weights): a row of `row_pitch` bytes (whole
+// texels) is groups of blocks, each group a texel of the blocks' headers then the blocks' quants
+// in whole texels. `row_byte` is the row's first byte (r · row_pitch). The first texel of the
+// group holding block b, and the block's place in its group:
+fn packed_group(row_byte: u32, b: u32, group: u32, group_texels: u32) -> vec2<u32> {
+    return vec2<u32>((row_byte >> 4u) + (b / group) * group_texels, b % group);
+}
+
+// The f16 in half h (0: low, 1: high) of word w.
+fn f16_at(w: u32, h: u32) -> f32 {
+    return unpack2x16float(w >> (16u * h)).x;
+}
+
+// Word i (< 4) of texel v, by selects (a dynamic index compiles to a stack round trip per lane
+// on CPU drivers).
+fn texel_word(v: vec4<u32>, i: u32) -> u32 {
+    let odd = (i & 1u) != 0u;
+    return select(select(v.x, v.y, odd), select(v.z, v.w, odd), i >= 2u);
+}
+#endif
+
 // Weights of elements [ia, ia + 4) in `a` and [ib, ib + 4) in `b`.
 struct W8 {
     a: vec4<f32>,
@@ -233,12 +255,42 @@ fn load8(row_byte: u32, u: u32) -> W8 {
 }
 #elif Q4_1
 // 20 bytes per 32: f16 d, f16 m, 16 bytes of nibbles; w = q d + m.
+// Block b of the row at row_byte: (d, m) and its four words of nibbles.
+struct Q41Block {
+    dm: vec2<f32>,
+    q: vec4<u32>,
+}
+
+fn q4_1_block(row_byte: u32, b: u32) -> Q41Block {
+#if PACKED
+    // Groups of 4 blocks: a texel of the four (d, m) pairs, then one texel of nibbles per block.
+    let g = packed_group(row_byte, b, 4u, 5u);
+    return Q41Block(unpack2x16float(texel_word(wq_texel(g.x), g.y)), wq_texel(g.x + 1u + g.y));
+#elif TEXTURE
+    // The block's five words lie in two texels: two fetches instead of five.
+    let w0 = (row_byte + b * 20u) >> 2u;
+    let s = w0 & 3u;
+    let tb = wq_texel((w0 >> 2u) + 1u);
+    let head = words_from(wq_texel(w0 >> 2u), tb, s);
+    return Q41Block(unpack2x16float(head.x), vec4<u32>(head.yzw, tb[s]));
+#else
+    let w0 = (row_byte + b * 20u) >> 2u;
+    return Q41Block(unpack2x16float(wq_at(w0)), vec4<u32>(wq_at(w0 + 1u), wq_at(w0 + 2u), wq_at(w0 + 3u), wq_at(w0 + 4u)));
+#endif
+}
+
 fn load8(row_byte: u32, u: u32) -> W8 {
     let blk = u >> 2u;
     let i = u & 3u;
+#if PACKED
+    let g = packed_group(row_byte, blk, 4u, 5u);
+    let dm = unpack2x16float(texel_word(wq_texel(g.x), g.y));
+    let q = texel_word(wq_texel(g.x + 1u + g.y), i);
+#else
     let base = row_byte + blk * 20u;
     let dm = unpack2x16float(wq_at(base >> 2u));
     let q = wq_at((base >> 2u) + 1u + i);
+#endif
     let ia = blk * 32u + 4u * i;
     return W8(nib_lo(q) * dm.x + dm.y, nib_hi(q) * dm.x + dm.y, ia, ia + 16u);
 }
@@ -272,15 +324,37 @@ fn load8(row_byte: u32, u: u32) -> W8 {
 }
 #elif Q8_0
 // 34 bytes per 32: f16 d, 32 signed bytes; w = q d.
+// Block b of the row at row_byte: d and its eight words of quants.
+fn q8_0_block(row_byte: u32, b: u32) -> F16Words8 {
+#if PACKED
+    // Groups of 8 blocks: a texel of the eight f16 d, then two texels of quants per block.
+    let g = packed_group(row_byte, b, 8u, 17u);
+    let d = f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u);
+    let q = g.x + 1u + 2u * g.y;
+    return F16Words8(d, wq_texel(q), wq_texel(q + 1u));
+#else
+    return f16_words8(row_byte + b * 34u);
+#endif
+}
+
 fn load8(row_byte: u32, u: u32) -> W8 {
     let blk = u >> 2u;
     let i = u & 3u;
+    let ia = blk * 32u + 8u * i;
+#if PACKED
+    // Unit i: quant words 2i, 2i + 1 of the block, in its texel i / 2.
+    let g = packed_group(row_byte, blk, 8u, 17u);
+    let d = f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u);
+    let q = wq_texel(g.x + 1u + 2u * g.y + (i >> 1u));
+    let odd = (i & 1u) != 0u;
+    return W8(i8x4(select(q.x, q.z, odd)) * d, i8x4(select(q.y, q.w, odd)) * d, ia, ia + 4u);
+#else
     let base = row_byte + blk * 34u;
     let d = ld_f16(base);
     let a = i8x4(ld_u32(base + 2u + 8u * i)) * d;
     let b = i8x4(ld_u32(base + 6u + 8u * i)) * d;
-    let ia = blk * 32u + 8u * i;
     return W8(a, b, ia, ia + 4u);
+#endif
 }
 #elif Q4_K
 // 144 bytes per 256: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs, 128 bytes of nibbles.

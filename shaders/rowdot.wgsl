@@ -37,27 +37,15 @@ fn load_x32(xo: u32, b: u32) -> X32 {
 }
 
 #if Q4_1
-// Σ of block b's 32 weights times the inputs xs: d · Σ q x + m · Σ x (20-byte blocks stay
-// word-aligned: f16 d, f16 m, then 4 words of nibbles, low nibbles elements 0 .. 16).
+// Σ of block b's 32 weights times the inputs xs: d · Σ q x + m · Σ x (20-byte blocks: f16 d,
+// f16 m, then 4 words of nibbles, low nibbles elements 0 .. 16; read with q4_1_block).
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
-    let w0 = (row_byte + b * 20u) >> 2u;
-#if TEXTURE
-    // The block's five words lie in two texels: two fetches instead of five.
-    let s = w0 & 3u;
-    let tb = wq_texel((w0 >> 2u) + 1u);
-    let head = words_from(wq_texel(w0 >> 2u), tb, s);
-    let dm = unpack2x16float(head.x);
-    let q0 = head.y;
-    let q1 = head.z;
-    let q2 = head.w;
-    let q3 = tb[s];
-#else
-    let dm = unpack2x16float(wq_at(w0));
-    let q0 = wq_at(w0 + 1u);
-    let q1 = wq_at(w0 + 2u);
-    let q2 = wq_at(w0 + 3u);
-    let q3 = wq_at(w0 + 4u);
-#endif
+    let blk = q4_1_block(row_byte, b);
+    let dm = blk.dm;
+    let q0 = blk.q.x;
+    let q1 = blk.q.y;
+    let q2 = blk.q.z;
+    let q3 = blk.q.w;
     let qx = nib_lo(q0) * xs.a0 + nib_lo(q1) * xs.a1 + nib_lo(q2) * xs.a2 + nib_lo(q3) * xs.a3
         + nib_hi(q0) * xs.b0 + nib_hi(q1) * xs.b1 + nib_hi(q2) * xs.b2 + nib_hi(q3) * xs.b3;
     let sx = xs.a0 + xs.a1 + xs.a2 + xs.a3 + xs.b0 + xs.b1 + xs.b2 + xs.b3;
@@ -65,9 +53,9 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
 }
 #elif Q8_0
 // Σ of block b's 32 weights times the inputs xs: d · Σ q x (34-byte blocks: f16 d, then the 32
-// quants, read with f16_words8).
+// quants, read with q8_0_block).
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
-    let blk = f16_words8(row_byte + b * 34u);
+    let blk = q8_0_block(row_byte, b);
     let s = dot(i8x4(blk.lo.x), xs.a0) + dot(i8x4(blk.lo.y), xs.a1) + dot(i8x4(blk.lo.z), xs.a2) + dot(i8x4(blk.lo.w), xs.a3)
         + dot(i8x4(blk.hi.x), xs.b0) + dot(i8x4(blk.hi.y), xs.b1) + dot(i8x4(blk.hi.z), xs.b2) + dot(i8x4(blk.hi.w), xs.b3);
     return blk.d * s;

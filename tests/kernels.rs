@@ -87,8 +87,11 @@ enum Memory {
     Storage,
     /// Storage buffers, rows interleaved in groups of 8.
     Interleaved,
-    /// `rgba32uint` textures (the default on CPU drivers such as lavapipe).
+    /// `rgba32uint` textures, Q4_1 and Q8_0 blocks packed (the default on CPU drivers such as
+    /// lavapipe).
     Texture,
+    /// `rgba32uint` textures, every type in the raw GGUF layout.
+    RawTexture,
 }
 
 /// A context of its own that runs every matrix kernel with the variant `name` (the shared one
@@ -103,7 +106,8 @@ fn gpu_with_variant(name: &str, memory: Memory) -> Arc<Context> {
         .or_insert_with(|| {
             let mut ctx = pollster::block_on(Context::new()).expect("a second GPU context");
             ctx.tuning.interleave_rows = memory == Memory::Interleaved;
-            ctx.tuning.weights_in_textures = memory == Memory::Texture;
+            ctx.tuning.weights_in_textures = matches!(memory, Memory::Texture | Memory::RawTexture);
+            ctx.tuning.pack_blocks = memory == Memory::Texture;
             ctx.force_variant(Some(MatrixVariant::parse(name).expect("a variant name")));
             Arc::new(ctx)
         })
@@ -450,15 +454,21 @@ fn matvec_iq4_xs() {
 }
 
 /// Weights streamed in uneven in-order writes (texels, rows and parts straddling writes) read
-/// back the same as one write, for every type, in textures, raw storage and interleaved rows;
-/// and on lavapipe (a CPU driver) the default keeps weights in textures.
+/// back the same as one write, for every type, in textures (blocks packed or raw), raw storage
+/// and interleaved rows; and on lavapipe (a CPU driver) the default keeps weights in textures,
+/// Q4_1 and Q8_0 blocks packed.
 #[test]
 fn matvec_weights_written_in_uneven_chunks() {
     let shared = common::gpu();
     let cpu = shared.adapter_name.contains("llvmpipe");
     let w = WeightMatrix::allocate(&shared, "w", GgmlType::Q4_0, 64, 3).expect("allocate");
     assert!(!cpu || w.in_textures(), "lavapipe's default weights are textures");
-    for (m, memory) in [Memory::Texture, Memory::Storage, Memory::Interleaved].into_iter().enumerate() {
+    assert!(!w.packed(), "Q4_0 has no packed layout");
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+        let w = WeightMatrix::allocate(&shared, "w", ty, 96, 3).expect("allocate");
+        assert!(!cpu || w.packed(), "lavapipe packs {ty} blocks");
+    }
+    for (m, memory) in [Memory::Texture, Memory::RawTexture, Memory::Storage, Memory::Interleaved].into_iter().enumerate() {
         let ctx = gpu_with_variant("t1r4-uniform", memory);
         for (i, ty) in GPU_TYPES.into_iter().enumerate() {
             let seed = 7300 + (m * 100 + i * 4) as u64;
@@ -731,10 +741,32 @@ fn penalize_adjusts_listed_logits_only() {
 // post_norm_add
 // ---------------------------------------------------------------------------------------------
 
+/// The shared context and one with the other norm kernel shape (`Tuning::norm_thread_per_row`:
+/// a thread per row on lavapipe by default, else a workgroup per row).
+fn norm_contexts() -> [Arc<Context>; 2] {
+    static OTHER: Mutex<Option<Arc<Context>>> = Mutex::new(None);
+    let shared = common::gpu();
+    let other = OTHER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(|| {
+            let mut ctx = pollster::block_on(Context::new()).expect("a second GPU context");
+            ctx.tuning.norm_thread_per_row = !shared.tuning.norm_thread_per_row;
+            Arc::new(ctx)
+        })
+        .clone();
+    [shared, other]
+}
+
 #[test]
 fn post_norm_add_rows() {
-    let ctx = common::gpu();
-    for (n, n_rows, eps) in [(300usize, 5usize, 1e-5f32), (77, 3, 1e-6), (640, 2, 1e-5), (1, 1, 1e-5)] {
+    for ctx in norm_contexts() {
+        check_post_norm_add(&ctx);
+    }
+}
+
+fn check_post_norm_add(ctx: &Context) {
+    for (n, n_rows, eps) in [(300usize, 5usize, 1e-5f32), (77, 3, 1e-6), (640, 2, 1e-5), (1, 1, 1e-5), (64, 130, 1e-5)] {
         let mut rng = Rng::new(n as u64 * 7 + n_rows as u64);
         let y = normals(&mut rng, n * n_rows + 3, 2.0);
         let x0 = normals(&mut rng, n * n_rows + 3, 1.0);
@@ -742,9 +774,9 @@ fn post_norm_add_rows() {
         let mut vecs = Vecs::new();
         let _ = vecs.push(&normals(&mut rng, 5, 1.0));
         let w_at = vecs.push(&w);
-        let (x_buf, y_buf, vecs_buf) = (upload(&ctx, "x", &x0), upload(&ctx, "y", &y), vecs.upload(&ctx));
-        run(&ctx, |step| ops::post_norm_add(step, &vecs_buf, w_at, &y_buf, &x_buf, n as u32, n_rows as u32, eps));
-        let got = read(&ctx, &x_buf, x0.len());
+        let (x_buf, y_buf, vecs_buf) = (upload(ctx, "x", &x0), upload(ctx, "y", &y), vecs.upload(ctx));
+        run(ctx, |step| ops::post_norm_add(step, &vecs_buf, w_at, &y_buf, &x_buf, n as u32, n_rows as u32, eps));
+        let got = read(ctx, &x_buf, x0.len());
         let mut want: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
         for r in 0..n_rows {
             let row: Vec<f64> = y[r * n..][..n].iter().map(|&v| v as f64).collect();
@@ -755,7 +787,7 @@ fn post_norm_add_rows() {
         }
         // The tail after the last row is untouched.
         let tol: Vec<f64> = (0..x0.len()).map(|i| if i < n * n_rows { 1e-6 + 1e-5 * want[i].abs() } else { 0.0 }).collect();
-        assert_close(&format!("post_norm_add n={n} rows={n_rows}"), &got, &want, &tol);
+        assert_close(&format!("post_norm_add n={n} rows={n_rows} thread per row: {}", ctx.tuning.norm_thread_per_row), &got, &want, &tol);
     }
 }
 
@@ -765,8 +797,13 @@ fn post_norm_add_rows() {
 
 #[test]
 fn rms_norm_rows() {
-    let ctx = common::gpu();
-    for (n, first_row, n_rows, eps) in [(576usize, 0usize, 1usize, 1e-5f32), (300, 2, 5, 1e-6), (77, 1, 3, 1e-5), (640, 0, 16, 1e-6), (4, 3, 1, 1e-5)] {
+    for ctx in norm_contexts() {
+        check_rms_norm(&ctx);
+    }
+}
+
+fn check_rms_norm(ctx: &Context) {
+    for (n, first_row, n_rows, eps) in [(576usize, 0usize, 1usize, 1e-5f32), (300, 2, 5, 1e-6), (77, 1, 3, 1e-5), (640, 0, 16, 1e-6), (4, 3, 1, 1e-5), (96, 1, 129, 1e-5)] {
         let mut rng = Rng::new(n as u64 * 11 + n_rows as u64);
         let x = normals(&mut rng, n * (first_row + n_rows), 3.0);
         let w = norm_weights(&mut rng, n);
@@ -775,9 +812,9 @@ fn rms_norm_rows() {
         let w_at = vecs.push(&w);
         // The output buffer has a tail past the last row that must stay as it was.
         let out0 = normals(&mut rng, n * n_rows + 5, 1.0);
-        let (x_buf, out_buf, vecs_buf) = (upload(&ctx, "x", &x), upload(&ctx, "out", &out0), vecs.upload(&ctx));
-        run(&ctx, |step| ops::rms_norm(step, &vecs_buf, w_at, &x_buf, first_row as u32, &out_buf, n as u32, n_rows as u32, eps));
-        let got = read(&ctx, &out_buf, out0.len());
+        let (x_buf, out_buf, vecs_buf) = (upload(ctx, "x", &x), upload(ctx, "out", &out0), vecs.upload(ctx));
+        run(ctx, |step| ops::rms_norm(step, &vecs_buf, w_at, &x_buf, first_row as u32, &out_buf, n as u32, n_rows as u32, eps));
+        let got = read(ctx, &out_buf, out0.len());
         let mut want: Vec<f64> = out0.iter().map(|&v| v as f64).collect();
         for r in 0..n_rows {
             let row: Vec<f64> = x[(first_row + r) * n..][..n].iter().map(|&v| v as f64).collect();
@@ -787,7 +824,7 @@ fn rms_norm_rows() {
             }
         }
         let tol: Vec<f64> = (0..out0.len()).map(|i| if i < n * n_rows { 1e-6 + 1e-5 * want[i].abs() } else { 0.0 }).collect();
-        assert_close(&format!("rms_norm n={n} rows {first_row}..{}", first_row + n_rows), &got, &want, &tol);
+        assert_close(&format!("rms_norm n={n} rows {first_row}..{} thread per row: {}", first_row + n_rows, ctx.tuning.norm_thread_per_row), &got, &want, &tol);
     }
 }
 
@@ -800,9 +837,10 @@ fn rms_norm_rows() {
 /// offsets that fall back to storage), ffn_in and attn_in.
 fn check_variant(name: &str, memory: Memory, seed: u64) {
     let ctx = gpu_with_variant(name, memory);
-    let in_textures = memory == Memory::Texture;
-    let w = WeightMatrix::allocate(&ctx, "w", GgmlType::Q4_0, 64, 3).expect("allocate");
-    assert_eq!((w.in_textures(), w.interleaved()), (in_textures, memory == Memory::Interleaved), "{memory:?}");
+    let in_textures = matches!(memory, Memory::Texture | Memory::RawTexture);
+    let w = WeightMatrix::allocate(&ctx, "w", GgmlType::Q8_0, 64, 3).expect("allocate");
+    let layout = (w.in_textures(), w.packed(), w.interleaved());
+    assert_eq!(layout, (in_textures, memory == Memory::Texture, memory == Memory::Interleaved), "{memory:?}");
     let shape = MatrixShape { kernel: MatrixKernel::Matvec, ty: GgmlType::Q4_0, rows: 1, k: 32, tokens: 1 };
     assert_eq!(ctx.matrix_variant(&shape).to_string(), name);
     for (i, ty) in GPU_TYPES.into_iter().enumerate() {
@@ -845,7 +883,7 @@ fn matrix_kernels_one_thread_per_row_input_staged() {
 
 #[test]
 fn matrix_kernels_16_threads_per_row() {
-    check_variant("t16r1-storage", Memory::Texture, 9300);
+    check_variant("t16r1-storage", Memory::RawTexture, 9300);
 }
 
 #[test]

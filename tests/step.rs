@@ -16,24 +16,27 @@ use ferrolm::sampler::SamplerOptions;
 /// Dispatches of one decode step of a model: per block 6 (8 with post-norms), plus the RMSNorms of
 /// the attention and feed-forward inputs (2, `Tuning::separate_input_norm`) unless decode fuses
 /// them into the matrix kernels (`Tuning::fuse_decode_norm`), then the embedding and the output
-/// projection (one per row-part each), the output norm (1, unless fused likewise) and top-k (2).
+/// projection (one per row-part each), the output norm (1, unless fused likewise, which decode
+/// does for at most 4096 rows: not for a real vocabulary) and top-k (2).
 /// Attention is one of the block's dispatches instead of two (no combine) where the KV cache is in
 /// a texture (`attend_lanes`: CPU drivers, heads of a multiple of 8 dims) or it runs a thread per
 /// row in a single slice (CPU drivers, heads of a multiple of 16 dims, at these tests' context of
 /// 64).
-fn expected_dispatches(layers: u32, post_norms: bool, embed_parts: u32, output_parts: u32, head_dim: u32) -> u32 {
+fn expected_dispatches(layers: u32, post_norms: bool, embed_parts: u32, output_parts: u32, head_dim: u32, vocab: u32) -> u32 {
     let tuning = &gpu().tuning;
     let one_attention = (tuning.kv_in_textures && head_dim.is_multiple_of(8)) || (tuning.attention_thread_per_row && head_dim.is_multiple_of(16));
     let norms = if tuning.fuse_decode_norm { 0 } else { 1 };
-    layers * (if post_norms { 8 } else { 6 } + 2 * norms - one_attention as u32) + embed_parts + output_parts + norms + 2
+    let output_norm = if tuning.fuse_decode_norm && vocab <= 4096 { 0 } else { 1 };
+    layers * (if post_norms { 8 } else { 6 } + 2 * norms - one_attention as u32) + embed_parts + output_parts + output_norm + 2
 }
 
-/// (dispatches of a decode step, layers, head_dim) of the model at `path`, with a context of 64.
-fn decode_dispatches(path: &std::path::Path) -> (u32, u32, u32) {
+/// (dispatches of a decode step, layers, head_dim, vocabulary) of the model at `path`, with a
+/// context of 64.
+fn decode_dispatches(path: &std::path::Path) -> (u32, u32, u32, u32) {
     let mut model = load_model_with(path, 64, KvType::F16);
     pollster::block_on(model.forward_top_k(&[1, 2, 3], 0, 1)).expect("prefill");
     pollster::block_on(model.forward_top_k(&[4], 3, 1)).expect("decode");
-    (model.last_dispatches, model.config.n_layers, model.config.head_dim)
+    (model.last_dispatches, model.config.n_layers, model.config.head_dim, model.config.vocab_size)
 }
 
 #[test]
@@ -47,19 +50,19 @@ fn dispatches_per_layer_fit_the_fused_budget() {
         ("tiny-gemma2-q4_k_m.gguf", true),
     ];
     for (name, post_norms) in cases {
-        let (got, layers, head_dim) = decode_dispatches(&repo_path("tests/fixtures/zoo").join(name));
-        assert_eq!(got, expected_dispatches(layers, post_norms, 1, 1, head_dim), "{name}: dispatches per decode step");
+        let (got, layers, head_dim, vocab) = decode_dispatches(&repo_path("tests/fixtures/zoo").join(name));
+        assert_eq!(got, expected_dispatches(layers, post_norms, 1, 1, head_dim, vocab), "{name}: dispatches per decode step");
         assert!(got <= layers * if post_norms { 10 } else { 8 } + 8, "{name}: over the budget");
     }
     // SmolLM2 (llama, tied output) and Gemma 3 (post-norms; its 178 MB Q8_0 embedding is split
     // in two row-parts where parts hold less, e.g. at lavapipe's 128 MiB storage binding limit,
     // and the output is tied to it; lavapipe's weight textures hold it whole).
-    let (got, layers, head_dim) = decode_dispatches(&smollm2_path());
-    assert_eq!((got, layers, head_dim), (expected_dispatches(30, false, 1, 1, 64), 30, 64), "SmolLM2");
+    let (got, layers, head_dim, vocab) = decode_dispatches(&smollm2_path());
+    assert_eq!((got, layers, head_dim, vocab), (expected_dispatches(30, false, 1, 1, 64, 49152), 30, 64, 49152), "SmolLM2");
     let ctx = gpu();
     let parts = if WeightMatrix::part_limit(&ctx) < 178 << 20 { 2 } else { 1 };
-    let (got, layers, head_dim) = decode_dispatches(&gemma3_path());
-    assert_eq!((got, layers, head_dim), (expected_dispatches(18, true, parts, parts, 256), 18, 256), "Gemma 3");
+    let (got, layers, head_dim, vocab) = decode_dispatches(&gemma3_path());
+    assert_eq!((got, layers, head_dim, vocab), (expected_dispatches(18, true, parts, parts, 256, 262144), 18, 256, 262144), "Gemma 3");
 }
 
 fn load_engine(path: &std::path::Path, options: &LoadOptions) -> Engine {

@@ -59,6 +59,11 @@ pub struct Tuning {
     /// lavapipe gathers texel fetches about twice as fast as per-lane storage loads; see
     /// `gpu::weights`). Decided when a matrix is allocated.
     pub weights_in_textures: bool,
+    /// Q4_1 and Q8_0 matrices in textures are stored with their blocks regrouped so that every
+    /// read is whole texels: a group's block headers (scales) in one texel, then each block's
+    /// quants in whole texels (`gpu::weights`, "packed blocks"). Repacked row by row as the bytes
+    /// stream in.
+    pub pack_blocks: bool,
     /// Each layer's KV cache lives in an `rgba32uint` texture rather than a storage buffer, read
     /// by the `attend_lanes` attention kernel (CPU drivers, for the same reason as the weights;
     /// see `gpu::kv`), where its shape allows (`AttentionArgs::kv_texture_fits`).
@@ -71,14 +76,18 @@ pub struct Tuning {
     pub separate_input_norm: bool,
     /// ... except in decode, where the matrix kernels normalise their one input row in every
     /// thread when the row and the norm weight are uniforms (`matmul`'s XN_UNIFORM: CPU
-    /// drivers, whose uniform loads are scalar), saving a dispatch per matrix kernel.
+    /// drivers, whose uniform loads are scalar), saving a dispatch per matrix kernel — for
+    /// kernels of a few thousand rows, not the output head (`model::transformer`).
     pub fuse_decode_norm: bool,
+    /// The norm kernels run one thread per row instead of a workgroup (CPU drivers, whose
+    /// barriers cost more than the sums; see `shaders/norm.wgsl`).
+    pub norm_thread_per_row: bool,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, kv_in_textures: cpu, separate_input_norm: true, fuse_decode_norm: cpu }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, pack_blocks: cpu, kv_in_textures: cpu, separate_input_norm: true, norm_thread_per_row: cpu, fuse_decode_norm: cpu }
     }
 }
 

@@ -295,7 +295,7 @@ pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer
                 // The tile's outputs start t0 rows of y further.
                 row_offset: part.first_row + tile.t0 * out.y_stride,
                 first_row: 0,
-                row_bytes: w.row_bytes as u32,
+                row_bytes: w.row_pitch as u32,
                 y_stride: out.y_stride,
                 accumulate: out.accumulate as u32,
                 softcap: out.softcap,
@@ -393,8 +393,8 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
             rows: hidden,
             gate_first: gate.first,
             up_first: up.first,
-            gate_row_bytes: gate.w.row_bytes as u32,
-            up_row_bytes: up.w.row_bytes as u32,
+            gate_row_bytes: gate.w.row_pitch as u32,
+            up_row_bytes: up.w.row_pitch as u32,
             y_offset: tile.t0 * hidden,
         };
         let buffers: Vec<Bind> = [tile.x, Bind::Read(input.vecs), gate_buf, up_buf, Bind::Write(y)].into_iter().chain(setup.norm_weight).collect();
@@ -528,9 +528,9 @@ pub fn attn_in(
             q_first: q.first,
             k_first: k.first,
             v_first: v.first,
-            q_row_bytes: q.w.row_bytes as u32,
-            k_row_bytes: k.w.row_bytes as u32,
-            v_row_bytes: v.w.row_bytes as u32,
+            q_row_bytes: q.w.row_pitch as u32,
+            k_row_bytes: k.w.row_pitch as u32,
+            v_row_bytes: v.w.row_pitch as u32,
             ctx_len: a.ctx_len,
             q_bias: a.q_bias.unwrap_or(NONE),
             k_bias: a.k_bias.unwrap_or(NONE),
@@ -586,7 +586,7 @@ pub fn embed(step: &mut Step, w: &WeightMatrix, ids: &wgpu::Buffer, out: &wgpu::
             first_row: part.first_row,
             rows: part.rows,
             n_tokens,
-            row_bytes: w.row_bytes as u32,
+            row_bytes: w.row_pitch as u32,
             scale,
             _pad: [0; 2],
         };

@@ -150,6 +150,9 @@ impl Kernel {
             if defines.is_set(TEXTURE_DEFINES[i]) {
                 typed = typed.flag("TEXTURE").constant("TEX_SHIFT", super::weights::TEXTURE_WIDTH_LOG2);
             }
+            if defines.is_set(PACKED_DEFINES[i]) {
+                typed = typed.flag("PACKED");
+            }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
         }
         Ok(out)
@@ -163,6 +166,8 @@ const LAYOUT_DEFINES: [&str; 3] = ["IL0", "IL1", "IL2"];
 /// The flags saying matrix 0, 1, 2 is bound as a texture (`gpu::weights`; the kernels declare
 /// `wq_i` as `texture_2d<u32>` then).
 const TEXTURE_DEFINES: [&str; 3] = ["TX0", "TX1", "TX2"];
+/// The flags saying matrix 0, 1, 2 has its blocks packed (`gpu::weights`; textures only).
+const PACKED_DEFINES: [&str; 3] = ["PK0", "PK1", "PK2"];
 
 /// The defines one variant of a kernel is built with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,7 +191,7 @@ impl Defines {
     pub fn matrix_type(self, i: usize, ty: GgmlType) -> Self {
         self.constant(TYPE_DEFINES[i], ty.id())
     }
-    /// Sets the block type, the layout and the binding kind of the weight matrix read as
+    /// Sets the block type, the layouts and the binding kind of the weight matrix read as
     /// matrix `i`.
     pub fn matrix(self, i: usize, w: &super::WeightMatrix) -> Self {
         let mut d = self.matrix_type(i, w.ty);
@@ -195,6 +200,9 @@ impl Defines {
         }
         if w.in_textures() {
             d = d.flag(TEXTURE_DEFINES[i]);
+        }
+        if w.packed() {
+            d = d.flag(PACKED_DEFINES[i]);
         }
         d
     }

@@ -14,6 +14,17 @@
 //! fetches in one go: the same reads run about twice as fast from a texture (README,
 //! "Texture-backed weights on CPU drivers"). Chunks are written texel by texel as they arrive;
 //! a texel split between two chunks waits (at most 15 bytes) for the next one.
+//!
+//! In textures, Q4_1 and Q8_0 rows can be stored with their blocks packed
+//! (`Tuning::pack_blocks`): their 20- and 34-byte blocks straddle texels, so the raw layout
+//! costs a reader two or three fetches per block and the shifts to splice the words. Packed, a
+//! row is a sequence of groups of 4 (Q4_1) or 8 (Q8_0) blocks, each group one texel holding the
+//! blocks' headers (Q4_1: f16 d and m, 4 bytes; Q8_0: f16 d, 2 bytes) in block order, then each
+//! block's quants in whole texels (Q4_1: one, Q8_0: two); the last group of a row may be
+//! shorter. A group takes exactly the bytes of its raw blocks, so only a row's last texel pads
+//! (`row_pitch`, a multiple of 16 bytes, is what a row takes). Rows are packed on the CPU as the
+//! bytes stream in (on the CPU drivers this layout is for, that is where a GPU kernel would run
+//! too); a row split between two chunks waits for the next one.
 
 use std::sync::Mutex;
 
@@ -57,21 +68,76 @@ pub struct WeightMatrix {
     pub k: u32,
     pub n_rows: u32,
     pub row_bytes: u64,
+    /// Bytes one row takes in a part: `row_bytes`, or with packed blocks the packed row's
+    /// (whole texels). The kernels address row r of a part at byte r · row_pitch.
+    pub row_pitch: u64,
     pub parts: Vec<WeightPart>,
     /// Rows interleaved in groups of [`INTERLEAVE`] (else the raw layout).
     interleaved: bool,
-    /// Texture-backed parts only: the bytes of a texel that a write left incomplete, waiting for
-    /// the next write (see [`WeightMatrix::write`]).
-    partial_texel: Mutex<Option<PartialTexel>>,
+    /// Blocks packed (see the module docs), in texture-backed parts only.
+    packing: Option<BlockPacking>,
+    /// Texture-backed parts only: the start of a texel (a row, when packed) that a write left
+    /// incomplete, waiting for the next write (see [`WeightMatrix::write`]).
+    pending: Mutex<Option<Pending>>,
 }
 
-/// The start of a texel that one write ended in the middle of.
-struct PartialTexel {
+/// The start of a texel (or packed row) that one write ended in the middle of.
+struct Pending {
     part: usize,
-    /// The texel's first byte within the part (a multiple of 16).
+    /// Its first byte within the part's raw bytes (a multiple of 16, or of `row_bytes`).
     dst: u64,
-    /// Its bytes so far (fewer than 16).
+    /// Its bytes so far.
     bytes: Vec<u8>,
+}
+
+/// The packed layout of a block type (see the module docs).
+#[derive(Clone, Copy, Debug)]
+struct BlockPacking {
+    /// Bytes of a block's header (its scales), stored together with its group's.
+    header_bytes: usize,
+    /// Bytes of a block's quants (a multiple of 16).
+    quant_bytes: usize,
+}
+
+impl BlockPacking {
+    /// The packed layout of `ty`, if it has one.
+    fn of(ty: GgmlType) -> Option<BlockPacking> {
+        match ty {
+            GgmlType::Q4_1 => Some(BlockPacking { header_bytes: 4, quant_bytes: 16 }),
+            GgmlType::Q8_0 => Some(BlockPacking { header_bytes: 2, quant_bytes: 32 }),
+            _ => None,
+        }
+    }
+
+    /// Blocks per group: as many headers as one texel holds.
+    fn group(self) -> usize {
+        TEXEL_BYTES as usize / self.header_bytes
+    }
+
+    /// Texels of a group of `blocks` blocks: the header texel and the quants.
+    fn group_texels(self, blocks: usize) -> usize {
+        1 + blocks * self.quant_bytes / TEXEL_BYTES as usize
+    }
+
+    /// Bytes of a packed row of `blocks` blocks.
+    fn row_pitch(self, blocks: usize) -> u64 {
+        let (full, rest) = (blocks / self.group(), blocks % self.group());
+        let texels = full * self.group_texels(self.group()) + if rest > 0 { self.group_texels(rest) } else { 0 };
+        texels as u64 * TEXEL_BYTES
+    }
+
+    /// Packs the raw row `raw` (whole blocks) into `out` (`row_pitch` bytes, zeroed).
+    fn pack_row(self, raw: &[u8], out: &mut [u8]) {
+        let block_bytes = self.header_bytes + self.quant_bytes;
+        let full_group_bytes = self.group_texels(self.group()) * TEXEL_BYTES as usize;
+        for (b, block) in raw.chunks_exact(block_bytes).enumerate() {
+            let (group, j) = (b / self.group(), b % self.group());
+            let header = group * full_group_bytes;
+            let (h, q) = (header + j * self.header_bytes, header + TEXEL_BYTES as usize + j * self.quant_bytes);
+            out[h..h + self.header_bytes].copy_from_slice(&block[..self.header_bytes]);
+            out[q..q + self.quant_bytes].copy_from_slice(&block[self.header_bytes..]);
+        }
+    }
 }
 
 impl WeightPart {
@@ -149,18 +215,22 @@ impl WeightMatrix {
         let row_bytes = ty
             .row_bytes(k)
             .ok_or_else(|| GpuError::Shape(format!("tensor '{name}': row of {k} elements is not whole blocks")))?;
-        // Textures where the adapter wants them (in the raw layout), else interleaved where the
-        // adapter wants it and rows are whole words.
+        // Textures where the adapter wants them (blocks packed where the adapter wants it and
+        // the type has a packed layout), else interleaved where the adapter wants it and rows are
+        // whole words.
         let in_textures = ctx.tuning.weights_in_textures;
-        let max_part = max_part.min(Self::part_limit(ctx));
+        let packing = if in_textures && ctx.tuning.pack_blocks { BlockPacking::of(ty) } else { None };
+        let row_pitch = packing.map_or(row_bytes, |p| p.row_pitch((k / ty.block_elems()) as usize));
+        let limit = Self::part_limit(ctx);
+        let max_part = max_part.min(limit);
         let interleaved = !in_textures && ctx.tuning.interleave_rows && row_bytes.is_multiple_of(4) && max_part / row_bytes >= INTERLEAVE;
         // Parts start at whole rows (whole groups when interleaved) and at 4-byte boundaries
         // (buffer writes are 4-byte aligned).
         let align_rows = if interleaved { INTERLEAVE } else { (4 / gcd(row_bytes, 4)).max(1) };
-        let mut rows_per_part = (max_part / row_bytes) / align_rows * align_rows;
+        let mut rows_per_part = (max_part / row_bytes).min(limit / row_pitch) / align_rows * align_rows;
         if rows_per_part == 0 {
             return Err(GpuError::Limit(format!(
-                "tensor '{name}': one row is {row_bytes} bytes but the device binds at most {max_part} bytes"
+                "tensor '{name}': one row is {row_pitch} bytes but the device binds at most {max_part} bytes"
             )));
         }
         rows_per_part = rows_per_part.min(n_rows);
@@ -170,17 +240,22 @@ impl WeightMatrix {
             let rows = rows_per_part.min(n_rows - first);
             let byte_len = rows * row_bytes;
             let buffer_len = if interleaved { rows.next_multiple_of(INTERLEAVE) * row_bytes } else { byte_len };
-            let memory = if in_textures { weight_texture(ctx, name, byte_len)? } else { PartMemory::Buffer(ctx.storage_buffer(name, buffer_len)?) };
+            let memory = if in_textures { weight_texture(ctx, name, rows * row_pitch)? } else { PartMemory::Buffer(ctx.storage_buffer(name, buffer_len)?) };
             parts.push(WeightPart { memory, first_row: first as u32, rows: rows as u32, byte_start: first * row_bytes, byte_len });
             first += rows;
         }
-        let partial_texel = Mutex::new(None);
-        Ok(WeightMatrix { name: name.to_string(), ty, k: k as u32, n_rows: n_rows as u32, row_bytes, parts, interleaved, partial_texel })
+        let pending = Mutex::new(None);
+        Ok(WeightMatrix { name: name.to_string(), ty, k: k as u32, n_rows: n_rows as u32, row_bytes, row_pitch, parts, interleaved, packing, pending })
     }
 
     /// Whether the rows are interleaved (see the module docs).
     pub fn interleaved(&self) -> bool {
         self.interleaved
+    }
+
+    /// Whether the blocks are packed (see the module docs).
+    pub fn packed(&self) -> bool {
+        self.packing.is_some()
     }
 
     /// Whether the parts are textures (see the module docs).
@@ -197,7 +272,7 @@ impl WeightMatrix {
     /// (scattered into the interleaved layout on the GPU where it applies). `offset` must be a
     /// multiple of 4; a tail that is not is zero-padded. Texture-backed matrices take their
     /// bytes in order (each write starting where the last ended, as `WeightStore::feed` does),
-    /// or in writes that each start at a 16-byte boundary of a part.
+    /// or in writes that each start at a 16-byte boundary of a part (at a row, when packed).
     pub fn write(&self, ctx: &Context, offset: u64, data: &[u8]) {
         let queue = &ctx.queue;
         let end = offset + data.len() as u64;
@@ -225,33 +300,48 @@ impl WeightMatrix {
     }
 
     /// Writes part bytes `[dst, dst + chunk.len())` of part `index` into its texture: the whole
-    /// texels now, a texel left incomplete at the end once the next write completes it (or
-    /// zero-padded when it is the part's last).
+    /// texels (whole rows, when packed) now, one left incomplete at the end once the next write
+    /// completes it (a raw texel is zero-padded when it is the part's last; packed parts end
+    /// with a whole row).
     fn write_texels(&self, ctx: &Context, index: usize, texture: &wgpu::Texture, dst: u64, chunk: &[u8]) {
-        let mut partial = self.partial_texel.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let joined;
-        let (dst, bytes) = match partial.take() {
+        let (dst, bytes) = match pending.take() {
             Some(p) if p.part == index && p.dst + p.bytes.len() as u64 == dst => {
                 joined = [&p.bytes[..], chunk].concat();
                 (p.dst, &joined[..])
             }
-            // A write that does not continue the partial texel starts a texel of its own.
+            // A write that does not continue the pending bytes starts a texel (row) of its own.
             _ => (dst, chunk),
         };
-        let whole = bytes.len() as u64 / TEXEL_BYTES * TEXEL_BYTES;
-        write_texel_range(ctx, texture, dst / TEXEL_BYTES, &bytes[..whole as usize]);
+        let unit = if self.packing.is_some() { self.row_bytes } else { TEXEL_BYTES };
+        let whole = bytes.len() as u64 / unit * unit;
+        self.write_units(ctx, texture, dst, &bytes[..whole as usize]);
         let rest = &bytes[whole as usize..];
         if rest.is_empty() {
             return;
         }
         let rest_dst = dst + whole;
-        if rest_dst + rest.len() as u64 >= self.parts[index].byte_len {
+        if self.packing.is_none() && rest_dst + rest.len() as u64 >= self.parts[index].byte_len {
             let mut last = rest.to_vec();
             last.resize(TEXEL_BYTES as usize, 0);
             write_texel_range(ctx, texture, rest_dst / TEXEL_BYTES, &last);
         } else {
-            *partial = Some(PartialTexel { part: index, dst: rest_dst, bytes: rest.to_vec() });
+            *pending = Some(Pending { part: index, dst: rest_dst, bytes: rest.to_vec() });
         }
+    }
+
+    /// Writes whole texels (raw) or whole rows (packed, repacked here) of part bytes from `dst`.
+    fn write_units(&self, ctx: &Context, texture: &wgpu::Texture, dst: u64, bytes: &[u8]) {
+        let Some(packing) = self.packing else {
+            return write_texel_range(ctx, texture, dst / TEXEL_BYTES, bytes);
+        };
+        let pitch = self.row_pitch as usize;
+        let mut packed = vec![0u8; bytes.len() / self.row_bytes as usize * pitch];
+        for (raw, out) in bytes.chunks_exact(self.row_bytes as usize).zip(packed.chunks_exact_mut(pitch)) {
+            packing.pack_row(raw, out);
+        }
+        write_texel_range(ctx, texture, dst / self.row_bytes * self.row_pitch / TEXEL_BYTES, &packed);
     }
 
     /// Uploads raw words of `part` starting at part byte `dst` and scatters them into the

@@ -210,7 +210,7 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits) -> Result<()> 
             },
         };
         let kv = &m.kv.layers[l];
-        let input = norm_input(m, step, 0, n, b.attn_norm)?;
+        let input = norm_input(m, step, 0, n, b.attn_norm, (c.n_heads + 2 * c.n_kv_heads) * c.head_dim)?;
         attn_in(step, q, k, v, &input, &s.q, kv, &args)?;
         let attn = AttentionArgs {
             n_tokens: n,
@@ -238,7 +238,7 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits) -> Result<()> 
             Activation::SwiGlu => Glu::SwiGlu,
             Activation::GeGlu => Glu::GeGlu,
         };
-        let input = norm_input(m, step, 0, n, b.ffn_norm)?;
+        let input = norm_input(m, step, 0, n, b.ffn_norm, f)?;
         ffn_in(step, gate, up, f, glu, &input, &s.gate)?;
         add_projection(m, step, b.down, &s.gate, b.post_ffn_norm, n)?;
     }
@@ -247,20 +247,28 @@ pub fn record(m: &Model, step: &mut Step, n: u32, logits: Logits) -> Result<()> 
         Logits::Last => n - 1,
         Logits::All => 0,
     };
-    let input = norm_input(m, step, first, n, lay.output_norm)?;
+    let input = norm_input(m, step, first, n, lay.output_norm, c.vocab_size)?;
     let out = Output { y_stride: c.vocab_size, accumulate: false, softcap: c.final_softcap };
     matvec(step, w.m(lay.output), &input, &s.logits, out)?;
     Ok(())
 }
 
-/// Rows `first .. n` of the residual stream RMSNorm-ed with `weight`, as a matrix kernel's input:
-/// normalised into `normed` by one small dispatch when the adapter's tuning says so
-/// (`Tuning::separate_input_norm`), else folded into the matrix kernel.
-fn norm_input<'m>(m: &'m Model, step: &mut Step, first: u32, n: u32, weight: VectorId) -> Result<Input<'m>> {
+/// Decode folds the input norm into matrix kernels of at most this many rows
+/// (`Tuning::fuse_decode_norm`). Each thread of four rows recomputes 1/rms over the whole row,
+/// a cost that grows with the rows: on lavapipe it added ~5 ms to SmolLM2's 49152-row output
+/// head (13 -> 18 ms, `examples/kernel_timing`) against ~0.1 ms for the separate dispatch, and
+/// about what the dispatch costs to its 1536-row ffn_in.
+const FUSED_NORM_MAX_ROWS: u32 = 4096;
+
+/// Rows `first .. n` of the residual stream RMSNorm-ed with `weight`, as the input of a matrix
+/// kernel of `rows` rows: normalised into `normed` by one small dispatch when the adapter's
+/// tuning says so (`Tuning::separate_input_norm`), else folded into the matrix kernel.
+fn norm_input<'m>(m: &'m Model, step: &mut Step, first: u32, n: u32, weight: VectorId, rows: u32) -> Result<Input<'m>> {
     let (s, w, c) = (&m.state, &m.weights, &m.config);
     let d = c.d_model;
     let tuning = &m.context().tuning;
-    if tuning.separate_input_norm && !(tuning.fuse_decode_norm && n - first == 1) {
+    let fuse = tuning.fuse_decode_norm && n - first == 1 && rows <= FUSED_NORM_MAX_ROWS;
+    if tuning.separate_input_norm && !fuse {
         rms_norm(step, w.vectors(), w.v(weight), &s.x, first, &s.normed, d, n - first, c.rms_eps)?;
         return Ok(Input::dense(&s.normed, w.vectors(), n - first, d));
     }
