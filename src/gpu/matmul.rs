@@ -220,6 +220,14 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     MatrixSetup { shape, tile, variant, rows4, workgroup, defines: d, input: *input, uniform_bytes, norm_weight }
 }
 
+/// Threads of an attn_in workgroup taking four rows of its head each (ROWS4, CPU drivers): a
+/// quarter of the head's rows, as a power of two (the workgroup sums) from 8 to 64, instead of 64
+/// threads of which a 64-dim head kept 16 busy while all 64 computed the input's norm
+/// (XN_UNIFORM).
+fn attn_in_rows4_workgroup(head_dim: u32) -> u32 {
+    head_dim.div_ceil(4).next_power_of_two().clamp(8, MATRIX_WORKGROUP)
+}
+
 /// Threads of a matvec workgroup taking four rows each (ROWS4, CPU drivers): 64, or 16 where
 /// 64 would make fewer than 8 workgroups, so that the driver's threads share the rows evenly
 /// (576 rows in 64-thread workgroups are 3 workgroups: one of two cores does two of them).
@@ -503,6 +511,9 @@ pub fn attn_in(
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
     let setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
     let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
+    if setup.rows4 {
+        defines = defines.constant("WORKGROUP", attn_in_rows4_workgroup(hd));
+    }
     if kv.in_texture() {
         if !a.kv_f16 || !hd.is_multiple_of(8) {
             return Err(GpuError::Shape(format!("a KV cache in a texture holds f16 heads of a multiple of 8 dims, not {hd}")));

@@ -331,6 +331,11 @@ fn attn_in_fused_all_options_and_256_dims() {
     check_attn_in(&ctx, AttnInCase { neox: true, n_rot: 32, biases: true, n_heads: 4, n_kv_heads: 4, ..base_case(80, 3, 7, true) }, 21004);
     check_attn_in(&ctx, AttnInCase { fused: true, types: [GgmlType::Q6_K; 3], neox: true, ..base_case(96, 9, 0, false) }, 21005);
     check_attn_in(&ctx, AttnInCase { n_rot: 20, factors: true, mscale: 1.1, ..base_case(96, 1, 7, true) }, 21006);
+    // Decode with every option but the input norm (whose weight here is not where a uniform
+    // binding can start), so that CPU drivers take four rows per thread (ROWS4) in workgroups
+    // sized to the head: 16 threads for 64 dims, 32 for 80, the head norms summed over them.
+    check_attn_in(&ctx, AttnInCase { norm: false, ..all(base_case(64, 1, 5, true)) }, 21007);
+    check_attn_in(&ctx, AttnInCase { norm: false, n_heads: 3, n_kv_heads: 1, ..all(base_case(80, 1, 3, true)) }, 21008);
     for (n_tokens, kv_f16) in [(1, true), (9, false), (8, true)] {
         let c = AttnInCase { n_heads: 2, n_kv_heads: 1, ..base_case(256, n_tokens, 7, kv_f16) };
         check_attn_in(&ctx, if n_tokens == 8 { all(c) } else { c }, 21010 + n_tokens as u64);
