@@ -38,9 +38,12 @@ fn inverse_rms(lid: u32, base: u32) -> f32 {
     return inverseSqrt(s / f32(p.n) + p.eps);
 }
 
-// The row the invocation handles, and the stride of its elements.
+// The row the invocation handles; it writes the row's elements first_elem, +STRIDE, ...
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+fn first_elem(lid: u32) -> u32 {
+    return 0u;
 }
 const STRIDE: u32 = 1u;
 #else
@@ -69,13 +72,11 @@ fn inverse_rms(lid: u32, base: u32) -> f32 {
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
+fn first_elem(lid: u32) -> u32 {
+    return lid;
+}
 const STRIDE: u32 = WG;
 #endif
-
-// The first element an invocation writes of its row (then every STRIDE-th).
-fn first_elem(lid: u32) -> u32 {
-    return select(lid, 0u, STRIDE == 1u);
-}
 
 @compute @workgroup_size(WG)
 fn rms_norm(

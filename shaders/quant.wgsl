@@ -255,6 +255,12 @@ fn load8(row_byte: u32, u: u32) -> W8 {
 }
 #elif Q4_1
 // 20 bytes per 32: f16 d, f16 m, 16 bytes of nibbles; w = q d + m.
+#if PACKED
+// Packed groups (gpu::weights): 4 blocks, a texel of their (d, m) pairs then a texel of nibbles
+// per block.
+const PACK_GROUP: u32 = 4u;
+const PACK_GROUP_TEXELS: u32 = 5u;
+#endif
 // Block b of the row at row_byte: (d, m) and its four words of nibbles.
 struct Q41Block {
     dm: vec2<f32>,
@@ -263,8 +269,7 @@ struct Q41Block {
 
 fn q4_1_block(row_byte: u32, b: u32) -> Q41Block {
 #if PACKED
-    // Groups of 4 blocks: a texel of the four (d, m) pairs, then one texel of nibbles per block.
-    let g = packed_group(row_byte, b, 4u, 5u);
+    let g = packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS);
     return Q41Block(unpack2x16float(texel_word(wq_texel(g.x), g.y)), wq_texel(g.x + 1u + g.y));
 #elif TEXTURE
     // The block's five words lie in two texels: two fetches instead of five.
@@ -283,9 +288,9 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let blk = u >> 2u;
     let i = u & 3u;
 #if PACKED
-    let g = packed_group(row_byte, blk, 4u, 5u);
-    let dm = unpack2x16float(texel_word(wq_texel(g.x), g.y));
-    let q = texel_word(wq_texel(g.x + 1u + g.y), i);
+    let block = q4_1_block(row_byte, blk);
+    let dm = block.dm;
+    let q = texel_word(block.q, i);
 #else
     let base = row_byte + blk * 20u;
     let dm = unpack2x16float(wq_at(base >> 2u));
@@ -324,14 +329,23 @@ fn load8(row_byte: u32, u: u32) -> W8 {
 }
 #elif Q8_0
 // 34 bytes per 32: f16 d, 32 signed bytes; w = q d.
+#if PACKED
+// Packed groups (gpu::weights): 8 blocks, a texel of their f16 d then two texels of quants per
+// block.
+const PACK_GROUP: u32 = 8u;
+const PACK_GROUP_TEXELS: u32 = 17u;
+
+// d of the block at place g.y of the group at texel g.x (packed_group).
+fn q8_0_packed_d(g: vec2<u32>) -> f32 {
+    return f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u);
+}
+#endif
 // Block b of the row at row_byte: d and its eight words of quants.
 fn q8_0_block(row_byte: u32, b: u32) -> F16Words8 {
 #if PACKED
-    // Groups of 8 blocks: a texel of the eight f16 d, then two texels of quants per block.
-    let g = packed_group(row_byte, b, 8u, 17u);
-    let d = f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u);
+    let g = packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS);
     let q = g.x + 1u + 2u * g.y;
-    return F16Words8(d, wq_texel(q), wq_texel(q + 1u));
+    return F16Words8(q8_0_packed_d(g), wq_texel(q), wq_texel(q + 1u));
 #else
     return f16_words8(row_byte + b * 34u);
 #endif
@@ -343,8 +357,8 @@ fn load8(row_byte: u32, u: u32) -> W8 {
     let ia = blk * 32u + 8u * i;
 #if PACKED
     // Unit i: quant words 2i, 2i + 1 of the block, in its texel i / 2.
-    let g = packed_group(row_byte, blk, 8u, 17u);
-    let d = f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u);
+    let g = packed_group(row_byte, blk, PACK_GROUP, PACK_GROUP_TEXELS);
+    let d = q8_0_packed_d(g);
     let q = wq_texel(g.x + 1u + 2u * g.y + (i >> 1u));
     let odd = (i & 1u) != 0u;
     return W8(i8x4(select(q.x, q.z, odd)) * d, i8x4(select(q.y, q.w, odd)) * d, ia, ia + 4u);

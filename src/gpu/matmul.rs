@@ -104,6 +104,13 @@ struct TokenTile<'b> {
 }
 
 impl<'b> MatrixSetup<'b> {
+    /// The same with workgroups of `threads` threads.
+    fn with_workgroup(mut self, threads: u32) -> Self {
+        self.workgroup = threads;
+        self.defines = self.defines.constant("WORKGROUP", threads);
+        self
+    }
+
     /// Rows one matvec / ffn_in workgroup computes.
     fn rows_per_workgroup(&self) -> u32 {
         self.workgroup / self.variant.row_threads * self.variant.rows_per_thread
@@ -509,11 +516,11 @@ pub fn attn_in(
         return Err(GpuError::Shape(format!("attention heads of {hd} dims with {} rotated are not supported (even, at most 256)", a.rope.n_rot)));
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
-    let setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
-    let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
+    let mut setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
     if setup.rows4 {
-        defines = defines.constant("WORKGROUP", attn_in_rows4_workgroup(hd));
+        setup = setup.with_workgroup(attn_in_rows4_workgroup(hd));
     }
+    let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
     if kv.in_texture() {
         if !a.kv_f16 || !hd.is_multiple_of(8) {
             return Err(GpuError::Shape(format!("a KV cache in a texture holds f16 heads of a multiple of 8 dims, not {hd}")));

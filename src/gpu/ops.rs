@@ -25,23 +25,24 @@ struct NormParams {
 #[allow(clippy::too_many_arguments)]
 pub fn post_norm_add(step: &mut Step, vecs: &wgpu::Buffer, w: u32, y: &wgpu::Buffer, x: &wgpu::Buffer, n: u32, n_rows: u32, eps: f32) -> Result<(), GpuError> {
     let params = NormParams { n, n_rows, eps, w, src_offset: 0, _pad: [0; 3] };
-    let (defines, workgroups) = norm_shape(step.context(), n, n_rows);
-    step.dispatch(Kernel::Norm, "post_norm_add", defines, &params, &[Bind::Read(vecs), Bind::Read(y), Bind::Write(x)], workgroups)
+    dispatch_norm(step, "post_norm_add", &params, &[Bind::Read(vecs), Bind::Read(y), Bind::Write(x)])
 }
 
 /// Threads of a norm workgroup with one thread per row (`shaders/norm.wgsl`, THREAD_PER_ROW).
 const NORM_ROWS_WORKGROUP: u32 = 64;
 
-/// The norm kernel's defines and workgroup count for `n_rows` rows of `n`: one thread per row
+/// Records the norm kernel's `entry` over `params.n_rows` rows of `params.n`: one thread per row
 /// where the tuning says so (`Tuning::norm_thread_per_row`) and a row's two loops stay under
 /// lavapipe's loop limit, else one workgroup per row.
-fn norm_shape(ctx: &Context, n: u32, n_rows: u32) -> (&'static Defines, u32) {
+fn dispatch_norm(step: &mut Step, entry: &'static str, params: &NormParams, buffers: &[Bind]) -> Result<(), GpuError> {
     static THREAD_PER_ROW: std::sync::OnceLock<Defines> = std::sync::OnceLock::new();
-    if ctx.tuning.norm_thread_per_row && 2 * n < LAVAPIPE_LOOP_LIMIT {
+    let (n, n_rows) = (params.n, params.n_rows);
+    let (defines, workgroups) = if step.context().tuning.norm_thread_per_row && 2 * n < LAVAPIPE_LOOP_LIMIT {
         (THREAD_PER_ROW.get_or_init(|| Defines::new().flag("THREAD_PER_ROW")), n_rows.div_ceil(NORM_ROWS_WORKGROUP))
     } else {
         (no_defines(), n_rows)
-    }
+    };
+    step.dispatch(Kernel::Norm, entry, defines, params, buffers, workgroups)
 }
 
 /// out[r, :] = x[r, :] / rms(x[r, :]) · w, the RMSNorm of rows `first_row .. first_row + n_rows`
@@ -50,8 +51,7 @@ fn norm_shape(ctx: &Context, n: u32, n_rows: u32) -> (&'static Defines, u32) {
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm(step: &mut Step, vecs: &wgpu::Buffer, w: u32, x: &wgpu::Buffer, first_row: u32, out: &wgpu::Buffer, n: u32, n_rows: u32, eps: f32) -> Result<(), GpuError> {
     let params = NormParams { n, n_rows, eps, w, src_offset: first_row * n, _pad: [0; 3] };
-    let (defines, workgroups) = norm_shape(step.context(), n, n_rows);
-    step.dispatch(Kernel::Norm, "rms_norm", defines, &params, &[Bind::Read(vecs), Bind::Read(x), Bind::Write(out)], workgroups)
+    dispatch_norm(step, "rms_norm", &params, &[Bind::Read(vecs), Bind::Read(x), Bind::Write(out)])
 }
 
 /// Attention shape and options.
