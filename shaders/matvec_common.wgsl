@@ -4,7 +4,8 @@
 // multiples of 4) and `vecs: array<vec4<f32>>`, the model's f32 vectors (the input RMSNorm weight
 // at element `norm` when NORM is set; with XN_UNIFORM instead bound on its own as the uniform
 // `xn: array<vec4<f32>, XS_LEN>`).
-// A workgroup has WG = 64 threads; G = ROW_THREADS threads share one matrix row (1 on CPU drivers,
+// A workgroup has WG threads (64, fewer for small t1r4 matvecs, up to a head's rows × G in attn_in
+// on GPUs); G = ROW_THREADS threads share one matrix row (1 on CPU drivers,
 // where barriers are expensive); TT = TILE_T tokens (1, 4, 8 or 16) are handled per pass so that each
 // dequantized weight is reused across them (prefill); matvec and ffn_in also take TT = 16.
 
@@ -35,13 +36,16 @@ fn acc_zero() -> Acc {
 #endif
 }
 
-var<workgroup> red_a: array<vec4<f32>, 64>;
-var<workgroup> red_b: array<vec4<f32>, 64>;
+#if REDUCE
+// Each thread's partial sums for the cross-lane reduction (reduce_rows).
+var<workgroup> red_a: array<vec4<f32>, WG>;
+var<workgroup> red_b: array<vec4<f32>, WG>;
 #if TILE16
-var<workgroup> red_c: array<vec4<f32>, 64>;
-var<workgroup> red_d: array<vec4<f32>, 64>;
+var<workgroup> red_c: array<vec4<f32>, WG>;
+var<workgroup> red_d: array<vec4<f32>, WG>;
 #endif
-var<workgroup> red_s: array<f32, 64>;
+#endif
+var<workgroup> red_s: array<f32, WG>;
 var<workgroup> norm_scale: array<f32, 16>;
 
 // Element i of the model's f32 vectors.
