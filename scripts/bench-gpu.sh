@@ -51,7 +51,8 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for run in "${runs[@]}"; do
     name="${run%%:*}"
-    if out=$("$bin" bench --synthetic "${run#*:}" --context 2048 --prompt-tokens "$prompt" --gen-tokens "$gen" 2>&1); then
+    # A run that hangs (a driver fault, say) costs its own line, not the rest of the table.
+    if out=$(timeout "${FERROLM_BENCH_RUN_TIMEOUT:-300}" "$bin" bench --synthetic "${run#*:}" --context 2048 --prompt-tokens "$prompt" --gen-tokens "$gen" 2>&1); then
         echo "$name $out" >>"$results"
     else
         echo "$name {\"error\": $(printf '%s' "$out" | tail -1 | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >>"$results"

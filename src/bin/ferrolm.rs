@@ -427,7 +427,8 @@ fn bench(args: Args) -> CliResult {
     let decode_tokens_per_s = median(&speeds);
     let model = engine.model();
     // The device's memory speed: what a decode step that reads every weight once could reach.
-    let copy_gb_per_s = ctx.copy_bandwidth(COPY_BENCH_BYTES, 5).map_err(Error::from)?;
+    let copy = ctx.copy_bandwidth(COPY_BENCH_BYTES, 5).map_err(Error::from)?;
+    let copy_gb_per_s = copy.best_gb_per_s();
     let weight_bytes_per_token = model.weight_bytes_per_token();
     let choices = ctx.kernel_choices();
     let mut report = serde_json::json!({
@@ -453,6 +454,8 @@ fn bench(args: Args) -> CliResult {
         "kernel_forced": choices.forced.map(|v| v.to_string()),
         "weight_bytes_per_token": weight_bytes_per_token,
         "copy_gb_per_s": copy_gb_per_s,
+        "copy_command_gb_per_s": copy.command_gb_per_s,
+        "copy_shader_gb_per_s": copy.shader_gb_per_s,
         "bandwidth_fraction": weight_bytes_per_token as f64 * decode_tokens_per_s / (copy_gb_per_s * 1e9),
     });
     if args.has("profile") {

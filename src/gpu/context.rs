@@ -14,7 +14,10 @@ pub struct DeviceLimits {
     pub max_workgroups_per_dim: u32,
     /// Alignment of uniform-buffer binding offsets in bytes.
     pub uniform_align: u32,
+    /// Most threads in one workgroup of the one-dimensional shapes our kernels use (the smaller of
+    /// the adapter's invocations per workgroup and its workgroup size in x).
     pub max_invocations_per_workgroup: u32,
+    /// Workgroup memory one kernel may declare, in bytes.
     pub max_workgroup_storage: u32,
     /// Largest range of one uniform-buffer binding in bytes.
     pub max_uniform_binding: u64,
@@ -172,7 +175,7 @@ impl Context {
             max_buffer_size: required_limits.max_buffer_size,
             max_workgroups_per_dim: required_limits.max_compute_workgroups_per_dimension,
             uniform_align: required_limits.min_uniform_buffer_offset_alignment,
-            max_invocations_per_workgroup: required_limits.max_compute_invocations_per_workgroup,
+            max_invocations_per_workgroup: required_limits.max_compute_invocations_per_workgroup.min(required_limits.max_compute_workgroup_size_x),
             max_workgroup_storage: required_limits.max_compute_workgroup_storage_size,
             max_uniform_binding: required_limits.max_uniform_buffer_binding_size,
             max_texture_rows: required_limits.max_texture_dimension_2d,
@@ -385,19 +388,28 @@ impl Context {
         self.read_mapped(&staging, bytes).await
     }
 
-    /// Measures this adapter's buffer-to-buffer copy speed in GB/s (1e9 bytes/s): copies of
-    /// `bytes` bytes between two fresh buffers, timed around a blocking wait, best of `runs`.
-    /// The reference `bench` compares decoding against (a decode step can read its weights no
-    /// faster than the device copies memory). Native only; allocates 2 × `bytes` for a moment.
+    /// Measures this adapter's memory speed in GB/s (1e9 bytes/s) with copies of `bytes` bytes
+    /// between two fresh buffers, twice: by the copy command (`copy_buffer_to_buffer`) and by a
+    /// compute shader that copies `vec4<u32>` words (`COPY_SHADER`; some drivers run the copy
+    /// command on a slower path: 0.84 TB/s against the shader's on an H200). Each counts the
+    /// bytes read and the bytes written (a copy of B bytes moves 2·B through memory, as CUDA's
+    /// bandwidth tests count). `bench` compares decoding against the faster: a decode step can
+    /// read its weights no faster. One copy on a fast GPU takes less time than a submit and a
+    /// blocking wait, so each timed submit holds as many copies as make it last about
+    /// `COPY_BENCH_SECONDS` (from a first estimate, at most `MAX_COPIES_PER_SUBMIT`); best of
+    /// `runs` (one when a single copy takes longer). Native only; allocates 2 × `bytes` for a moment.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn copy_bandwidth(&self, bytes: u64, runs: u32) -> Result<f64, GpuError> {
-        let bytes = bytes.min(self.limits.max_buffer_size).next_multiple_of(4);
+    pub fn copy_bandwidth(&self, bytes: u64, runs: u32) -> Result<CopyBandwidth, GpuError> {
+        const COPY_BENCH_SECONDS: f64 = 0.05;
+        const MAX_COPIES_PER_SUBMIT: u32 = 256;
+        const COPY_WORKGROUPS: u32 = 4096;
+        let bytes = bytes.min(self.limits.max_buffer_size).min(self.limits.max_storage_binding) / 16 * 16;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let make = |label| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes,
-                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             })
         };
@@ -405,22 +417,75 @@ impl Context {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Limit(format!("two copy buffers of {bytes} bytes do not fit: {e}")));
         }
-        let wait = || pollster::block_on(self.wait_idle());
-        let copy = || {
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
-            self.queue.submit([encoder.finish()]);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("copy"), source: wgpu::ShaderSource::Wgsl(COPY_SHADER.into()) });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("copy"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("copy"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
+            ],
+        });
+        // Seconds per copy, by the command (`by_shader` false) or the shader.
+        let measure = |by_shader: bool| -> Result<f64, GpuError> {
+            let timed_copies = |copies: u32| -> Result<f64, GpuError> {
+                let start = std::time::Instant::now();
+                let mut encoder = self.device.create_command_encoder(&Default::default());
+                for _ in 0..copies {
+                    if by_shader {
+                        let mut pass = encoder.begin_compute_pass(&Default::default());
+                        pass.set_pipeline(&pipeline);
+                        pass.set_bind_group(0, &bind_group, &[]);
+                        pass.dispatch_workgroups(COPY_WORKGROUPS, 1, 1);
+                    } else {
+                        encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+                    }
+                }
+                self.queue.submit([encoder.finish()]);
+                pollster::block_on(self.wait_idle())?;
+                Ok(start.elapsed().as_secs_f64())
+            };
+            timed_copies(1)?; // first touch of the memory
+            let one = timed_copies(1)?;
+            let copies = ((COPY_BENCH_SECONDS / one.max(1e-9)).ceil() as u32).clamp(1, MAX_COPIES_PER_SUBMIT);
+            // A copy slower than a timed submit should be (a CPU driver's shader copy: 0.3 s on
+            // lavapipe) is timed once more, not `runs` times.
+            let runs = if one > COPY_BENCH_SECONDS { 1 } else { runs.max(1) };
+            let mut best = one;
+            for _ in 0..runs {
+                best = best.min(timed_copies(copies)? / copies as f64);
+            }
+            Ok(best)
         };
-        copy(); // first touch of the memory
-        wait()?;
-        let mut best = f64::INFINITY;
-        for _ in 0..runs.max(1) {
-            let start = std::time::Instant::now();
-            copy();
-            wait()?;
-            best = best.min(start.elapsed().as_secs_f64());
+        let gb_per_s = |seconds: f64| 2.0 * bytes as f64 / seconds / 1e9;
+        // Marks at both ends of the source, checked in the destination after the shader's copies
+        // (cleared before them): a shader that skipped words would report a speed it never had.
+        let marks: [u8; 16] = std::array::from_fn(|i| 0xa5 ^ i as u8);
+        self.queue.write_buffer(&src, 0, &marks);
+        self.queue.write_buffer(&src, bytes - 16, &marks);
+        let command_gb_per_s = gb_per_s(measure(false)?);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.clear_buffer(&dst, 0, None);
+        self.queue.submit([encoder.finish()]);
+        let shader_gb_per_s = gb_per_s(measure(true)?);
+        let staging = self.readback_buffer("copy check", 32);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&dst, 0, &staging, 0, 16);
+        encoder.copy_buffer_to_buffer(&dst, bytes - 16, &staging, 16, 16);
+        self.queue.submit([encoder.finish()]);
+        let copied = pollster::block_on(self.read_mapped(&staging, 32))?;
+        if copied[..16] != marks || copied[16..] != marks {
+            return Err(GpuError::Device("the copy shader of the bandwidth measurement left its destination unwritten".into()));
         }
-        Ok(bytes as f64 / best / 1e9)
+        Ok(CopyBandwidth { command_gb_per_s, shader_gb_per_s })
     }
 
     /// Reads `n` f32 values from the start of a storage buffer.
@@ -429,3 +494,36 @@ impl Context {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }
+
+/// A device's measured copy speeds in GB/s, counting bytes read and written
+/// ([`Context::copy_bandwidth`]).
+#[derive(Clone, Copy, Debug)]
+pub struct CopyBandwidth {
+    /// By the copy command (`copy_buffer_to_buffer`).
+    pub command_gb_per_s: f64,
+    /// By a compute shader copying `vec4<u32>` words.
+    pub shader_gb_per_s: f64,
+}
+
+impl CopyBandwidth {
+    /// The faster of the two: the memory speed a kernel can reach.
+    pub fn best_gb_per_s(&self) -> f64 {
+        self.command_gb_per_s.max(self.shader_gb_per_s)
+    }
+}
+
+/// `src` to `dst` (the same length, whole `vec4<u32>` words) by every thread of the grid in turn,
+/// neighbouring threads on neighbouring words.
+#[cfg(not(target_arch = "wasm32"))]
+const COPY_SHADER: &str = "
+@group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = arrayLength(&dst);
+    for (var i = gid.x; i < n; i += nwg.x * 256u) {
+        dst[i] = src[i];
+    }
+}
+";

@@ -10,7 +10,7 @@ mod step;
 pub mod variant;
 mod weights;
 
-pub use context::{Context, DeviceLimits, Tuning};
+pub use context::{Context, CopyBandwidth, DeviceLimits, Tuning};
 pub use kv::{KvLayer, KV_TEXEL_ELEMS};
 pub use shader::{instance, preprocess, Access, Defines, Kernel, PipelineCache};
 pub use step::{fold_workgroups, Bind, Recording, Step, StepState};

@@ -4,8 +4,9 @@
 //! drivers want one thread per row and the input in a uniform buffer, GPUs many threads per row.
 //! After the weights are in, [`Model::tune`] records the decode step and a 16-token prefill
 //! chunk once per candidate variant, times each distinct matrix shape's dispatch alone (wall
-//! clock around a wait for the GPU, best of a few runs, the candidates taking turns), and keeps
-//! the fastest per shape in the context. Choices are cached by the caller per adapter, driver and
+//! clock around a wait for the GPU, best of a few runs of enough repetitions to outweigh the
+//! submission's cost, the candidates taking turns), and keeps the fastest per shape in the
+//! context. Choices are cached by the caller per adapter, driver and
 //! ferrolm version (the CLI in a file in the user cache directory, the browser package in
 //! `localStorage`), so later loads skip the timing.
 
@@ -43,14 +44,19 @@ pub struct TuneReport {
 
 /// Tokens of the prefill chunk whose shapes are tuned (one full tile of matvec and ffn_in).
 const PREFILL_TILE: u32 = 16;
-/// Dispatches per timed submission; timed submissions per candidate and shape in a prefill chunk
-/// and (cheaper, so more of them) in the decode step.
-const REPS: u32 = 1;
+/// Timed submissions per candidate and shape in a prefill chunk and (cheaper, so more of them)
+/// in the decode step.
 const TRIALS: usize = 2;
 const DECODE_TRIALS: usize = 5;
 /// A dispatch slower than this is timed TRIALS times even in the decode step (Gemma 3's
 /// 262144-row output head: five runs per candidate would add seconds to the tuning).
 const LONG_DISPATCH_SECONDS: f64 = 0.02;
+/// A timed submission repeats the dispatch until it is expected to take about this long (from
+/// the untimed first round), at most `MAX_REPS` times. On a GPU one dispatch (10–50 µs on an
+/// H200) is shorter than a submit and a blocking wait, so a single one timed mostly their cost
+/// and its jitter; on a CPU driver a dispatch takes longer than this and runs once.
+const TIMED_SUBMIT_SECONDS: f64 = 0.002;
+const MAX_REPS: u32 = 32;
 
 /// The variants worth timing on this adapter, the adapter's decode default first (in prefill,
 /// where an input path does not apply, a variant reads storage).
@@ -148,9 +154,12 @@ impl Model {
 
     /// Seconds per dispatch of each shape in `shapes` with each candidate variant: the fastest of
     /// a few timed runs (more for quick dispatches of the decode step) of the shape's first
-    /// dispatch in `step` recorded with that variant. The candidates take turns, one run each
-    /// per round, so that a slow spell of the machine (other processes, a busy host) weighs on
-    /// all of them alike.
+    /// dispatch in `step` recorded with that variant, each run a submission of as many
+    /// repetitions of it as make the submission last about `TIMED_SUBMIT_SECONDS` (the same
+    /// count for every candidate of a shape, so that the submission's own cost adds the same to
+    /// each). The candidates take turns, one run each per round, so that a slow spell of the
+    /// machine (other processes, a busy host, a GPU still raising its clocks) weighs on all of
+    /// them alike.
     async fn time_candidates(&mut self, step: StepShape, shapes: &[MatrixShape], candidates: &[MatrixVariant]) -> Result<Vec<(MatrixShape, MatrixVariant, f64)>> {
         let ctx = self.ctx.clone();
         let mut recordings = Vec::with_capacity(candidates.len());
@@ -166,7 +175,10 @@ impl Model {
         let state = StepState::at(0);
         let trials = if step.n_tokens == 1 { DECODE_TRIALS } else { TRIALS };
         let mut fastest = vec![vec![f64::INFINITY; shapes.len()]; candidates.len()];
-        // Round 0 compiles nothing more but touches the memory; not timed.
+        // Round 0 touches the memory and sizes the repetitions (its single dispatch includes the
+        // submission's cost, so the count errs low); not timed.
+        let mut first = vec![f64::INFINITY; shapes.len()];
+        let mut reps = vec![1u32; shapes.len()];
         for round in 0..=trials {
             for (c, recording) in recordings.iter().enumerate() {
                 for (s, op) in ops[c].iter().enumerate() {
@@ -175,12 +187,17 @@ impl Model {
                         continue;
                     }
                     let clock = Clock::start();
-                    recording.run_one(&ctx, &state, i, REPS);
+                    recording.run_one(&ctx, &state, i, reps[s]);
                     ctx.wait_idle().await?;
-                    if round > 0 {
-                        fastest[c][s] = fastest[c][s].min(clock.seconds() / REPS as f64);
+                    if round == 0 {
+                        first[s] = first[s].min(clock.seconds());
+                    } else {
+                        fastest[c][s] = fastest[c][s].min(clock.seconds() / reps[s] as f64);
                     }
                 }
+            }
+            if round == 0 {
+                reps = first.iter().map(|&t| ((TIMED_SUBMIT_SECONDS / t.max(1e-9)).ceil() as u32).clamp(1, MAX_REPS)).collect();
             }
         }
         let mut out = Vec::new();
