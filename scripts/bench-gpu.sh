@@ -7,7 +7,8 @@
 #
 #   scripts/bench-gpu.sh [--quick] [--bin PATH] [--prompt-tokens N] [--gen-tokens M]
 #
-# --quick: the SmolLM2 and 1B shapes only. The binary defaults to target/release/ferrolm
+# --quick: the SmolLM2 and 1B shapes only. Each run is stopped after FERROLM_BENCH_RUN_TIMEOUT
+# seconds (default 300) and reported as an error line. The binary defaults to target/release/ferrolm
 # (build it with `cargo build --release`; it is ~12 MB, so it travels to a GPU machine alone).
 # Without libvulkan on the machine, unpack Debian's libvulkan1 first (a directory `.gl/` of .deb
 # files beside the binary is unpacked automatically, see /work/.library/device/README.md).

@@ -115,19 +115,25 @@ fn main(
 
     prepare_input(lid, t0);
 #if ROWS4
-    // Decode, G = 1: a thread takes four consecutive rows of the head together (rowdot.wgsl).
-    for (var r = 4u * lid; r < hd; r += 4u * WG) {
-        var acc4 = vec4<f32>(0.0);
-        if (kind == 0u) {
-            acc4 = row_dot4_0(p.q_first + head * hd + r, p.q_row_bytes, 0u);
-        } else if (kind == 1u) {
-            acc4 = row_dot4_1(p.k_first + head * hd + r, p.k_row_bytes, 0u);
-        } else {
-            acc4 = row_dot4_2(p.v_first + head * hd + r, p.v_row_bytes, 0u);
+    // Decode: each group of G lanes takes four consecutive rows of the head together
+    // (rowdot.wgsl) and sums across its lanes (G = 1 on CPU drivers). Every thread makes the same
+    // passes (the lanes' sums may need the whole workgroup).
+    for (var r0 = 0u; r0 < hd; r0 += 4u * (WG / G)) {
+        let r = r0 + 4u * (lid / G);
+        var acc = acc_zero();
+        if (r < hd) {
+            if (kind == 0u) {
+                acc.a = row_dot4_0(p.q_first + head * hd + r, p.q_row_bytes, lane, 0u);
+            } else if (kind == 1u) {
+                acc.a = row_dot4_1(p.k_first + head * hd + r, p.k_row_bytes, lane, 0u);
+            } else {
+                acc.a = row_dot4_2(p.v_first + head * hd + r, p.v_row_bytes, lane, 0u);
+            }
         }
+        let sums = reduce_rows(lid, acc).a;
         for (var j = 0u; j < 4u; j++) {
-            if (r + j < hd) {
-                vals[r + j] = acc4[j] * scale_of(0u);
+            if (lane == 0u && r + j < hd) {
+                vals[r + j] = sums[j] * scale_of(0u);
             }
         }
     }

@@ -60,9 +60,10 @@ fn main(
 ) {
     let lane = lid % G;
 #if ROWS4
-    // Decode, G = 1, RPT = 4: the thread's four consecutive rows together (rowdot.wgsl).
+    // Decode, RPT = 4: each group of G lanes takes four consecutive rows together (rowdot.wgsl),
+    // sums across its lanes, and lane 0 stores them.
     prepare_input(lid, 0u);
-    let r4 = ((wid.x + wid.y * nwg.x) * WG + lid) * 4u;
+    let r4 = ((wid.x + wid.y * nwg.x) * (WG / G) + lid / G) * 4u;
 #if GATE_UP_X32
     // Both matrices read whole blocks in the raw layout (Q4_1, Q5_0, Q8_0): each block of the input is
     // loaded once for the thread's four gate rows and four up rows.
@@ -71,19 +72,25 @@ fn main(
     let u0 = (p.up_first + r4) * p.up_row_bytes;
     var gate4 = vec4<f32>(0.0);
     var up4 = vec4<f32>(0.0);
-    for (var b = 0u; b < p.k / 32u; b++) {
+    for (var b = lane; b < p.k / 32u; b += G) {
         let xs = load_x32_0(xo, b);
         gate4 += block_dot4_x_0(g0, p.gate_row_bytes, b, xs);
         up4 += block_dot4_x_1(u0, p.up_row_bytes, b, X32_1(xs.a0, xs.a1, xs.a2, xs.a3, xs.b0, xs.b1, xs.b2, xs.b3));
     }
 #else
-    let gate4 = row_dot4_0(p.gate_first + r4, p.gate_row_bytes, 0u);
-    let up4 = row_dot4_1(p.up_first + r4, p.up_row_bytes, 0u);
+    let gate4 = row_dot4_0(p.gate_first + r4, p.gate_row_bytes, lane, 0u);
+    let up4 = row_dot4_1(p.up_first + r4, p.up_row_bytes, lane, 0u);
 #endif
+    var gate_acc = acc_zero();
+    var up_acc = acc_zero();
+    gate_acc.a = gate4;
+    up_acc.a = up4;
+    let gate_sums = reduce_rows(lid, gate_acc).a;
+    let up_sums = reduce_rows(lid, up_acc).a;
     for (var j = 0u; j < 4u; j++) {
-        if (r4 + j < p.rows) {
+        if (lane == 0u && r4 + j < p.rows) {
             let s = scale_of(0u);
-            y[p.y_offset + r4 + j] = activation(gate4[j] * s) * (up4[j] * s);
+            y[p.y_offset + r4 + j] = activation(gate_sums[j] * s) * (up_sums[j] * s);
         }
     }
 #else

@@ -68,12 +68,15 @@ fn main(
 ) {
     let lane = lid % G;
 #if ROWS4
-    // Decode, G = 1, RPT = 4: the thread's four consecutive rows together (rowdot.wgsl).
+    // Decode, RPT = 4: each group of G lanes takes four consecutive rows together (rowdot.wgsl),
+    // sums across its lanes, and lane 0 stores them.
     prepare_input(lid, 0u);
-    let r4 = ((wid.x + wid.y * nwg.x) * WG + lid) * 4u;
-    let sums = row_dot4_0(p.first_row + r4, p.row_bytes, 0u);
+    let r4 = ((wid.x + wid.y * nwg.x) * (WG / G) + lid / G) * 4u;
+    var acc = acc_zero();
+    acc.a = row_dot4_0(p.first_row + r4, p.row_bytes, lane, 0u);
+    let sums = reduce_rows(lid, acc).a;
     for (var j = 0u; j < 4u; j++) {
-        if (r4 + j < p.rows) {
+        if (lane == 0u && r4 + j < p.rows) {
             store(0u, r4 + j, sums[j] * scale_of(0u));
         }
     }

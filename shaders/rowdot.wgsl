@@ -116,16 +116,17 @@ fn block_dot4(r0: u32, row_bytes: u32, b: u32, xo: u32) -> vec4<f32> {
 #endif
 
 #if ROWS4
-// Decode: Σ_k W[row + j, k] · x[t0, k] for the four rows j = 0 .. 4 at once (G = 1), each
-// input load shared by the four. Rows past the matrix read clamped words; their sums are unused.
-fn row_dot4(row: u32, row_bytes: u32, t0: u32) -> vec4<f32> {
+// Decode: this lane's share of Σ_k W[row + j, k] · x[t0, k] for the four rows j = 0 .. 4 at
+// once, each input load shared by the four (the lanes of a row group stride by G blocks of 32;
+// G = 1 on CPU drivers). Rows past the matrix read clamped words; their sums are unused.
+fn row_dot4(row: u32, row_bytes: u32, lane: u32, t0: u32) -> vec4<f32> {
     let xo = x_row(t0);
     var acc = vec4<f32>(0.0);
 #if INTERLEAVED
-    acc = vec4<f32>(row_dot(row, row_bytes, 0u, t0).a.x, row_dot(row + 1u, row_bytes, 0u, t0).a.x, row_dot(row + 2u, row_bytes, 0u, t0).a.x, row_dot(row + 3u, row_bytes, 0u, t0).a.x);
+    acc = vec4<f32>(row_dot(row, row_bytes, lane, t0).a.x, row_dot(row + 1u, row_bytes, lane, t0).a.x, row_dot(row + 2u, row_bytes, lane, t0).a.x, row_dot(row + 3u, row_bytes, lane, t0).a.x);
 #else
     let r0 = row * row_bytes;
-    for (var b = 0u; b < p.k / 32u; b++) {
+    for (var b = lane; b < p.k / 32u; b += G) {
         acc += block_dot4(r0, row_bytes, b, xo);
     }
 #endif

@@ -891,6 +891,18 @@ fn matrix_kernels_8_threads_per_row_subgroup_reduction() {
     check_variant("t8r1-uniform-sg", Memory::Interleaved, 9500);
 }
 
+/// Four rows per group of lanes in decode (ROWS4 with G > 1: the lanes' four sums reduced
+/// together), through workgroup memory and through subgroups.
+#[test]
+fn matrix_kernels_8_threads_per_four_rows() {
+    check_variant("t8r4-storage", Memory::Storage, 9600);
+}
+
+#[test]
+fn matrix_kernels_8_threads_per_four_rows_subgroup_reduction() {
+    check_variant("t8r4-uniform-sg", Memory::Texture, 9700);
+}
+
 #[test]
 fn matrix_kernels_64_threads_per_row_input_uniform() {
     check_variant("t64r2-uniform", Memory::Storage, 9400);

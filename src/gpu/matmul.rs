@@ -208,11 +208,11 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     if input.norm.is_some() && norm_weight.is_none() {
         d = d.flag("NORM");
     } else if tile == 1 && k.is_multiple_of(32) {
-        // Decode rows a block of 32 at a time (`block_dot` in rowdot.wgsl); with one thread per
-        // row and four rows per thread, the kernels take the four rows together, sharing
-        // each input load (`row_dot4`); attn_in takes a head's rows four at a time.
+        // Decode rows a block of 32 at a time (`block_dot` in rowdot.wgsl); with four rows per
+        // thread, each group of G lanes takes four rows together, sharing each input load
+        // (`row_dot4`); attn_in takes a head's rows four at a time.
         d = d.flag("BLOCK32");
-        if g == 1 && variant.rows_per_thread == 4 {
+        if variant.rows_per_thread == 4 {
             d = d.flag("ROWS4");
             rows4 = true;
         }
@@ -222,7 +222,7 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
         InputPath::Workgroup => d = d.flag("STAGE_X").constant("XS_LEN", k / 4),
         InputPath::Uniform => d = d.flag("X_UNIFORM").constant("XS_LEN", (uniform_bytes / 16) as u32),
     }
-    let workgroup = if rows4 && kernel == MatrixKernel::Matvec { rows4_workgroup(rows) } else { MATRIX_WORKGROUP };
+    let workgroup = if rows4 && g == 1 && kernel == MatrixKernel::Matvec { rows4_workgroup(rows) } else { MATRIX_WORKGROUP };
     d = d.constant("WORKGROUP", workgroup);
     MatrixSetup { shape, tile, variant, rows4, workgroup, defines: d, input: *input, uniform_bytes, norm_weight }
 }
@@ -232,17 +232,18 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
 const ATTN_IN_FIXED_SHARED_BYTES: u32 = 2048 * 4 + 16 * 4;
 
 /// Threads of an attn_in workgroup whose rows are shared by G > 1 threads (GPUs): enough for one
-/// pass over the head's rows (head_dim · G, as a power of two, at least 64), within the device's
+/// pass over the head's `rows` (head_dim, or head_dim / 4 groups of four rows with ROWS4) with
+/// G threads each (as a power of two, at least 64), within the device's
 /// workgroup size and workgroup memory (`reduce_in_memory`: 36 bytes per thread for the
 /// cross-lane sums and `workgroup_sum`, else 4; `staged_bytes`: the input row staged). A decode
 /// step has only one workgroup per head (48 for Llama 3.2 1B), so the threads of each are what
 /// keeps loads in flight: with 64 threads and 16 rows per pass, an H200 took 78 µs per layer's
 /// attn_in (3.5 MB of Q4_K; against 16 µs for the output projection's 2.4 MB), one pass 25 µs.
-fn attn_in_head_workgroup(head_dim: u32, g: u32, reduce_in_memory: bool, staged_bytes: u32, limits: &DeviceLimits) -> u32 {
+fn attn_in_head_workgroup(rows: u32, g: u32, reduce_in_memory: bool, staged_bytes: u32, limits: &DeviceLimits) -> u32 {
     let per_thread = if reduce_in_memory { 36 } else { 4 };
     let fits = |threads: u32| ATTN_IN_FIXED_SHARED_BYTES + staged_bytes + threads * per_thread <= limits.max_workgroup_storage;
     let most = 1 << limits.max_invocations_per_workgroup.max(MATRIX_WORKGROUP).ilog2();
-    let mut threads = (head_dim * g).next_power_of_two().clamp(MATRIX_WORKGROUP, most);
+    let mut threads = (rows * g).next_power_of_two().clamp(MATRIX_WORKGROUP, most);
     while threads > MATRIX_WORKGROUP && !fits(threads) {
         threads /= 2;
     }
@@ -539,12 +540,15 @@ pub fn attn_in(
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
     let mut setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
-    if setup.rows4 {
+    let g = setup.variant.row_threads;
+    if setup.rows4 && g == 1 {
         setup = setup.with_workgroup(attn_in_rows4_workgroup(hd));
-    } else if setup.variant.row_threads > 1 {
+    } else if g > 1 {
+        // A pass covers the head's rows, or its groups of four rows with ROWS4.
+        let row_groups = if setup.rows4 { hd.div_ceil(4) } else { hd };
         let reduce_in_memory = !setup.variant.subgroup;
         let staged_bytes = if setup.variant.input == InputPath::Workgroup { d * 4 } else { 0 };
-        let threads = attn_in_head_workgroup(hd, setup.variant.row_threads, reduce_in_memory, staged_bytes, &step.context().limits);
+        let threads = attn_in_head_workgroup(row_groups, g, reduce_in_memory, staged_bytes, &step.context().limits);
         setup = setup.with_workgroup(threads);
     }
     let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);

@@ -1,10 +1,13 @@
 //! Variants of the matrix kernels (`matvec`, `ffn_in`, `attn_in`) and the choice of one per
 //! matrix shape.
 //!
-//! A variant fixes how a workgroup's 64 threads cover the rows and where they read the input row:
+//! A variant fixes how a workgroup's threads (64 in matvec and ffn_in) cover the rows and where
+//! they read the input row:
 //! - `row_threads` G: threads sharing one row (1 on CPU drivers, where barriers cost; many on
 //!   GPUs, whose lanes then read consecutive words of the row and reduce in workgroup memory);
-//! - `rows_per_thread`: passes over 64 / G rows one workgroup makes, sharing its set-up;
+//! - `rows_per_thread`: passes over 64 / G rows one workgroup makes, sharing its set-up; 4 in
+//!   decode means four consecutive rows taken together by each group of G lanes instead, every
+//!   load of the input shared by the four rows (`row_dot4`; ROWS4);
 //! - `input`: the input row read from storage, staged once per workgroup in workgroup memory, or
 //!   bound as a uniform buffer (decode only, rows up to the uniform binding limit).
 //!

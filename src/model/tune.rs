@@ -72,15 +72,18 @@ pub fn candidates(ctx: &Context) -> Vec<MatrixVariant> {
         // worth their compile and timing.)
         list.push(v(1, 1, InputPath::Uniform));
     } else {
+        // Decode shapes also try four rows per lane group (each input load shared by four rows:
+        // the x traffic a lane reads from cache is otherwise several times the weight bytes).
         list.extend([
             v(16, 1, InputPath::Uniform),
             v(64, 1, InputPath::Storage),
             v(64, 1, InputPath::Uniform),
             v(4, 1, InputPath::Storage),
             v(32, 2, InputPath::Workgroup),
+            v(8, 4, InputPath::Storage),
         ]);
         if subgroup >= 16 {
-            list.extend([sg(16, 1, InputPath::Uniform), sg(subgroup.min(64), 1, InputPath::Storage)]);
+            list.extend([sg(16, 1, InputPath::Uniform), sg(subgroup.min(64), 1, InputPath::Storage), sg(16, 4, InputPath::Storage)]);
         }
     }
     let mut seen = BTreeSet::new();
