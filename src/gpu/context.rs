@@ -391,7 +391,7 @@ impl Context {
     /// Measures this adapter's memory speed in GB/s (1e9 bytes/s) with copies of `bytes` bytes
     /// between two fresh buffers, twice: by the copy command (`copy_buffer_to_buffer`) and by a
     /// compute shader that copies `vec4<u32>` words (`COPY_SHADER`; some drivers run the copy
-    /// command on a slower path: 0.84 TB/s against the shader's on an H200). Each counts the
+    /// command on a slower path: 0.84 TB/s against the shader's 3.5 on an H200). Each counts the
     /// bytes read and the bytes written (a copy of B bytes moves 2·B through memory, as CUDA's
     /// bandwidth tests count). `bench` compares decoding against the faster: a decode step can
     /// read its weights no faster. One copy on a fast GPU takes less time than a submit and a
@@ -404,6 +404,9 @@ impl Context {
         const MAX_COPIES_PER_SUBMIT: u32 = 256;
         const COPY_WORKGROUPS: u32 = 4096;
         let bytes = bytes.min(self.limits.max_buffer_size).min(self.limits.max_storage_binding) / 16 * 16;
+        if bytes < 32 {
+            return Err(GpuError::Limit(format!("a copy of {bytes} bytes cannot measure the memory speed")));
+        }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let make = |label| {
             self.device.create_buffer(&wgpu::BufferDescriptor {

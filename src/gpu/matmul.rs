@@ -12,7 +12,8 @@ use super::weights::TEXTURE_WIDTH_LOG2;
 use super::{Defines, DeviceLimits, GpuError, KvLayer, Kernel, Step, WeightMatrix};
 use crate::quant::GgmlType;
 
-/// Threads per matrix-kernel workgroup (`matvec_common.wgsl`: WG), but see [`rows4_workgroup`].
+/// Threads per matrix-kernel workgroup (`matvec_common.wgsl`: WG), but see [`rows4_workgroup`] and
+/// [`attn_in_head_workgroup`].
 const MATRIX_WORKGROUP: u32 = 64;
 
 /// The activations a matrix kernel reads.
