@@ -81,16 +81,12 @@ fn main(
     let gate4 = row_dot4_0(p.gate_first + r4, p.gate_row_bytes, lane, 0u);
     let up4 = row_dot4_1(p.up_first + r4, p.up_row_bytes, lane, 0u);
 #endif
-    var gate_acc = acc_zero();
-    var up_acc = acc_zero();
-    gate_acc.a = gate4;
-    up_acc.a = up4;
-    let gate_sums = reduce_rows(lid, gate_acc).a;
-    let up_sums = reduce_rows(lid, up_acc).a;
+    // One reduction for both (decode has no TILE16: Acc is (a, b)): gate rows in a, up rows in b.
+    let sums = reduce_rows(lid, Acc(gate4, up4));
     for (var j = 0u; j < 4u; j++) {
         if (lane == 0u && r4 + j < p.rows) {
             let s = scale_of(0u);
-            y[p.y_offset + r4 + j] = activation(gate_sums[j] * s) * (up_sums[j] * s);
+            y[p.y_offset + r4 + j] = activation(sums.a[j] * s) * (sums.b[j] * s);
         }
     }
 #else

@@ -72,9 +72,8 @@ fn main(
     // sums across its lanes, and lane 0 stores them.
     prepare_input(lid, 0u);
     let r4 = ((wid.x + wid.y * nwg.x) * (WG / G) + lid / G) * 4u;
-    var acc = acc_zero();
-    acc.a = row_dot4_0(p.first_row + r4, p.row_bytes, lane, 0u);
-    let sums = reduce_rows(lid, acc).a;
+    // (Decode has no TILE16: Acc is (a, b), the four rows in a.)
+    let sums = reduce_rows(lid, Acc(row_dot4_0(p.first_row + r4, p.row_bytes, lane, 0u), vec4<f32>(0.0))).a;
     for (var j = 0u; j < 4u; j++) {
         if (lane == 0u && r4 + j < p.rows) {
             store(0u, r4 + j, sums[j] * scale_of(0u));
