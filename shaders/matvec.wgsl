@@ -37,6 +37,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
 #if TX0
 @group(0) @binding(4) var wq_0: texture_2d<u32>;
+#elif V40
+@group(0) @binding(4) var<storage, read> wq_0: array<vec4<u32>>;
 #else
 @group(0) @binding(4) var<storage, read> wq_0: array<u32>;
 #endif

@@ -26,12 +26,16 @@ fn row_start(row: u32, row_bytes: u32) -> u32 {
 #endif
 }
 
-// Word i of the weights as the readers address them (see row_start). TEXTURE: the words are in
+// Word i of the weights as the readers address them (see row_start). VEC4: the kernel declares
+// `wq` as `array<vec4<u32>>` (raw layout, blocks aligned to 16 bytes; GPUs then load a block's
+// 16-byte groups with one instruction each, see `q4_k_group`). TEXTURE: the words are in
 // an rgba32uint texture `wq`, four per texel, texel t at (t mod 2^TEX_SHIFT, t >> TEX_SHIFT)
 // (CPU drivers gather texel fetches far faster than storage loads; `gpu::weights`).
 fn wq_at(i: u32) -> u32 {
 #if TEXTURE
     return wq_texel(i >> 2u)[i & 3u];
+#elif VEC4
+    return wq[i >> 2u][i & 3u];
 #elif INTERLEAVED
     return wq[il_base + i * 8u];
 #else
@@ -185,9 +189,21 @@ fn k4_scales(w0: u32, c: u32) -> vec4<f32> {
 #if TEXTURE
     // The four words from the one or two texels they lie in.
     let words = words_from(wq_texel(w0 >> 2u), wq_texel((w0 >> 2u) + 1u), w0 & 3u);
+#elif VEC4
+    let words = wq[w0 >> 2u];
 #else
-    let words = vec4<u32>(wq_at(w0), wq_at(w0 + 1u), wq_at(w0 + 2u), 0u);
+    // (The s2 word only for the pairs that use it.)
+    var s2 = 0u;
+    if (c >= 2u) {
+        s2 = wq_at(w0 + 3u);
+    }
+    let words = vec4<u32>(wq_at(w0), wq_at(w0 + 1u), wq_at(w0 + 2u), s2);
 #endif
+    return k4_scales_of(words, c);
+}
+
+// k4_scales of the block whose first four words are `words`.
+fn k4_scales_of(words: vec4<u32>, c: u32) -> vec4<f32> {
     let dm = unpack2x16float(words.x);
     let sh = (c & 1u) * 16u;
     let b0 = words.y >> sh;
@@ -196,11 +212,7 @@ fn k4_scales(w0: u32, c: u32) -> vec4<f32> {
     if (c < 2u) {
         sm &= vec4<u32>(63u);
     } else {
-#if TEXTURE
         let b2 = words.w >> sh;
-#else
-        let b2 = wq_at(w0 + 3u) >> sh;
-#endif
         sm = (vec4<u32>(b2, b2 >> 8u, b2 >> 4u, b2 >> 12u) & vec4<u32>(0xfu)) | (((sm >> vec4<u32>(6u)) & vec4<u32>(3u)) << vec4<u32>(4u));
     }
     return vec4<f32>(sm) * vec4<f32>(dm.xx, dm.yy);

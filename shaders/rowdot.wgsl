@@ -80,7 +80,42 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
 }
 #endif
 
-#if BLOCK_X32
+#if GROUP_X32
+// Q4_K bound as vec4 words (VEC4, GPUs), read 32 weights at a time with two 16-byte loads.
+// Group b of a row's 32-weight groups is block b / 8, chunk c = (b / 2) % 4, half h = b % 2:
+// the 16 nibble bytes of 16-byte unit 1 + b % 8 of the block's 9 (unit 0: d, dmin and the
+// scales). Elements group_first(b) .. + 16 are the low nibbles, the 16 from group_first(b) + 32
+// the high ones.
+fn group_first(b: u32) -> u32 {
+    return (b >> 3u) * 256u + ((b >> 1u) & 3u) * 64u + (b & 1u) * 16u;
+}
+
+// Σ of group b's 32 weights times the inputs xs (X32: a0..a3 the low-nibble elements, b0..b3
+// the high ones): d sc Σ q x − dmin m Σ x for each half.
+fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
+    let unit = (row_byte >> 4u) + (b >> 3u) * 9u;
+    let f = k4_scales_of(wq[unit], (b >> 1u) & 3u);
+    let q = wq[unit + 1u + (b & 7u)];
+    let lo = nib_lo(q.x) * xs.a0 + nib_lo(q.y) * xs.a1 + nib_lo(q.z) * xs.a2 + nib_lo(q.w) * xs.a3;
+    let hi = nib_hi(q.x) * xs.b0 + nib_hi(q.y) * xs.b1 + nib_hi(q.z) * xs.b2 + nib_hi(q.w) * xs.b3;
+    let sx = vec4<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)), dot(xs.a0 + xs.a1 + xs.a2 + xs.a3, vec4<f32>(1.0)), dot(xs.b0 + xs.b1 + xs.b2 + xs.b3, vec4<f32>(1.0)));
+    return dot(f * sx, vec4<f32>(1.0, 1.0, -1.0, -1.0));
+}
+
+// Elements e .. e + 16 and e + 32 .. e + 48 of the input row at xo (a Q4_K group's inputs).
+fn load_x16x2(xo: u32, e: u32) -> X32 {
+    return X32(x4(xo, e), x4(xo, e + 4u), x4(xo, e + 8u), x4(xo, e + 12u), x4(xo, e + 32u), x4(xo, e + 36u), x4(xo, e + 40u), x4(xo, e + 44u));
+}
+
+// Group b of a row, and of four consecutive rows sharing the input loads.
+fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
+    return group_dot_x(row_byte, b, load_x16x2(xo, group_first(b)));
+}
+fn block_dot4(r0: u32, row_bytes: u32, b: u32, xo: u32) -> vec4<f32> {
+    let xs = load_x16x2(xo, group_first(b));
+    return vec4<f32>(group_dot_x(r0, b, xs), group_dot_x(r0 + row_bytes, b, xs), group_dot_x(r0 + 2u * row_bytes, b, xs), group_dot_x(r0 + 3u * row_bytes, b, xs));
+}
+#elif BLOCK_X32
 // Block b of a row, and of four consecutive rows sharing the input loads (Q4_1, Q5_0, Q8_0).
 fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
     return block_dot_x(row_byte, b, load_x32(xo, b));

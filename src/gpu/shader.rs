@@ -153,6 +153,12 @@ impl Kernel {
             if defines.is_set(PACKED_DEFINES[i]) {
                 typed = typed.flag("PACKED");
             }
+            if defines.is_set(VEC4_DEFINES[i]) {
+                typed = typed.flag("VEC4");
+                if ty == GgmlType::Q4_K {
+                    typed = typed.flag("GROUP_X32");
+                }
+            }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
         }
         Ok(out)
@@ -168,6 +174,17 @@ const LAYOUT_DEFINES: [&str; 3] = ["IL0", "IL1", "IL2"];
 const TEXTURE_DEFINES: [&str; 3] = ["TX0", "TX1", "TX2"];
 /// The flags saying matrix 0, 1, 2 has its blocks packed (`gpu::weights`; textures only).
 const PACKED_DEFINES: [&str; 3] = ["PK0", "PK1", "PK2"];
+
+/// The flags saying matrix 0, 1, 2 is bound as `array<vec4<u32>>` (the kernels declare `wq_i`
+/// so then; see [`reads_vec4`]).
+const VEC4_DEFINES: [&str; 3] = ["V40", "V41", "V42"];
+
+/// Block types a storage-buffer matrix in the raw layout is bound for as 16-byte words: their
+/// blocks start at 16-byte boundaries and their readers load whole 16-byte groups (Q4_K's
+/// `group_dot_x` in rowdot.wgsl; GPUs issue one load per group instead of four).
+pub(super) fn reads_vec4(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_K)
+}
 
 /// The defines one variant of a kernel is built with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -203,6 +220,9 @@ impl Defines {
         }
         if w.packed() {
             d = d.flag(PACKED_DEFINES[i]);
+        }
+        if !w.in_textures() && !w.interleaved() && reads_vec4(w.ty) {
+            d = d.flag(VEC4_DEFINES[i]);
         }
         d
     }

@@ -251,16 +251,19 @@ impl Recording {
         self.ops.iter().map(|op| op.label.as_str())
     }
 
-    /// Runs only dispatch `i` (`reps` times in one pass) with `state`: for timing one kernel.
-    pub fn run_one(&self, ctx: &Context, state: &StepState, i: usize, reps: u32) -> wgpu::SubmissionIndex {
+    /// Runs `count` dispatches in one pass with `state`, taking turns through the dispatches
+    /// `ops` (indices into the recording): for timing one kernel shape. Cycling through the
+    /// layers' dispatches of a shape makes the repetitions read different weights, as a step
+    /// does, instead of one matrix again and again from a cache that holds it.
+    pub fn run_cycle(&self, ctx: &Context, state: &StepState, ops: &[usize], count: u32) -> wgpu::SubmissionIndex {
         ctx.queue.write_buffer(&self.arena, 0, bytemuck::bytes_of(state));
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timing") });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timing"), timestamp_writes: None });
-            let op = &self.ops[i];
-            pass.set_pipeline(&op.pipeline);
-            pass.set_bind_group(0, &op.bind_group, &[]);
-            for _ in 0..reps {
+            for &i in ops.iter().cycle().take(count as usize) {
+                let op = &self.ops[i];
+                pass.set_pipeline(&op.pipeline);
+                pass.set_bind_group(0, &op.bind_group, &[]);
                 pass.dispatch_workgroups(op.workgroups.0, op.workgroups.1, 1);
             }
         }

@@ -3,9 +3,10 @@
 //! Which matrix-kernel variant (`gpu::variant`) is fastest depends on the device: CPU Vulkan
 //! drivers want one thread per row and the input in a uniform buffer, GPUs many threads per row.
 //! After the weights are in, [`Model::tune`] records the decode step and a 16-token prefill
-//! chunk once per candidate variant, times each distinct matrix shape's dispatch alone (wall
+//! chunk once per candidate variant, times each distinct matrix shape's dispatches alone (wall
 //! clock around a wait for the GPU, best of a few runs of enough repetitions to outweigh the
-//! submission's cost, the candidates taking turns), and keeps the fastest per shape in the
+//! submission's cost, taking turns through the layers' matrices so that the weights come from
+//! memory as in a step, the candidates taking turns), and keeps the fastest per shape in the
 //! context. Choices are cached by the caller per adapter, driver and
 //! ferrolm version (the CLI in a file in the user cache directory, the browser package in
 //! `localStorage`), so later loads skip the timing.
@@ -156,11 +157,12 @@ impl Model {
     }
 
     /// Seconds per dispatch of each shape in `shapes` with each candidate variant: the fastest of
-    /// a few timed runs (more for quick dispatches of the decode step) of the shape's first
-    /// dispatch in `step` recorded with that variant, each run a submission of as many
-    /// repetitions of it as make the submission last about `TIMED_SUBMIT_SECONDS` (the same
-    /// count for every candidate of a shape, so that the submission's own cost adds the same to
-    /// each). The candidates take turns, one run each per round, so that a slow spell of the
+    /// a few timed runs (more for quick dispatches of the decode step) of the shape's dispatches
+    /// in `step` recorded with that variant, each run a submission of as many of them (taking
+    /// turns through the layers, so that each reads other weights than the last, as in a step:
+    /// one matrix repeated stays in a GPU's L2 cache and times far faster than it runs) as make
+    /// the submission last about `TIMED_SUBMIT_SECONDS` (the same count for every candidate of
+    /// a shape, so that the submission's own cost adds the same to each). The candidates take turns, one run each per round, so that a slow spell of the
     /// machine (other processes, a busy host, a GPU still raising its clocks) weighs on all of
     /// them alike.
     async fn time_candidates(&mut self, step: StepShape, shapes: &[MatrixShape], candidates: &[MatrixVariant]) -> Result<Vec<(MatrixShape, MatrixVariant, f64)>> {
@@ -172,9 +174,12 @@ impl Model {
             ctx.force_variant(None);
             recordings.push(recording?);
         }
-        // Per candidate, the first dispatch of each shape (None where the shape is not recorded).
-        let ops: Vec<Vec<Option<usize>>> =
-            recordings.iter().map(|r| shapes.iter().map(|shape| r.shapes().position(|s| s.as_ref() == Some(shape))).collect()).collect();
+        // Per candidate, the dispatches of each shape, one per layer (empty where the shape is
+        // not recorded).
+        let ops: Vec<Vec<Vec<usize>>> = recordings
+            .iter()
+            .map(|r| shapes.iter().map(|shape| r.shapes().enumerate().filter(|(_, s)| s.as_ref() == Some(shape)).map(|(i, _)| i).collect()).collect())
+            .collect();
         let state = StepState::at(0);
         let trials = if step.n_tokens == 1 { DECODE_TRIALS } else { TRIALS };
         let mut fastest = vec![vec![f64::INFINITY; shapes.len()]; candidates.len()];
@@ -184,13 +189,12 @@ impl Model {
         let mut reps = vec![1u32; shapes.len()];
         for round in 0..=trials {
             for (c, recording) in recordings.iter().enumerate() {
-                for (s, op) in ops[c].iter().enumerate() {
-                    let Some(i) = *op else { continue };
-                    if round > TRIALS && fastest[c][s] > LONG_DISPATCH_SECONDS {
+                for (s, layers) in ops[c].iter().enumerate() {
+                    if layers.is_empty() || (round > TRIALS && fastest[c][s] > LONG_DISPATCH_SECONDS) {
                         continue;
                     }
                     let clock = Clock::start();
-                    recording.run_one(&ctx, &state, i, reps[s]);
+                    recording.run_cycle(&ctx, &state, layers, reps[s]);
                     ctx.wait_idle().await?;
                     if round == 0 {
                         first[s] = first[s].min(clock.seconds());
@@ -206,7 +210,7 @@ impl Model {
         let mut out = Vec::new();
         for (c, candidate) in candidates.iter().enumerate() {
             for (s, shape) in shapes.iter().enumerate() {
-                if ops[c][s].is_some() {
+                if !ops[c][s].is_empty() {
                     out.push((*shape, *candidate, fastest[c][s]));
                 }
             }
