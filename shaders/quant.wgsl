@@ -28,7 +28,7 @@ fn row_start(row: u32, row_bytes: u32) -> u32 {
 
 // Word i of the weights as the readers address them (see row_start). VEC4: the kernel declares
 // `wq` as `array<vec4<u32>>` (raw layout, blocks aligned to 16 bytes; GPUs then load a block's
-// 16-byte groups with one instruction each, see `q4_k_group`). TEXTURE: the words are in
+// 16-byte groups with one instruction each, see `group_dot_x` in rowdot.wgsl). TEXTURE: the words are in
 // an rgba32uint texture `wq`, four per texel, texel t at (t mod 2^TEX_SHIFT, t >> TEX_SHIFT)
 // (CPU drivers gather texel fetches far faster than storage loads; `gpu::weights`).
 fn wq_at(i: u32) -> u32 {
@@ -54,6 +54,18 @@ fn words_from(a: vec4<u32>, b: vec4<u32>, s: u32) -> vec4<u32> {
     let one = select(a, vec4<u32>(a.yzw, b.x), s == 1u);
     let two = select(one, vec4<u32>(a.zw, b.xy), s == 2u);
     return select(two, vec4<u32>(a.w, b.xyz), s == 3u);
+}
+#endif
+
+// The 16-byte group t of the weights (words 4t .. 4t + 4; raw layout, rows starting at 16-byte
+// boundaries): one texel, or one vec4 load with VEC4 (`group_dot_x` in rowdot.wgsl).
+#if TEXTURE
+fn wq_vec4(t: u32) -> vec4<u32> {
+    return wq_texel(t);
+}
+#elif VEC4
+fn wq_vec4(t: u32) -> vec4<u32> {
+    return wq[t];
 }
 #endif
 
@@ -190,7 +202,7 @@ fn k4_scales(w0: u32, c: u32) -> vec4<f32> {
     // The four words from the one or two texels they lie in.
     let words = words_from(wq_texel(w0 >> 2u), wq_texel((w0 >> 2u) + 1u), w0 & 3u);
 #elif VEC4
-    let words = wq[w0 >> 2u];
+    let words = wq_vec4(w0 >> 2u);
 #else
     // (The s2 word only for the pairs that use it.)
     var s2 = 0u;

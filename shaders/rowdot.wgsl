@@ -81,7 +81,8 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
 #endif
 
 #if GROUP_X32
-// Q4_K bound as vec4 words (VEC4, GPUs), read 32 weights at a time with two 16-byte loads.
+// Q4_K in the raw layout from a texture or bound as vec4 words (VEC4, GPUs), read 32 weights at
+// a time with two 16-byte loads (`wq_vec4`; one scale load and one nibble load).
 // Group b of a row's 32-weight groups is block b / 8, chunk c = (b / 2) % 4, half h = b % 2:
 // the 16 nibble bytes of 16-byte unit 1 + b % 8 of the block's 9 (unit 0: d, dmin and the
 // scales). Elements group_first(b) .. + 16 are the low nibbles, the 16 from group_first(b) + 32
@@ -94,8 +95,8 @@ fn group_first(b: u32) -> u32 {
 // the high ones): d sc Σ q x − dmin m Σ x for each half.
 fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let unit = (row_byte >> 4u) + (b >> 3u) * 9u;
-    let f = k4_scales_of(wq[unit], (b >> 1u) & 3u);
-    let q = wq[unit + 1u + (b & 7u)];
+    let f = k4_scales_of(wq_vec4(unit), (b >> 1u) & 3u);
+    let q = wq_vec4(unit + 1u + (b & 7u));
     let lo = nib_lo(q.x) * xs.a0 + nib_lo(q.y) * xs.a1 + nib_lo(q.z) * xs.a2 + nib_lo(q.w) * xs.a3;
     let hi = nib_hi(q.x) * xs.b0 + nib_hi(q.y) * xs.b1 + nib_hi(q.z) * xs.b2 + nib_hi(q.w) * xs.b3;
     let sx = vec4<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)), dot(xs.a0 + xs.a1 + xs.a2 + xs.a3, vec4<f32>(1.0)), dot(xs.b0 + xs.b1 + xs.b2 + xs.b3, vec4<f32>(1.0)));

@@ -155,9 +155,11 @@ impl Kernel {
             }
             if defines.is_set(VEC4_DEFINES[i]) {
                 typed = typed.flag("VEC4");
-                if ty == GgmlType::Q4_K {
-                    typed = typed.flag("GROUP_X32");
-                }
+            }
+            // Q4_K's 16-byte groups (`group_dot_x`), from vec4 words or a raw texture.
+            let raw_texture = defines.is_set(TEXTURE_DEFINES[i]) && !defines.is_set(PACKED_DEFINES[i]);
+            if ty == GgmlType::Q4_K && (defines.is_set(VEC4_DEFINES[i]) || raw_texture) {
+                typed = typed.flag("GROUP_X32");
             }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
         }
