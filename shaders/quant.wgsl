@@ -28,9 +28,10 @@ fn row_start(row: u32, row_bytes: u32) -> u32 {
 
 // Word i of the weights as the readers address them (see row_start). VEC4: the kernel declares
 // `wq` as `array<vec4<u32>>` (raw layout, blocks aligned to 16 bytes; GPUs then load a block's
-// 16-byte groups with one instruction each, see `group_dot_x` in rowdot.wgsl). TEXTURE: the words are in
-// an rgba32uint texture `wq`, four per texel, texel t at (t mod 2^TEX_SHIFT, t >> TEX_SHIFT)
-// (CPU drivers gather texel fetches far faster than storage loads; `gpu::weights`).
+// 16-byte groups with one instruction each, see `group_dot_x` in rowdot.wgsl). TEXTURE: the
+// words are in an rgba32uint texture `wq`, four per texel, texel t at (t mod 2^TEX_SHIFT,
+// t >> TEX_SHIFT) (CPU drivers gather texel fetches far faster than storage loads;
+// `gpu::weights`).
 fn wq_at(i: u32) -> u32 {
 #if TEXTURE
     return wq_texel(i >> 2u)[i & 3u];
