@@ -81,16 +81,18 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
 #endif
 
 #if GROUP_X32
-// Q4_K in the raw layout from a texture or bound as vec4 words (VEC4, GPUs), read 32 weights at
-// a time with two 16-byte loads (`wq_vec4`; one scale load and one nibble load).
-// Group b of a row's 32-weight groups is block b / 8, chunk c = (b / 2) % 4, half h = b % 2:
-// the 16 nibble bytes of 16-byte unit 1 + b % 8 of the block's 9 (unit 0: d, dmin and the
-// scales). Elements group_first(b) .. + 16 are the low nibbles, the 16 from group_first(b) + 32
-// the high ones.
+// Q4_K and Q5_K in the raw layout from a texture or bound as vec4 words (VEC4, GPUs), read 32
+// weights at a time in 16-byte loads (`wq_vec4`): a Q4_K block is 9 such groups (d, dmin and
+// the scales, then 8 of nibbles), a Q5_K block 11 (the same with the 32 bytes of fifth bits
+// qh as groups 1 and 2). Group b of a row's 32-weight groups is block b / 8, chunk
+// c = (b / 2) % 4, half h = b % 2: nibble group b % 8 of the block, whose low nibbles are
+// elements group_first(b) .. + 16 and high nibbles the 16 from group_first(b) + 32 (Q5_K: their
+// fifth bits are bits 2c and 2c + 1 of the bytes of qh group h).
 fn group_first(b: u32) -> u32 {
     return (b >> 3u) * 256u + ((b >> 1u) & 3u) * 64u + (b & 1u) * 16u;
 }
 
+#if Q4_K
 // Σ of group b's 32 weights times the inputs xs (X32: a0..a3 the low-nibble elements, b0..b3
 // the high ones): d sc Σ q x − dmin m Σ x for each half.
 fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
@@ -99,11 +101,36 @@ fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let q = wq_vec4(unit + 1u + (b & 7u));
     let lo = nib_lo(q.x) * xs.a0 + nib_lo(q.y) * xs.a1 + nib_lo(q.z) * xs.a2 + nib_lo(q.w) * xs.a3;
     let hi = nib_hi(q.x) * xs.b0 + nib_hi(q.y) * xs.b1 + nib_hi(q.z) * xs.b2 + nib_hi(q.w) * xs.b3;
-    let sx = vec4<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)), dot(xs.a0 + xs.a1 + xs.a2 + xs.a3, vec4<f32>(1.0)), dot(xs.b0 + xs.b1 + xs.b2 + xs.b3, vec4<f32>(1.0)));
-    return dot(f * sx, vec4<f32>(1.0, 1.0, -1.0, -1.0));
+    return scaled_sums(f, lo, hi, xs);
+}
+#elif Q5_K
+// As Q4_K with each quant's fifth bit (16 when set) from the qh group.
+fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
+    let unit = (row_byte >> 4u) + (b >> 3u) * 11u;
+    let c = (b >> 1u) & 3u;
+    let f = k4_scales_of(wq_vec4(unit), c);
+    let qh = wq_vec4(unit + 1u + (b & 1u)) >> vec4<u32>(2u * c);
+    let q = wq_vec4(unit + 3u + (b & 7u));
+    let lo = (nib_lo(q.x) + fifth_bits(qh.x, 0u)) * xs.a0 + (nib_lo(q.y) + fifth_bits(qh.y, 0u)) * xs.a1
+        + (nib_lo(q.z) + fifth_bits(qh.z, 0u)) * xs.a2 + (nib_lo(q.w) + fifth_bits(qh.w, 0u)) * xs.a3;
+    let hi = (nib_hi(q.x) + fifth_bits(qh.x, 1u)) * xs.b0 + (nib_hi(q.y) + fifth_bits(qh.y, 1u)) * xs.b1
+        + (nib_hi(q.z) + fifth_bits(qh.z, 1u)) * xs.b2 + (nib_hi(q.w) + fifth_bits(qh.w, 1u)) * xs.b3;
+    return scaled_sums(f, lo, hi, xs);
 }
 
-// Elements e .. e + 16 and e + 32 .. e + 48 of the input row at xo (a Q4_K group's inputs).
+// 16 times bit `bit` of each byte of w.
+fn fifth_bits(w: u32, bit: u32) -> vec4<f32> {
+    return vec4<f32>(((bytes4(w) >> vec4<u32>(bit)) & vec4<u32>(1u)) << vec4<u32>(4u));
+}
+#endif
+
+// d sc_lo Σ lo + d sc_hi Σ hi − dmin m_lo Σ x_lo − dmin m_hi Σ x_hi, f = k4_scales_of(..).
+fn scaled_sums(f: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>, xs: X32) -> f32 {
+    let sums = vec4<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)), dot(xs.a0 + xs.a1 + xs.a2 + xs.a3, vec4<f32>(1.0)), dot(xs.b0 + xs.b1 + xs.b2 + xs.b3, vec4<f32>(1.0)));
+    return dot(f * sums, vec4<f32>(1.0, 1.0, -1.0, -1.0));
+}
+
+// Elements e .. e + 16 and e + 32 .. e + 48 of the input row at xo (a group's inputs).
 fn load_x16x2(xo: u32, e: u32) -> X32 {
     return X32(x4(xo, e), x4(xo, e + 4u), x4(xo, e + 8u), x4(xo, e + 12u), x4(xo, e + 32u), x4(xo, e + 36u), x4(xo, e + 40u), x4(xo, e + 44u));
 }

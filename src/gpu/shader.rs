@@ -156,9 +156,9 @@ impl Kernel {
             if defines.is_set(VEC4_DEFINES[i]) {
                 typed = typed.flag("VEC4");
             }
-            // Q4_K's 16-byte groups (`group_dot_x`), from vec4 words or a raw texture.
+            // Q4_K's and Q5_K's 16-byte groups (`group_dot_x`), from vec4 words or a raw texture.
             let raw_texture = defines.is_set(TEXTURE_DEFINES[i]) && !defines.is_set(PACKED_DEFINES[i]);
-            if ty == GgmlType::Q4_K && (defines.is_set(VEC4_DEFINES[i]) || raw_texture) {
+            if reads_vec4(ty) && (defines.is_set(VEC4_DEFINES[i]) || raw_texture) {
                 typed = typed.flag("GROUP_X32");
             }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
@@ -182,10 +182,11 @@ const PACKED_DEFINES: [&str; 3] = ["PK0", "PK1", "PK2"];
 const VEC4_DEFINES: [&str; 3] = ["V40", "V41", "V42"];
 
 /// Block types a storage-buffer matrix in the raw layout is bound for as 16-byte words: their
-/// blocks start at 16-byte boundaries and their readers load whole 16-byte groups (Q4_K's
-/// `group_dot_x` in rowdot.wgsl; GPUs issue one load per group instead of four).
+/// blocks (144 and 176 bytes) start at 16-byte boundaries and their readers load whole 16-byte
+/// groups (`group_dot_x` in rowdot.wgsl; GPUs issue one load per group instead of four). From a
+/// raw texture they read the same groups as texels.
 pub(super) fn reads_vec4(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_K)
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K)
 }
 
 /// The defines one variant of a kernel is built with.
