@@ -156,9 +156,10 @@ impl Kernel {
             if defines.is_set(VEC4_DEFINES[i]) {
                 typed = typed.flag("VEC4");
             }
-            // Q4_K's and Q5_K's 16-byte groups (`group_dot_x`), from vec4 words or a raw texture.
+            // Q4_K's and Q5_K's 16-byte groups (`group_dot_x`), from vec4 words (set only for
+            // those types, see `Defines::matrix`) or a raw texture.
             let raw_texture = defines.is_set(TEXTURE_DEFINES[i]) && !defines.is_set(PACKED_DEFINES[i]);
-            if reads_vec4(ty) && (defines.is_set(VEC4_DEFINES[i]) || raw_texture) {
+            if defines.is_set(VEC4_DEFINES[i]) || (raw_texture && reads_vec4(ty)) {
                 typed = typed.flag("GROUP_X32");
             }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));

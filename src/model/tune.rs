@@ -162,9 +162,9 @@ impl Model {
     /// turns through the layers, so that each reads other weights than the last, as in a step:
     /// one matrix repeated stays in a GPU's L2 cache and times far faster than it runs) as make
     /// the submission last about `TIMED_SUBMIT_SECONDS` (the same count for every candidate of
-    /// a shape, so that the submission's own cost adds the same to each). The candidates take turns, one run each per round, so that a slow spell of the
-    /// machine (other processes, a busy host, a GPU still raising its clocks) weighs on all of
-    /// them alike.
+    /// a shape, so that the submission's own cost adds the same to each). The candidates take
+    /// turns, one run each per round, so that a slow spell of the machine (other processes, a
+    /// busy host, a GPU still raising its clocks) weighs on all of them alike.
     async fn time_candidates(&mut self, step: StepShape, shapes: &[MatrixShape], candidates: &[MatrixVariant]) -> Result<Vec<(MatrixShape, MatrixVariant, f64)>> {
         let ctx = self.ctx.clone();
         let mut recordings = Vec::with_capacity(candidates.len());
