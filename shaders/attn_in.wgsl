@@ -98,7 +98,13 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
+#if X_BROADCAST
+    @builtin(subgroup_invocation_id) subgroup_id: u32,
+#endif
 ) {
+#if X_BROADCAST
+    subgroup_lane = subgroup_id & 7u;
+#endif
     let units = p.n_heads + 2u * p.n_kv_heads;
     let id = wid.x + wid.y * nwg.x;
     if (id >= units * ((p.n_tokens + TT - 1u) / TT)) {
@@ -127,7 +133,7 @@ fn main(
     for (var r0 = 0u; r0 < hd; r0 += 4u * (WG / G)) {
         let r = r0 + 4u * (lid / G);
         var acc = acc_zero();
-        if (r < hd) {
+        if (r < hd || ALL_LANES) {
             if (kind == 0u) {
                 acc.a = row_dot4_0(p.q_first + head * hd + r, p.q_row_bytes, lane, 0u);
             } else if (kind == 1u) {
@@ -148,7 +154,7 @@ fn main(
         let r = r0 + lid / G;
         let valid = r < hd;
         var acc = acc_zero();
-        if (valid) {
+        if (valid || ALL_LANES) {
             if (kind == 0u) {
                 acc = row_dot_0(p.q_first + head * hd + r, p.q_row_bytes, lane, t0);
             } else if (kind == 1u) {

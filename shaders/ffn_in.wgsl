@@ -61,7 +61,13 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
+#if X_BROADCAST
+    @builtin(subgroup_invocation_id) subgroup_id: u32,
+#endif
 ) {
+#if X_BROADCAST
+    subgroup_lane = subgroup_id & 7u;
+#endif
     let lane = lid % G;
 #if ROWS4
     // Decode, RPT = 4: each group of G lanes takes four consecutive rows together (rowdot.wgsl),
@@ -101,7 +107,7 @@ fn main(
             let valid = r < p.rows;
             var gate = acc_zero();
             var up = gate;
-            if (valid) {
+            if (valid || ALL_LANES) {
                 gate = row_dot_0(p.gate_first + r, p.gate_row_bytes, lane, t0);
                 up = row_dot_1(p.up_first + r, p.up_row_bytes, lane, t0);
             }

@@ -67,7 +67,13 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
+#if X_BROADCAST
+    @builtin(subgroup_invocation_id) subgroup_id: u32,
+#endif
 ) {
+#if X_BROADCAST
+    subgroup_lane = subgroup_id & 7u;
+#endif
     let lane = lid % G;
 #if ROWS4
     // Decode, RPT = 4: each group of G lanes takes four consecutive rows together (rowdot.wgsl),
@@ -88,7 +94,7 @@ fn main(
             let r = ((wid.x + wid.y * nwg.x) * RPT + rp) * (WG / G) + lid / G;
             let valid = r < p.rows;
             var acc = acc_zero();
-            if (valid) {
+            if (valid || ALL_LANES) {
                 acc = row_dot_0(p.first_row + r, p.row_bytes, lane, t0);
             }
             acc = reduce_rows(lid, acc);

@@ -17,6 +17,19 @@ const RPT: u32 = {{ROWS_PER_THREAD}}u;
 // "No such vector" in an offset parameter.
 const NONE: u32 = 0xffffffffu;
 
+#if X_BROADCAST
+// CPU drivers, one row per lane (G = 1): the 8 lanes of a subgroup share each block's 32 inputs,
+// lane j loading elements 4j .. 4j + 4 and subgroupBroadcast handing them to the others
+// (rowdot.wgsl's load_x32). Lavapipe gathers a load one word per lane unless its address is a
+// compile-time uniform, which the inputs' addresses, following the loop over blocks, are not.
+// Every lane then runs the row loops (ALL_LANES), rows past the matrix too (their sums unused):
+// a broadcast from a lane that is not running is undefined. The kernel sets subgroup_lane.
+var<private> subgroup_lane: u32;
+const ALL_LANES: bool = true;
+#else
+const ALL_LANES: bool = false;
+#endif
+
 // Partial sums of one row for up to 16 tokens: token t0 + i in a[i] (i < 4), b[i - 4] (i < 8),
 // then with TILE16 c[i - 8] (i < 12) and d[i - 12].
 struct Acc {

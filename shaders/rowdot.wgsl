@@ -33,8 +33,29 @@ struct X32 {
 
 fn load_x32(xo: u32, b: u32) -> X32 {
     let e = b * 32u;
+#if X_BROADCAST
+    return broadcast_x32(x4(xo, e + 4u * subgroup_lane));
+#else
     return X32(x4(xo, e), x4(xo, e + 4u), x4(xo, e + 8u), x4(xo, e + 12u), x4(xo, e + 16u), x4(xo, e + 20u), x4(xo, e + 24u), x4(xo, e + 28u));
+#endif
 }
+
+#if X_BROADCAST
+// The 32 inputs the lanes j = 0 .. 8 of this lane's subgroup loaded as `v`, elements 4j .. 4j + 4
+// of them (see matvec_common.wgsl).
+fn broadcast_x32(v: vec4<f32>) -> X32 {
+    return X32(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
+        subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
+}
+#endif
+
+#if TILE_BLOCKS
+// Σ of 32 weights times 32 inputs (block_weights, block_inputs).
+fn dot32(w: X32, x: X32) -> f32 {
+    return dot(w.a0, x.a0) + dot(w.a1, x.a1) + dot(w.a2, x.a2) + dot(w.a3, x.a3)
+        + dot(w.b0, x.b0) + dot(w.b1, x.b1) + dot(w.b2, x.b2) + dot(w.b3, x.b3);
+}
+#endif
 
 #if Q4_1
 // Σ of block b's 32 weights times the inputs xs: d · Σ q x + m · Σ x (20-byte blocks: f16 d,
@@ -51,6 +72,15 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let sx = xs.a0 + xs.a1 + xs.a2 + xs.a3 + xs.b0 + xs.b1 + xs.b2 + xs.b3;
     return dm.x * dot(qx, vec4<f32>(1.0)) + dm.y * dot(sx, vec4<f32>(1.0));
 }
+
+// Block b's 32 weights, in load_x32's order: q d + m.
+fn block_weights(row_byte: u32, b: u32) -> X32 {
+    let blk = q4_1_block(row_byte, b);
+    let d = blk.dm.x;
+    let m = blk.dm.y;
+    return X32(nib_lo(blk.q.x) * d + m, nib_lo(blk.q.y) * d + m, nib_lo(blk.q.z) * d + m, nib_lo(blk.q.w) * d + m,
+        nib_hi(blk.q.x) * d + m, nib_hi(blk.q.y) * d + m, nib_hi(blk.q.z) * d + m, nib_hi(blk.q.w) * d + m);
+}
 #elif Q8_0
 // Σ of block b's 32 weights times the inputs xs: d · Σ q x (34-byte blocks: f16 d, then the 32
 // quants, read with q8_0_block).
@@ -59,6 +89,14 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let s = dot(i8x4(blk.lo.x), xs.a0) + dot(i8x4(blk.lo.y), xs.a1) + dot(i8x4(blk.lo.z), xs.a2) + dot(i8x4(blk.lo.w), xs.a3)
         + dot(i8x4(blk.hi.x), xs.b0) + dot(i8x4(blk.hi.y), xs.b1) + dot(i8x4(blk.hi.z), xs.b2) + dot(i8x4(blk.hi.w), xs.b3);
     return blk.d * s;
+}
+
+// Block b's 32 weights, in load_x32's order: q d.
+fn block_weights(row_byte: u32, b: u32) -> X32 {
+    let blk = q8_0_block(row_byte, b);
+    let d = blk.d;
+    return X32(i8x4(blk.lo.x) * d, i8x4(blk.lo.y) * d, i8x4(blk.lo.z) * d, i8x4(blk.lo.w) * d,
+        i8x4(blk.hi.x) * d, i8x4(blk.hi.y) * d, i8x4(blk.hi.z) * d, i8x4(blk.hi.w) * d);
 }
 #elif Q5_0
 // Σ of block b's 32 weights times the inputs xs: d · (Σ q x − 16 Σ x), q the 5-bit quants
@@ -77,6 +115,18 @@ fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
         + (nib_hi(q2) + high_bits(qh, 24u)) * xs.b2 + (nib_hi(q3) + high_bits(qh, 28u)) * xs.b3;
     let sx = xs.a0 + xs.a1 + xs.a2 + xs.a3 + xs.b0 + xs.b1 + xs.b2 + xs.b3;
     return blk.d * (dot(qx, vec4<f32>(1.0)) - 16.0 * dot(sx, vec4<f32>(1.0)));
+}
+
+// Block b's 32 weights, in load_x32's order: (q − 16) d.
+fn block_weights(row_byte: u32, b: u32) -> X32 {
+    let blk = f16_words8(row_byte + b * 22u);
+    let qh = blk.lo.x;
+    let d = blk.d;
+    let o = -16.0 * d;
+    return X32((nib_lo(blk.lo.y) + high_bits(qh, 0u)) * d + o, (nib_lo(blk.lo.z) + high_bits(qh, 4u)) * d + o,
+        (nib_lo(blk.lo.w) + high_bits(qh, 8u)) * d + o, (nib_lo(blk.hi.x) + high_bits(qh, 12u)) * d + o,
+        (nib_hi(blk.lo.y) + high_bits(qh, 16u)) * d + o, (nib_hi(blk.lo.z) + high_bits(qh, 20u)) * d + o,
+        (nib_hi(blk.lo.w) + high_bits(qh, 24u)) * d + o, (nib_hi(blk.hi.x) + high_bits(qh, 28u)) * d + o);
 }
 #endif
 
@@ -103,6 +153,15 @@ fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let hi = nib_hi(q.x) * xs.b0 + nib_hi(q.y) * xs.b1 + nib_hi(q.z) * xs.b2 + nib_hi(q.w) * xs.b3;
     return scaled_sums(f, lo, hi, xs);
 }
+
+// Group b's 32 weights, in load_x16x2's order: d sc q − dmin m.
+fn block_weights(row_byte: u32, b: u32) -> X32 {
+    let unit = (row_byte >> 4u) + (b >> 3u) * 9u;
+    let f = k4_scales_of(wq_vec4(unit), (b >> 1u) & 3u);
+    let q = wq_vec4(unit + 1u + (b & 7u));
+    return X32(nib_lo(q.x) * f.x - f.z, nib_lo(q.y) * f.x - f.z, nib_lo(q.z) * f.x - f.z, nib_lo(q.w) * f.x - f.z,
+        nib_hi(q.x) * f.y - f.w, nib_hi(q.y) * f.y - f.w, nib_hi(q.z) * f.y - f.w, nib_hi(q.w) * f.y - f.w);
+}
 #elif Q5_K
 // As Q4_K with each quant's fifth bit (16 when set) from the qh group.
 fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
@@ -116,6 +175,19 @@ fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
     let hi = (nib_hi(q.x) + fifth_bits(qh.x, 1u)) * xs.b0 + (nib_hi(q.y) + fifth_bits(qh.y, 1u)) * xs.b1
         + (nib_hi(q.z) + fifth_bits(qh.z, 1u)) * xs.b2 + (nib_hi(q.w) + fifth_bits(qh.w, 1u)) * xs.b3;
     return scaled_sums(f, lo, hi, xs);
+}
+
+// Group b's 32 weights, in load_x16x2's order: d sc q − dmin m, q with its fifth bit.
+fn block_weights(row_byte: u32, b: u32) -> X32 {
+    let unit = (row_byte >> 4u) + (b >> 3u) * 11u;
+    let c = (b >> 1u) & 3u;
+    let f = k4_scales_of(wq_vec4(unit), c);
+    let qh = wq_vec4(unit + 1u + (b & 1u)) >> vec4<u32>(2u * c);
+    let q = wq_vec4(unit + 3u + (b & 7u));
+    return X32((nib_lo(q.x) + fifth_bits(qh.x, 0u)) * f.x - f.z, (nib_lo(q.y) + fifth_bits(qh.y, 0u)) * f.x - f.z,
+        (nib_lo(q.z) + fifth_bits(qh.z, 0u)) * f.x - f.z, (nib_lo(q.w) + fifth_bits(qh.w, 0u)) * f.x - f.z,
+        (nib_hi(q.x) + fifth_bits(qh.x, 1u)) * f.y - f.w, (nib_hi(q.y) + fifth_bits(qh.y, 1u)) * f.y - f.w,
+        (nib_hi(q.z) + fifth_bits(qh.z, 1u)) * f.y - f.w, (nib_hi(q.w) + fifth_bits(qh.w, 1u)) * f.y - f.w);
 }
 
 // 16 times bit `bit` of each byte of w.
@@ -132,7 +204,16 @@ fn scaled_sums(f: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>, xs: X32) -> f32 {
 
 // Elements e .. e + 16 and e + 32 .. e + 48 of the input row at xo (a group's inputs).
 fn load_x16x2(xo: u32, e: u32) -> X32 {
+#if X_BROADCAST
+    return broadcast_x32(x4(xo, e + 4u * subgroup_lane + select(0u, 16u, subgroup_lane >= 4u)));
+#else
     return X32(x4(xo, e), x4(xo, e + 4u), x4(xo, e + 8u), x4(xo, e + 12u), x4(xo, e + 32u), x4(xo, e + 36u), x4(xo, e + 40u), x4(xo, e + 44u));
+#endif
+}
+
+// The inputs of group b (block_weights' elements) from the input row at xo.
+fn block_inputs(xo: u32, b: u32) -> X32 {
+    return load_x16x2(xo, group_first(b));
 }
 
 // Group b of a row, and of four consecutive rows sharing the input loads.
@@ -144,6 +225,11 @@ fn block_dot4(r0: u32, row_bytes: u32, b: u32, xo: u32) -> vec4<f32> {
     return vec4<f32>(group_dot_x(r0, b, xs), group_dot_x(r0 + row_bytes, b, xs), group_dot_x(r0 + 2u * row_bytes, b, xs), group_dot_x(r0 + 3u * row_bytes, b, xs));
 }
 #elif BLOCK_X32
+// The inputs of block b (block_weights' elements) from the input row at xo.
+fn block_inputs(xo: u32, b: u32) -> X32 {
+    return load_x32(xo, b);
+}
+
 // Block b of a row, and of four consecutive rows sharing the input loads (Q4_1, Q5_0, Q8_0).
 fn block_dot(row_byte: u32, b: u32, xo: u32) -> f32 {
     return block_dot_x(row_byte, b, load_x32(xo, b));
@@ -224,7 +310,35 @@ fn row_dot(row: u32, row_bytes: u32, lane: u32, t0: u32) -> Acc {
     let x15 = x_row(t0 + 15u);
 #endif
     var acc = acc_zero();
-#if BLOCK32
+#if TILE_BLOCKS
+    // Prefill on CPU drivers: a whole block (or K-quant group) of 32 weights per iteration, read
+    // (a few texel fetches instead of a few per 8 weights) and dequantized once for the tile.
+    for (var b = lane; b < p.k / 32u; b += G) {
+        let w = block_weights(row_byte, b);
+        acc.a.x += dot32(w, block_inputs(x0, b));
+#if TILE4
+        acc.a.y += dot32(w, block_inputs(x1, b));
+        acc.a.z += dot32(w, block_inputs(x2, b));
+        acc.a.w += dot32(w, block_inputs(x3, b));
+#endif
+#if TILE8
+        acc.b.x += dot32(w, block_inputs(x4, b));
+        acc.b.y += dot32(w, block_inputs(x5, b));
+        acc.b.z += dot32(w, block_inputs(x6, b));
+        acc.b.w += dot32(w, block_inputs(x7, b));
+#endif
+#if TILE16
+        acc.c.x += dot32(w, block_inputs(x8, b));
+        acc.c.y += dot32(w, block_inputs(x9, b));
+        acc.c.z += dot32(w, block_inputs(x10, b));
+        acc.c.w += dot32(w, block_inputs(x11, b));
+        acc.d.x += dot32(w, block_inputs(x12, b));
+        acc.d.y += dot32(w, block_inputs(x13, b));
+        acc.d.z += dot32(w, block_inputs(x14, b));
+        acc.d.w += dot32(w, block_inputs(x15, b));
+#endif
+    }
+#elif BLOCK32
     // Decode without a fused norm: a whole block of 32 per iteration (4× fewer loop iterations,
     // each block's scales read once).
     for (var b = lane; b < p.k / 32u; b += G) {

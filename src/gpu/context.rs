@@ -85,12 +85,25 @@ pub struct Tuning {
     /// The norm kernels run one thread per row instead of a workgroup (CPU drivers, whose
     /// barriers cost more than the sums; see `shaders/norm.wgsl`).
     pub norm_thread_per_row: bool,
+    /// Prefill tiles (several tokens, no input norm folded in) read and dequantize a whole block
+    /// of 32 weights at a time and reuse it for every token of the tile, for the types with
+    /// such readers (Q4_1, Q5_0, Q8_0, and Q4_K and Q5_K from textures or vec4 words; the others
+    /// read 8 weights at a time). CPU drivers, where each weight read is a texel fetch costing
+    /// far more than the products: on lavapipe Q5_0's 8-weight reader made five fetches per 8
+    /// weights against three per 32. Not yet timed on a GPU, so off there.
+    pub prefill_block_tiles: bool,
+    /// The matrix kernels' lanes share a block's 32 inputs through subgroup broadcasts: each lane
+    /// of 8 loads one vec4 of them (`load_x32` in rowdot.wgsl) instead of every lane loading all
+    /// 32. CPU drivers with subgroups of at least 8 lanes, one thread per row: lavapipe turns a
+    /// load whose address is not a compile-time uniform into a gather of one word per lane — all
+    /// of the inputs' loads, since their addresses follow the loop over blocks.
+    pub broadcast_inputs: bool,
 }
 
 impl Tuning {
     fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, pack_blocks: cpu, kv_in_textures: cpu, separate_input_norm: true, norm_thread_per_row: cpu, fuse_decode_norm: cpu }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, pack_blocks: cpu, kv_in_textures: cpu, separate_input_norm: true, norm_thread_per_row: cpu, fuse_decode_norm: cpu, prefill_block_tiles: cpu, broadcast_inputs: false }
     }
 }
 
@@ -170,6 +183,7 @@ impl Context {
             }
         }));
         let features = adapter.features();
+        let subgroup_min_size = if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 };
         let limits = DeviceLimits {
             max_storage_binding: required_limits.max_storage_buffer_binding_size,
             max_buffer_size: required_limits.max_buffer_size,
@@ -181,7 +195,7 @@ impl Context {
             max_texture_rows: required_limits.max_texture_dimension_2d,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
-            subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
+            subgroup_min_size,
         };
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("placeholder"),
@@ -197,7 +211,7 @@ impl Context {
             adapter_name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-            tuning: Tuning::for_adapter(&info),
+            tuning: Tuning { broadcast_inputs: info.device_type == wgpu::DeviceType::Cpu && subgroup_min_size >= 8, ..Tuning::for_adapter(&info) },
             kernel_choices: Default::default(),
             pipelines: PipelineCache::default(),
             device_error,

@@ -217,6 +217,15 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
             d = d.flag("ROWS4");
             rows4 = true;
         }
+    } else if tile > 1 && ctx.tuning.prefill_block_tiles {
+        // Prefill tiles read and dequantize whole blocks of 32 once for their tokens, where
+        // the weight type has such a reader (`block_weights` in rowdot.wgsl).
+        d = d.flag("BLOCK_TILES");
+    }
+    if ctx.tuning.broadcast_inputs && g == 1 {
+        // Lanes share each block's input loads (`load_x32` in rowdot.wgsl): every lane of a
+        // subgroup runs the row loops, rows past the matrix included (their sums unused).
+        d = d.flag("X_BROADCAST");
     }
     match variant.input {
         InputPath::Storage => {}

@@ -114,7 +114,7 @@ impl Kernel {
         let mut src = String::new();
         // Browsers (Tint) need the extension enabled; Naga takes subgroup builtins without it
         // (and rejects the directive) once the device has the feature.
-        if cfg!(target_arch = "wasm32") && defines.get("SG_REDUCE").is_some() {
+        if cfg!(target_arch = "wasm32") && (defines.is_set("SG_REDUCE") || defines.is_set("X_BROADCAST")) {
             src.push_str("enable subgroups;\n");
         }
         if matches!(self, Kernel::AttnIn | Kernel::Attention | Kernel::TopK) {
@@ -159,8 +159,14 @@ impl Kernel {
             // Q4_K's and Q5_K's 16-byte groups (`group_dot_x`), from vec4 words (set only for
             // those types, see `Defines::matrix`) or a raw texture.
             let raw_texture = defines.is_set(TEXTURE_DEFINES[i]) && !defines.is_set(PACKED_DEFINES[i]);
-            if defines.is_set(VEC4_DEFINES[i]) || (raw_texture && reads_vec4(ty)) {
+            let groups = defines.is_set(VEC4_DEFINES[i]) || (raw_texture && reads_vec4(ty));
+            if groups {
                 typed = typed.flag("GROUP_X32");
+            }
+            // Prefill tiles a block (or group) of 32 at a time where the type has such readers
+            // (`block_weights`; the kernel-wide BLOCK_TILES, see `matmul`).
+            if defines.is_set("BLOCK_TILES") && (groups || reads_whole_blocks(ty)) {
+                typed = typed.flag("TILE_BLOCKS");
             }
             out.push_str(&instance(&preprocess(&readers, &typed), &format!("_{i}")));
         }
