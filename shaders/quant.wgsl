@@ -295,7 +295,7 @@ struct Q41Block {
 fn q4_1_block(row_byte: u32, b: u32) -> Q41Block {
 #if PACKED
     let g = packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS);
-    return Q41Block(unpack2x16float(texel_word(wq_texel(g.x), g.y)), wq_texel(g.x + 1u + g.y));
+    return packed_block(g, wq_texel(g.x));
 #elif TEXTURE
     // The block's five words lie in two texels: two fetches instead of five.
     let w0 = (row_byte + b * 20u) >> 2u;
@@ -308,6 +308,13 @@ fn q4_1_block(row_byte: u32, b: u32) -> Q41Block {
     return Q41Block(unpack2x16float(wq_at(w0)), vec4<u32>(wq_at(w0 + 1u), wq_at(w0 + 2u), wq_at(w0 + 3u), wq_at(w0 + 4u)));
 #endif
 }
+
+#if PACKED
+// The block at place g.y of the packed group g (packed_group) whose header texel is `head`.
+fn packed_block(g: vec2<u32>, head: vec4<u32>) -> Q41Block {
+    return Q41Block(unpack2x16float(texel_word(head, g.y)), wq_texel(g.x + 1u + g.y));
+}
+#endif
 
 fn load8(row_byte: u32, u: u32) -> W8 {
     let blk = u >> 2u;
@@ -364,13 +371,18 @@ const PACK_GROUP_TEXELS: u32 = 17u;
 fn q8_0_packed_d(g: vec2<u32>) -> f32 {
     return f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u);
 }
+
+// The block at place g.y of the packed group g (packed_group) whose header texel is `head`.
+fn packed_block(g: vec2<u32>, head: vec4<u32>) -> F16Words8 {
+    let q = g.x + 1u + 2u * g.y;
+    return F16Words8(f16_at(texel_word(head, g.y >> 1u), g.y & 1u), wq_texel(q), wq_texel(q + 1u));
+}
 #endif
 // Block b of the row at row_byte: d and its eight words of quants.
 fn q8_0_block(row_byte: u32, b: u32) -> F16Words8 {
 #if PACKED
     let g = packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS);
-    let q = g.x + 1u + 2u * g.y;
-    return F16Words8(q8_0_packed_d(g), wq_texel(q), wq_texel(q + 1u));
+    return packed_block(g, wq_texel(g.x));
 #else
     return f16_words8(row_byte + b * 34u);
 #endif

@@ -61,7 +61,10 @@ fn dot32(w: X32, x: X32) -> f32 {
 // Σ of block b's 32 weights times the inputs xs: d · Σ q x + m · Σ x (20-byte blocks: f16 d,
 // f16 m, then 4 words of nibbles, low nibbles elements 0 .. 16; read with q4_1_block).
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
-    let blk = q4_1_block(row_byte, b);
+    return q4_1_dot(q4_1_block(row_byte, b), xs);
+}
+
+fn q4_1_dot(blk: Q41Block, xs: X32) -> f32 {
     let dm = blk.dm;
     let q0 = blk.q.x;
     let q1 = blk.q.y;
@@ -85,7 +88,10 @@ fn block_weights(row_byte: u32, b: u32) -> X32 {
 // Σ of block b's 32 weights times the inputs xs: d · Σ q x (34-byte blocks: f16 d, then the 32
 // quants, read with q8_0_block).
 fn block_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
-    let blk = q8_0_block(row_byte, b);
+    return q8_0_dot(q8_0_block(row_byte, b), xs);
+}
+
+fn q8_0_dot(blk: F16Words8, xs: X32) -> f32 {
     let s = dot(i8x4(blk.lo.x), xs.a0) + dot(i8x4(blk.lo.y), xs.a1) + dot(i8x4(blk.lo.z), xs.a2) + dot(i8x4(blk.lo.w), xs.a3)
         + dot(i8x4(blk.hi.x), xs.b0) + dot(i8x4(blk.hi.y), xs.b1) + dot(i8x4(blk.hi.z), xs.b2) + dot(i8x4(blk.hi.w), xs.b3);
     return blk.d * s;
@@ -240,6 +246,25 @@ fn block_dot4(r0: u32, row_bytes: u32, b: u32, xo: u32) -> vec4<f32> {
 fn block_dot4_x(r0: u32, row_bytes: u32, b: u32, xs: X32) -> vec4<f32> {
     return vec4<f32>(block_dot_x(r0, b, xs), block_dot_x(r0 + row_bytes, b, xs), block_dot_x(r0 + 2u * row_bytes, b, xs), block_dot_x(r0 + 3u * row_bytes, b, xs));
 }
+
+#if PACKED
+// Packed blocks (Q4_1, Q8_0 in textures; gpu::weights): a group's header texel holds the scales
+// of PACK_GROUP blocks, so decode fetches it once per group of blocks instead of once per block.
+// The header texel of the group holding block b of the row at row_byte:
+fn packed_head(row_byte: u32, b: u32) -> vec4<u32> {
+    return wq_texel(packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS).x);
+}
+
+// block_dot_x with the group's header texel `head` already fetched.
+fn block_dot_head(row_byte: u32, b: u32, xs: X32, head: vec4<u32>) -> f32 {
+    let blk = packed_block(packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS), head);
+#if Q4_1
+    return q4_1_dot(blk, xs);
+#else
+    return q8_0_dot(blk, xs);
+#endif
+}
+#endif
 #else
 // Σ of the 32 weights of units 4b .. 4b + 4 times the inputs of the row at xo (a unit's eight
 // elements need not be consecutive: k-quants pair low and high nibbles 32 apart).
@@ -275,9 +300,25 @@ fn row_dot4(row: u32, row_bytes: u32, lane: u32, t0: u32) -> vec4<f32> {
     acc = vec4<f32>(row_dot(row, row_bytes, lane, t0).a.x, row_dot(row + 1u, row_bytes, lane, t0).a.x, row_dot(row + 2u, row_bytes, lane, t0).a.x, row_dot(row + 3u, row_bytes, lane, t0).a.x);
 #else
     let r0 = row * row_bytes;
+#if PACKED
+    // The lanes of a row group take whole packed groups of blocks in turn.
+    let blocks = p.k / 32u;
+    for (var g0 = lane * PACK_GROUP; g0 < blocks; g0 += G * PACK_GROUP) {
+        let h0 = packed_head(r0, g0);
+        let h1 = packed_head(r0 + row_bytes, g0);
+        let h2 = packed_head(r0 + 2u * row_bytes, g0);
+        let h3 = packed_head(r0 + 3u * row_bytes, g0);
+        for (var b = g0; b < min(g0 + PACK_GROUP, blocks); b++) {
+            let xs = load_x32(xo, b);
+            acc += vec4<f32>(block_dot_head(r0, b, xs, h0), block_dot_head(r0 + row_bytes, b, xs, h1),
+                block_dot_head(r0 + 2u * row_bytes, b, xs, h2), block_dot_head(r0 + 3u * row_bytes, b, xs, h3));
+        }
+    }
+#else
     for (var b = lane; b < p.k / 32u; b += G) {
         acc += block_dot4(r0, row_bytes, b, xo);
     }
+#endif
 #endif
     return acc;
 }

@@ -424,7 +424,8 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     if glu == Glu::GeGlu {
         defines = defines.flag("GEGLU");
     }
-    let whole_blocks = |w: &WeightMatrix| super::shader::reads_whole_blocks(w.ty) && !w.interleaved();
+    // (Packed blocks take their own loop, fetching each group's scales once: `row_dot4`.)
+    let whole_blocks = |w: &WeightMatrix| super::shader::reads_whole_blocks(w.ty) && !w.interleaved() && !w.packed();
     if setup.rows4 && whole_blocks(gate.w) && whole_blocks(up.w) {
         defines = defines.flag("GATE_UP_X32");
     }
