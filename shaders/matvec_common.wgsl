@@ -123,10 +123,20 @@ fn prepare_input(lid: u32, t0: u32) {
 #if XN_UNIFORM
     let xo = x_row(t0) >> 2u;
     var s = vec4<f32>(0.0);
+#if X_BROADCAST
+    // The 8 lanes of a subgroup each add up every eighth vec4 of the row, then share their sums.
+    for (var j = subgroup_lane; j < p.k / 4u; j += 8u) {
+        let v = x[xo + j];
+        s += v * v;
+    }
+    s = subgroupBroadcast(s, 0u) + subgroupBroadcast(s, 1u) + subgroupBroadcast(s, 2u) + subgroupBroadcast(s, 3u)
+        + subgroupBroadcast(s, 4u) + subgroupBroadcast(s, 5u) + subgroupBroadcast(s, 6u) + subgroupBroadcast(s, 7u);
+#else
     for (var j = 0u; j < p.k / 4u; j++) {
         let v = x[xo + j];
         s += v * v;
     }
+#endif
     thread_norm_scale = inverseSqrt(dot(s, vec4<f32>(1.0)) / f32(p.k) + p.eps);
 #endif
     input_norm_scales(lid, t0);
