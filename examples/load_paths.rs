@@ -3,7 +3,8 @@
 //!
 //! 1. Raw reads: every invocation reads 64 consecutive words of its own (as a matvec lane reads
 //!    its own row) from a storage buffer as `u32` or `vec4<u32>`, from an `rgba32uint` texture
-//!    (also with eight neighbouring invocations' texels interleaved), or from a 64 KiB uniform
+//!    (sampled, or bound as a read-only storage texture as the kernels do; also with eight
+//!    neighbouring invocations' texels interleaved), or from a 64 KiB uniform
 //!    buffer (the same words over and over: that one measures the load instructions, not memory).
 //! 2. SmolLM2's output head (Q8_0, 49152 × 576) as a decode matvec, four rows per thread and the
 //!    input in a uniform buffer, its blocks repacked (a block's 32 quant bytes as two 16-byte
@@ -43,11 +44,14 @@ fn raw_reads(ctx: &Context) {
     });
     ctx.queue.write_buffer(&uniform, 0, bytemuck::cast_slice(&data[..16384]));
     let out = ctx.storage_buffer("out", THREADS as u64 * 4).unwrap();
-    for kind in ["storage u32", "storage vec4", "texture rgba32uint", "texture interleaved", "uniform vec4"] {
+    for kind in ["storage u32", "storage vec4", "texture rgba32uint", "storage texture rgba32uint", "texture interleaved", "uniform vec4"] {
         let (decl, body) = match kind {
             "storage u32" => ("var<storage, read> w: array<u32>", "for (var j = 0u; j < 64u; j++) { acc += w[i * 64u + j]; }"),
             "storage vec4" => ("var<storage, read> w: array<vec4<u32>>", "for (var j = 0u; j < 16u; j++) { acc += xor4(w[i * 16u + j]); }"),
             "texture rgba32uint" => ("var w: texture_2d<u32>", "for (var j = 0u; j < 16u; j++) { let t = i * 16u + j; acc += xor4(textureLoad(w, texel(t), 0)); }"),
+            // The same texture bound as a read-only storage texture (what the kernels bind):
+            // one mip level, so no per-lane level lookups.
+            "storage texture rgba32uint" => ("var w: texture_storage_2d<rgba32uint, read>", "for (var j = 0u; j < 16u; j++) { let t = i * 16u + j; acc += xor4(textureLoad(w, texel(t))); }"),
             // The same texels with neighbouring invocations' interleaved (invocation i's texel j
             // at 8 (16 (i / 8) + j) + i % 8): a SIMD batch's eight fetches fall in two cache lines.
             "texture interleaved" => ("var w: texture_2d<u32>", "for (var j = 0u; j < 16u; j++) { let t = 8u * (16u * (i / 8u) + j) + i % 8u; acc += xor4(textureLoad(w, texel(t), 0)); }"),
@@ -68,7 +72,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
 }}"
         );
         let resource = match kind {
-            "texture rgba32uint" | "texture interleaved" => wgpu::BindingResource::TextureView(&texture),
+            "texture rgba32uint" | "storage texture rgba32uint" | "texture interleaved" => wgpu::BindingResource::TextureView(&texture),
             "uniform vec4" => uniform.as_entire_binding(),
             _ => storage.as_entire_binding(),
         };
@@ -200,7 +204,7 @@ fn texture(ctx: &Context, words: &[u32]) -> wgpu::TextureView {
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format: wgpu::TextureFormat::Rgba32Uint,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
     });
     let mut padded = words.to_vec();

@@ -31,7 +31,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
 #if KV_TEXTURE
-@group(0) @binding(3) var kv_tex: texture_2d<u32>;
+@group(0) @binding(3) var kv_tex: texture_storage_2d<rgba32uint, read>;
 #else
 @group(0) @binding(3) var<storage, read> kv: array<u32>;
 #endif
@@ -74,7 +74,7 @@ var<workgroup> slice_l: array<f32, LANES>;
 var<workgroup> slice_o: array<vec4<f32>, {{LANE_VEC4S}}>;
 
 fn kv_texel(t: u32) -> vec4<u32> {
-    return textureLoad(kv_tex, kv_coord(t), 0);
+    return textureLoad(kv_tex, kv_coord(t));
 }
 // The texel's elements 0 .. 4 and 4 .. 8.
 fn texel_lo(w: vec4<u32>) -> vec4<f32> {

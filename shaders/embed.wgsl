@@ -17,7 +17,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 #if TX0
-@group(0) @binding(2) var wq_0: texture_2d<u32>;
+@group(0) @binding(2) var wq_0: texture_storage_2d<rgba32uint, read>;
 #elif V40
 @group(0) @binding(2) var<storage, read> wq_0: array<vec4<u32>>;
 #else

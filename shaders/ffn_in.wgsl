@@ -29,14 +29,14 @@ struct Params {
 #endif
 @group(0) @binding(3) var<storage, read> vecs: array<vec4<f32>>;
 #if TX0
-@group(0) @binding(4) var wq_0: texture_2d<u32>;
+@group(0) @binding(4) var wq_0: texture_storage_2d<rgba32uint, read>;
 #elif V40
 @group(0) @binding(4) var<storage, read> wq_0: array<vec4<u32>>;
 #else
 @group(0) @binding(4) var<storage, read> wq_0: array<u32>;
 #endif
 #if TX1
-@group(0) @binding(5) var wq_1: texture_2d<u32>;
+@group(0) @binding(5) var wq_1: texture_storage_2d<rgba32uint, read>;
 #elif V41
 @group(0) @binding(5) var<storage, read> wq_1: array<vec4<u32>>;
 #else

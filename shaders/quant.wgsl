@@ -1,5 +1,5 @@
 // Block readers for GGML weights stored raw (their GGUF byte layout) in `wq: array<u32>` (or, with
-// TEXTURE, in `wq: texture_2d<u32>`).
+// TEXTURE, in the read-only storage texture `wq: texture_storage_2d<rgba32uint, read>`).
 //
 // Every type provides `load8(row_byte, u) -> W8`: eight dequantized weights of the row whose first
 // byte is `row_byte` (from `row_start`). Units u = 0 .. k/8 cover every element of the row exactly once; which
@@ -47,7 +47,7 @@ fn wq_at(i: u32) -> u32 {
 #if TEXTURE
 // Texel t of the weights: words 4t .. 4t + 4.
 fn wq_texel(t: u32) -> vec4<u32> {
-    return textureLoad(wq, vec2<u32>(t & ((1u << {{TEX_SHIFT}}u) - 1u), t >> {{TEX_SHIFT}}u), 0);
+    return textureLoad(wq, vec2<u32>(t & ((1u << {{TEX_SHIFT}}u) - 1u), t >> {{TEX_SHIFT}}u));
 }
 
 // Words s .. s + 4 of the eight words a, b (s < 4), picked with vector selects.
@@ -441,15 +441,39 @@ fn load8(row_byte: u32, u: u32) -> W8 {
 // 128n + 32k + l (k < 4, l < 32) is nibble k/2 of ql[64n + 32(k%2) + l] with bits 2k, 2k+1 of
 // qh[32n + l] on top, scale 8n + 2k + l/16.
 // Unit u: block u/32, n = (u/16)%2, k = (u/8)%2 and k + 2, l = 4(u%8) ..: one ql and one qh word.
+#if PACKED
+// Packed groups (gpu::weights): 8 blocks, a texel of their f16 d then each block's first 208
+// bytes (ql, qh, scales: 13 texels).
+const PACK_GROUP: u32 = 8u;
+const PACK_GROUP_TEXELS: u32 = 105u;
+
+// Block b of the row at row_byte: the first byte of its ql, qh and scales, and its d.
+fn q6_k_block(row_byte: u32, b: u32) -> Q6KBlock {
+    let g = packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS);
+    return Q6KBlock((g.x + 1u + 13u * g.y) * 16u, f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u));
+}
+#else
+fn q6_k_block(row_byte: u32, b: u32) -> Q6KBlock {
+    let base = row_byte + b * 210u;
+    return Q6KBlock(base, ld_f16(base + 208u));
+}
+#endif
+
+struct Q6KBlock {
+    base: u32,
+    d: f32,
+}
+
 fn load8(row_byte: u32, u: u32) -> W8 {
     let n = (u >> 4u) & 1u;
     let k = (u >> 3u) & 1u;
     let g = u & 7u;
-    let base = row_byte + (u >> 5u) * 210u;
+    let blk = q6_k_block(row_byte, u >> 5u);
+    let base = blk.base;
     let ql = bytes4(ld_u32(base + 64u * n + 32u * k + 4u * g));
     let qh = bytes4(ld_u32(base + 128u + 32u * n + 4u * g));
     let s = base + 192u + 8u * n + 2u * k + (g >> 2u);
-    let d = ld_f16(base + 208u);
+    let d = blk.d;
     let qa = (ql & vec4<u32>(0xfu)) | (((qh >> vec4<u32>(2u * k)) & vec4<u32>(3u)) << vec4<u32>(4u));
     let qb = (ql >> vec4<u32>(4u)) | (((qh >> vec4<u32>(2u * k + 4u)) & vec4<u32>(3u)) << vec4<u32>(4u));
     let a = (vec4<f32>(qa) - 32.0) * (d * f32(ld_i8(s)));

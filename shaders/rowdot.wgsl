@@ -144,11 +144,75 @@ fn block_weights(row_byte: u32, b: u32) -> X32 {
 // c = (b / 2) % 4, half h = b % 2: nibble group b % 8 of the block, whose low nibbles are
 // elements group_first(b) .. + 16 and high nibbles the 16 from group_first(b) + 32 (Q5_K: their
 // fifth bits are bits 2c and 2c + 1 of the bytes of qh group h).
+#if Q6_K
+// Q6_K (packed in a texture, gpu::weights): group b is block b / 8, n = (b / 4) % 2,
+// k = (b / 2) % 2, h = b % 2: the 16 bytes of ql[64n + 32k + 16h ..], whose low nibbles are
+// elements group_first(b) .. + 16 and high nibbles the 16 from group_first(b) + 64
+// (GROUP_GAP), their top two bits from qh[32n + 16h ..] (bits 2k and 2k + 4), scales
+// 8n + 2k + h and that + 4.
+const GROUP_GAP: u32 = 64u;
+fn group_first(b: u32) -> u32 {
+    return (b >> 3u) * 256u + ((b >> 2u) & 1u) * 128u + ((b >> 1u) & 1u) * 32u + (b & 1u) * 16u;
+}
+#else
+// Second 16 elements of a group: 32 after the first.
+const GROUP_GAP: u32 = 32u;
 fn group_first(b: u32) -> u32 {
     return (b >> 3u) * 256u + ((b >> 1u) & 3u) * 64u + (b & 1u) * 16u;
 }
+#endif
 
-#if Q4_K
+#if Q6_K
+// The 6-bit quants of one ql word (low or high nibbles, `hi` 0 or 4) with their qh bits.
+fn q6_quants(ql: u32, qh: u32, hi: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>(((bytes4(ql) >> vec4<u32>(hi)) & vec4<u32>(0xfu)) | (((bytes4(qh) >> vec4<u32>(shift)) & vec4<u32>(3u)) << vec4<u32>(4u)));
+}
+
+// The signed 8-bit scale i (< 16) of the scales texel sc.
+fn q6_scale(sc: vec4<u32>, i: u32) -> f32 {
+    return f32(bitcast<i32>(texel_word(sc, i >> 2u) << (24u - 8u * (i & 3u))) >> 24u);
+}
+
+// The texels of group b: ql, qh, scales, and the factors (d sc_lo, d sc_hi, 32 d sc_lo, 32 d sc_hi).
+struct Q6Texels {
+    ql: vec4<u32>,
+    qh: vec4<u32>,
+    f: vec4<f32>,
+}
+
+fn q6_texels(row_byte: u32, b: u32) -> Q6Texels {
+    let blk = q6_k_block(row_byte, b >> 3u);
+    let t = blk.base >> 4u;
+    let n = (b >> 2u) & 1u;
+    let k = (b >> 1u) & 1u;
+    let h = b & 1u;
+    let sc = wq_vec4(t + 12u);
+    let s = 8u * n + 2u * k + h;
+    let ds = blk.d * vec2<f32>(q6_scale(sc, s), q6_scale(sc, s + 4u));
+    return Q6Texels(wq_vec4(t + 4u * n + 2u * k + h), wq_vec4(t + 8u + 2u * n + h), vec4<f32>(ds, 32.0 * ds));
+}
+
+fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
+    let g = q6_texels(row_byte, b);
+    let s = 2u * ((b >> 1u) & 1u);
+    let lo = q6_quants(g.ql.x, g.qh.x, 0u, s) * xs.a0 + q6_quants(g.ql.y, g.qh.y, 0u, s) * xs.a1
+        + q6_quants(g.ql.z, g.qh.z, 0u, s) * xs.a2 + q6_quants(g.ql.w, g.qh.w, 0u, s) * xs.a3;
+    let hi = q6_quants(g.ql.x, g.qh.x, 4u, s + 4u) * xs.b0 + q6_quants(g.ql.y, g.qh.y, 4u, s + 4u) * xs.b1
+        + q6_quants(g.ql.z, g.qh.z, 4u, s + 4u) * xs.b2 + q6_quants(g.ql.w, g.qh.w, 4u, s + 4u) * xs.b3;
+    return scaled_sums(g.f, lo, hi, xs);
+}
+
+// Group b's 32 weights, in load_x16x2's order: d sc (q − 32).
+fn block_weights(row_byte: u32, b: u32) -> X32 {
+    let g = q6_texels(row_byte, b);
+    let s = 2u * ((b >> 1u) & 1u);
+    let f = g.f;
+    return X32(q6_quants(g.ql.x, g.qh.x, 0u, s) * f.x - f.z, q6_quants(g.ql.y, g.qh.y, 0u, s) * f.x - f.z,
+        q6_quants(g.ql.z, g.qh.z, 0u, s) * f.x - f.z, q6_quants(g.ql.w, g.qh.w, 0u, s) * f.x - f.z,
+        q6_quants(g.ql.x, g.qh.x, 4u, s + 4u) * f.y - f.w, q6_quants(g.ql.y, g.qh.y, 4u, s + 4u) * f.y - f.w,
+        q6_quants(g.ql.z, g.qh.z, 4u, s + 4u) * f.y - f.w, q6_quants(g.ql.w, g.qh.w, 4u, s + 4u) * f.y - f.w);
+}
+#elif Q4_K
 // Σ of group b's 32 weights times the inputs xs (X32: a0..a3 the low-nibble elements, b0..b3
 // the high ones): d sc Σ q x − dmin m Σ x for each half.
 fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
@@ -208,12 +272,13 @@ fn scaled_sums(f: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>, xs: X32) -> f32 {
     return dot(f * sums, vec4<f32>(1.0, 1.0, -1.0, -1.0));
 }
 
-// Elements e .. e + 16 and e + 32 .. e + 48 of the input row at xo (a group's inputs).
+// Elements e .. e + 16 and e + GROUP_GAP .. + 16 of the input row at xo (a group's inputs).
 fn load_x16x2(xo: u32, e: u32) -> X32 {
 #if X_BROADCAST
-    return broadcast_x32(x4(xo, e + 4u * subgroup_lane + select(0u, 16u, subgroup_lane >= 4u)));
+    return broadcast_x32(x4(xo, e + 4u * subgroup_lane + select(0u, GROUP_GAP - 16u, subgroup_lane >= 4u)));
 #else
-    return X32(x4(xo, e), x4(xo, e + 4u), x4(xo, e + 8u), x4(xo, e + 12u), x4(xo, e + 32u), x4(xo, e + 36u), x4(xo, e + 40u), x4(xo, e + 44u));
+    let e2 = e + GROUP_GAP;
+    return X32(x4(xo, e), x4(xo, e + 4u), x4(xo, e + 8u), x4(xo, e + 12u), x4(xo, e2), x4(xo, e2 + 4u), x4(xo, e2 + 8u), x4(xo, e2 + 12u));
 #endif
 }
 
@@ -300,7 +365,7 @@ fn row_dot4(row: u32, row_bytes: u32, lane: u32, t0: u32) -> vec4<f32> {
     acc = vec4<f32>(row_dot(row, row_bytes, lane, t0).a.x, row_dot(row + 1u, row_bytes, lane, t0).a.x, row_dot(row + 2u, row_bytes, lane, t0).a.x, row_dot(row + 3u, row_bytes, lane, t0).a.x);
 #else
     let r0 = row * row_bytes;
-#if PACKED
+#if PACKED_HEADS
     // The lanes of a row group take whole packed groups of blocks in turn.
     let blocks = p.k / 32u;
     for (var g0 = lane * PACK_GROUP; g0 < blocks; g0 += G * PACK_GROUP) {

@@ -6,9 +6,9 @@
 //! - In an `rgba32uint` texture (CPU drivers, f16 only): eight elements to a texel as four f16
 //!   pairs, element e in texel e / 8, texel t at (t % [`TEXTURE_WIDTH`], t / [`TEXTURE_WIDTH`]).
 //!   `attn_in` writes whole texels (`texture_storage_2d<rgba32uint, write>`) and the attention
-//!   kernel fetches them (`texture_2d<u32>`): lavapipe gathers a texel per lane several times
-//!   faster than it loads a storage word per lane, the same reason the weights live in textures
-//!   there (`gpu::weights`).
+//!   kernel loads them (`texture_storage_2d<rgba32uint, read>`): lavapipe gathers a texel per
+//!   lane several times faster than it loads a storage word per lane, the same reason the
+//!   weights live in textures there (`gpu::weights`, which also says why storage textures).
 
 use super::weights::{texel_texture, texture_rows, write_texel_range, TEXEL_BYTES, TEXTURE_WIDTH};
 use super::{Bind, Context, GpuError};

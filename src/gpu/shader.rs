@@ -159,9 +159,15 @@ impl Kernel {
             // Q4_K's and Q5_K's 16-byte groups (`group_dot_x`), from vec4 words (set only for
             // those types, see `Defines::matrix`) or a raw texture.
             let raw_texture = defines.is_set(TEXTURE_DEFINES[i]) && !defines.is_set(PACKED_DEFINES[i]);
-            let groups = defines.is_set(VEC4_DEFINES[i]) || (raw_texture && reads_vec4(ty));
+            // Q6_K's when packed in a texture (`gpu::weights`).
+            let packed = defines.is_set(PACKED_DEFINES[i]);
+            let groups = defines.is_set(VEC4_DEFINES[i]) || (raw_texture && reads_vec4(ty)) || (packed && ty == GgmlType::Q6_K);
             if groups {
                 typed = typed.flag("GROUP_X32");
+            }
+            // Packed Q4_1 / Q8_0: decode fetches a group's scale texel once (`row_dot4`).
+            if packed && reads_whole_blocks(ty) {
+                typed = typed.flag("PACKED_HEADS");
             }
             // Prefill tiles a block (or group) of 32 at a time where the type has such readers
             // (`block_weights`; the kernel-wide BLOCK_TILES, see `matmul`).
@@ -179,7 +185,7 @@ pub const TYPE_DEFINES: [&str; 3] = ["T0", "T1", "T2"];
 /// The flags saying matrix 0, 1, 2 has its rows interleaved (`gpu::weights`).
 const LAYOUT_DEFINES: [&str; 3] = ["IL0", "IL1", "IL2"];
 /// The flags saying matrix 0, 1, 2 is bound as a texture (`gpu::weights`; the kernels declare
-/// `wq_i` as `texture_2d<u32>` then).
+/// `wq_i` as `texture_storage_2d<rgba32uint, read>` then).
 const TEXTURE_DEFINES: [&str; 3] = ["TX0", "TX1", "TX2"];
 /// The flags saying matrix 0, 1, 2 has its blocks packed (`gpu::weights`; textures only).
 const PACKED_DEFINES: [&str; 3] = ["PK0", "PK1", "PK2"];
@@ -350,8 +356,8 @@ pub fn instance(source: &str, suffix: &str) -> String {
 }
 
 /// How a kernel binds a buffer from `@binding(2)` on: storage read or written, a uniform (a
-/// small input row the kernel reads from the uniform address space), or a `texture_2d<u32>`
-/// (texture-backed weights).
+/// small input row the kernel reads from the uniform address space), or a read-only
+/// `texture_storage_2d<rgba32uint, read>` (texture-backed weights, a KV cache in a texture).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
@@ -392,10 +398,10 @@ impl PipelineCache {
                 binding: i as u32 + 2,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: match a {
-                    Access::Texture => wgpu::BindingType::Texture {
-                        sample_type: wgpu::TextureSampleType::Uint,
+                    Access::Texture => wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::ReadOnly,
+                        format: wgpu::TextureFormat::Rgba32Uint,
                         view_dimension: wgpu::TextureViewDimension::D2,
-                        multisampled: false,
                     },
                     Access::StorageTexture => wgpu::BindingType::StorageTexture {
                         access: wgpu::StorageTextureAccess::WriteOnly,

@@ -53,8 +53,8 @@ pub enum Bind<'b> {
     /// `size` bytes from byte `offset` (a multiple of the device's uniform offset alignment) as a
     /// uniform buffer.
     Uniform(&'b wgpu::Buffer, u64, u64),
-    /// A `texture_2d<u32>` of weight words (`gpu::weights`, texture-backed parts) or of a KV
-    /// cache (`gpu::kv`).
+    /// A read-only `texture_storage_2d<rgba32uint, read>` of weight words (`gpu::weights`,
+    /// texture-backed parts) or of a KV cache (`gpu::kv`).
     Texture(&'b wgpu::TextureView),
     /// A `texture_storage_2d<rgba32uint, write>` the kernel writes (a KV cache in a texture).
     StorageTexture(&'b wgpu::TextureView),
