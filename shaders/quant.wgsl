@@ -112,7 +112,7 @@ fn f16_words8(base: u32) -> F16Words8 {
 }
 
 #if PACKED
-// Packed blocks (Q4_1, Q8_0 in a texture; gpu::weights): a row of `row_pitch` bytes (whole
+// Packed blocks (Q4_1, Q8_0, Q6_K in a texture; gpu::weights): a row of `row_pitch` bytes (whole
 // texels) is groups of blocks, each group a texel of the blocks' headers then the blocks' quants
 // in whole texels. `row_byte` is the row's first byte (r · row_pitch). The first texel of the
 // group holding block b, and the block's place in its group:

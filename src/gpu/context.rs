@@ -62,9 +62,9 @@ pub struct Tuning {
     /// lavapipe gathers texel fetches about twice as fast as per-lane storage loads; see
     /// `gpu::weights`). Decided when a matrix is allocated.
     pub weights_in_textures: bool,
-    /// Q4_1 and Q8_0 matrices in textures are stored with their blocks regrouped so that every
-    /// read is whole texels: a group's block headers (scales) in one texel, then each block's
-    /// quants in whole texels (`gpu::weights`, "packed blocks"). Repacked row by row as the bytes
+    /// Q4_1, Q8_0 and Q6_K matrices in textures are stored with their blocks regrouped so that
+    /// every read is whole texels: a group's block headers (scales) in one texel, then each
+    /// block's quants in whole texels (`gpu::weights`, "packed blocks"). Repacked row by row as the bytes
     /// stream in.
     pub pack_blocks: bool,
     /// Each layer's KV cache lives in an `rgba32uint` texture rather than a storage buffer, read
@@ -87,10 +87,10 @@ pub struct Tuning {
     pub norm_thread_per_row: bool,
     /// Prefill tiles (several tokens, no input norm folded in) read and dequantize a whole block
     /// of 32 weights at a time and reuse it for every token of the tile, for the types with
-    /// such readers (Q4_1, Q5_0, Q8_0, and Q4_K and Q5_K from textures or vec4 words; the others
-    /// read 8 weights at a time). CPU drivers, where each weight read is a texel fetch costing
-    /// far more than the products: on lavapipe Q5_0's 8-weight reader made five fetches per 8
-    /// weights against three per 32. Not yet timed on a GPU, so off there.
+    /// such readers (Q4_1, Q5_0, Q8_0; Q4_K and Q5_K from textures or vec4 words; Q6_K packed in
+    /// textures; the others read 8 weights at a time). CPU drivers, where each weight read is a
+    /// texel fetch costing far more than the products: on lavapipe Q5_0's 8-weight reader made
+    /// five fetches per 8 weights against three per 32. Not yet timed on a GPU, so off there.
     pub prefill_block_tiles: bool,
     /// The matrix kernels' lanes share a block's 32 inputs through subgroup broadcasts: each lane
     /// of 8 loads one vec4 of them (`load_x32` in rowdot.wgsl) instead of every lane loading all

@@ -19,16 +19,17 @@
 //! one level; Gemma 3's decode step went 103 → 78 ms. Chunks are written texel by texel as they
 //! arrive; a texel split between two chunks waits (at most 15 bytes) for the next one.
 //!
-//! In textures, Q4_1 and Q8_0 rows can be stored with their blocks packed
-//! (`Tuning::pack_blocks`): their 20- and 34-byte blocks straddle texels, so the raw layout
-//! costs a reader two or three fetches per block and the shifts to splice the words. Packed, a
-//! row is a sequence of groups of 4 (Q4_1) or 8 (Q8_0) blocks, each group one texel holding the
-//! blocks' headers (Q4_1: f16 d and m, 4 bytes; Q8_0: f16 d, 2 bytes) in block order, then each
-//! block's quants in whole texels (Q4_1: one, Q8_0: two); the last group of a row may be
-//! shorter. A group takes exactly the bytes of its raw blocks, so only a row's last texel pads
-//! (`row_pitch`, a multiple of 16 bytes, is what a row takes). Rows are packed on the CPU as the
-//! bytes stream in (on the CPU drivers this layout is for, that is where a GPU kernel would run
-//! too); a row split between two chunks waits for the next one.
+//! In textures, Q4_1, Q8_0 and Q6_K rows can be stored with their blocks packed
+//! (`Tuning::pack_blocks`): their 20-, 34- and 210-byte blocks straddle texels, so the raw layout
+//! costs a reader two or three fetches per block (Q6_K: per word) and the shifts to splice the
+//! words. Packed, a row is a sequence of groups of 4 (Q4_1) or 8 (Q8_0, Q6_K) blocks, each group
+//! one texel holding the blocks' headers (Q4_1: f16 d and m, 4 bytes; Q8_0 and Q6_K: f16 d, 2
+//! bytes — Q6_K's the last two bytes of its raw block) in block order, then the rest of each
+//! block in whole texels (Q4_1: one, Q8_0: two, Q6_K: its ql, qh and scales in 13); the last
+//! group of a row may be shorter. A group takes exactly the bytes of its raw blocks, so only a
+//! row's last texel pads (`row_pitch`, a multiple of 16 bytes, is what a row takes). Rows are
+//! packed on the CPU as the bytes stream in (on the CPU drivers this layout is for, that is
+//! where a GPU kernel would run too); a row split between two chunks waits for the next one.
 
 use std::sync::Mutex;
 
