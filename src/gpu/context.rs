@@ -64,8 +64,8 @@ pub struct Tuning {
     pub weights_in_textures: bool,
     /// Q4_1, Q8_0 and Q6_K matrices in textures are stored with their blocks regrouped so that
     /// every read is whole texels: a group's block headers (scales) in one texel, then each
-    /// block's quants in whole texels (`gpu::weights`, "packed blocks"). Repacked row by row as the bytes
-    /// stream in.
+    /// block's quants in whole texels (`gpu::weights`, "packed blocks"). Repacked row by row as
+    /// the bytes stream in.
     pub pack_blocks: bool,
     /// Each layer's KV cache lives in an `rgba32uint` texture rather than a storage buffer, read
     /// by the `attend_lanes` attention kernel (CPU drivers, for the same reason as the weights;
