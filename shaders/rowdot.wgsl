@@ -173,7 +173,8 @@ fn q6_scale(sc: vec4<u32>, i: u32) -> f32 {
     return f32(bitcast<i32>(texel_word(sc, i >> 2u) << (24u - 8u * (i & 3u))) >> 24u);
 }
 
-// The texels of group b: ql, qh, scales, and the factors (d sc_lo, d sc_hi, 32 d sc_lo, 32 d sc_hi).
+// Group b's ql and qh texels and its factors for scaled_sums: (d sc_lo, d sc_hi, 32 d sc_lo,
+// 32 d sc_hi).
 struct Q6Texels {
     ql: vec4<u32>,
     qh: vec4<u32>,
