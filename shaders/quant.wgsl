@@ -125,6 +125,12 @@ fn f16_at(w: u32, h: u32) -> f32 {
     return unpack2x16float(w >> (16u * h)).x;
 }
 
+// The f16 header (Q8_0's, Q6_K's d) of the block at place j of a group whose header texel is
+// `head` (eight f16s).
+fn packed_f16(head: vec4<u32>, j: u32) -> f32 {
+    return f16_at(texel_word(head, j >> 1u), j & 1u);
+}
+
 // Word i (< 4) of texel v, by selects (a dynamic index compiles to a stack round trip per lane
 // on CPU drivers).
 fn texel_word(v: vec4<u32>, i: u32) -> u32 {
@@ -369,13 +375,13 @@ const PACK_GROUP_TEXELS: u32 = 17u;
 
 // d of the block at place g.y of the group at texel g.x (packed_group).
 fn q8_0_packed_d(g: vec2<u32>) -> f32 {
-    return f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u);
+    return packed_f16(wq_texel(g.x), g.y);
 }
 
 // The block at place g.y of the packed group g (packed_group) whose header texel is `head`.
 fn packed_block(g: vec2<u32>, head: vec4<u32>) -> F16Words8 {
     let q = g.x + 1u + 2u * g.y;
-    return F16Words8(f16_at(texel_word(head, g.y >> 1u), g.y & 1u), wq_texel(q), wq_texel(q + 1u));
+    return F16Words8(packed_f16(head, g.y), wq_texel(q), wq_texel(q + 1u));
 }
 #endif
 // Block b of the row at row_byte: d and its eight words of quants.
@@ -450,7 +456,7 @@ const PACK_GROUP_TEXELS: u32 = 105u;
 // Block b of the row at row_byte: the first byte of its ql, qh and scales, and its d.
 fn q6_k_block(row_byte: u32, b: u32) -> Q6KBlock {
     let g = packed_group(row_byte, b, PACK_GROUP, PACK_GROUP_TEXELS);
-    return Q6KBlock((g.x + 1u + 13u * g.y) * 16u, f16_at(texel_word(wq_texel(g.x), g.y >> 1u), g.y & 1u));
+    return Q6KBlock((g.x + 1u + 13u * g.y) * 16u, packed_f16(wq_texel(g.x), g.y));
 }
 #else
 fn q6_k_block(row_byte: u32, b: u32) -> Q6KBlock {

@@ -162,6 +162,15 @@ fn group_first(b: u32) -> u32 {
 }
 #endif
 
+// Group b's 32 quants as floats (X32: a0..a3 the low-nibble elements, b0..b3 the high ones, in
+// load_x16x2's order) and the factors f of its two halves: the weights are q f.x − f.z (low) and
+// q f.y − f.w (high). Each type's `group_quants` reads them; `group_dot_x` and `block_weights`
+// below use them.
+struct GroupQuants {
+    f: vec4<f32>,
+    q: X32,
+}
+
 #if Q6_K
 // The 6-bit quants of one ql word (low or high nibbles, `hi` 0 or 4) with their qh bits.
 fn q6_quants(ql: u32, qh: u32, hi: u32, shift: u32) -> vec4<f32> {
@@ -173,92 +182,43 @@ fn q6_scale(sc: vec4<u32>, i: u32) -> f32 {
     return f32(bitcast<i32>(texel_word(sc, i >> 2u) << (24u - 8u * (i & 3u))) >> 24u);
 }
 
-// Group b's ql and qh texels and its factors for scaled_sums: (d sc_lo, d sc_hi, 32 d sc_lo,
-// 32 d sc_hi).
-struct Q6Texels {
-    ql: vec4<u32>,
-    qh: vec4<u32>,
-    f: vec4<f32>,
-}
-
-fn q6_texels(row_byte: u32, b: u32) -> Q6Texels {
+// Four texels (the d's, ql, qh, scales); f = (d sc_lo, d sc_hi, 32 d sc_lo, 32 d sc_hi):
+// w = d sc (q − 32).
+fn group_quants(row_byte: u32, b: u32) -> GroupQuants {
     let blk = q6_k_block(row_byte, b >> 3u);
     let t = blk.base >> 4u;
     let n = (b >> 2u) & 1u;
     let k = (b >> 1u) & 1u;
     let h = b & 1u;
     let sc = wq_vec4(t + 12u);
-    let s = 8u * n + 2u * k + h;
-    let ds = blk.d * vec2<f32>(q6_scale(sc, s), q6_scale(sc, s + 4u));
-    return Q6Texels(wq_vec4(t + 4u * n + 2u * k + h), wq_vec4(t + 8u + 2u * n + h), vec4<f32>(ds, 32.0 * ds));
-}
-
-fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
-    let g = q6_texels(row_byte, b);
-    let s = 2u * ((b >> 1u) & 1u);
-    let lo = q6_quants(g.ql.x, g.qh.x, 0u, s) * xs.a0 + q6_quants(g.ql.y, g.qh.y, 0u, s) * xs.a1
-        + q6_quants(g.ql.z, g.qh.z, 0u, s) * xs.a2 + q6_quants(g.ql.w, g.qh.w, 0u, s) * xs.a3;
-    let hi = q6_quants(g.ql.x, g.qh.x, 4u, s + 4u) * xs.b0 + q6_quants(g.ql.y, g.qh.y, 4u, s + 4u) * xs.b1
-        + q6_quants(g.ql.z, g.qh.z, 4u, s + 4u) * xs.b2 + q6_quants(g.ql.w, g.qh.w, 4u, s + 4u) * xs.b3;
-    return scaled_sums(g.f, lo, hi, xs);
-}
-
-// Group b's 32 weights, in load_x16x2's order: d sc (q − 32).
-fn block_weights(row_byte: u32, b: u32) -> X32 {
-    let g = q6_texels(row_byte, b);
-    let s = 2u * ((b >> 1u) & 1u);
-    let f = g.f;
-    return X32(q6_quants(g.ql.x, g.qh.x, 0u, s) * f.x - f.z, q6_quants(g.ql.y, g.qh.y, 0u, s) * f.x - f.z,
-        q6_quants(g.ql.z, g.qh.z, 0u, s) * f.x - f.z, q6_quants(g.ql.w, g.qh.w, 0u, s) * f.x - f.z,
-        q6_quants(g.ql.x, g.qh.x, 4u, s + 4u) * f.y - f.w, q6_quants(g.ql.y, g.qh.y, 4u, s + 4u) * f.y - f.w,
-        q6_quants(g.ql.z, g.qh.z, 4u, s + 4u) * f.y - f.w, q6_quants(g.ql.w, g.qh.w, 4u, s + 4u) * f.y - f.w);
+    let i = 8u * n + 2u * k + h;
+    let ds = blk.d * vec2<f32>(q6_scale(sc, i), q6_scale(sc, i + 4u));
+    let ql = wq_vec4(t + 4u * n + 2u * k + h);
+    let qh = wq_vec4(t + 8u + 2u * n + h);
+    let s = 2u * k;
+    return GroupQuants(vec4<f32>(ds, 32.0 * ds), X32(q6_quants(ql.x, qh.x, 0u, s), q6_quants(ql.y, qh.y, 0u, s),
+        q6_quants(ql.z, qh.z, 0u, s), q6_quants(ql.w, qh.w, 0u, s), q6_quants(ql.x, qh.x, 4u, s + 4u),
+        q6_quants(ql.y, qh.y, 4u, s + 4u), q6_quants(ql.z, qh.z, 4u, s + 4u), q6_quants(ql.w, qh.w, 4u, s + 4u)));
 }
 #elif Q4_K
-// Σ of group b's 32 weights times the inputs xs (X32: a0..a3 the low-nibble elements, b0..b3
-// the high ones): d sc Σ q x − dmin m Σ x for each half.
-fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
+// Two texels (scales, nibbles); f = k4_scales_of(..): w = d sc q − dmin m for each half.
+fn group_quants(row_byte: u32, b: u32) -> GroupQuants {
     let unit = (row_byte >> 4u) + (b >> 3u) * 9u;
     let f = k4_scales_of(wq_vec4(unit), (b >> 1u) & 3u);
     let q = wq_vec4(unit + 1u + (b & 7u));
-    let lo = nib_lo(q.x) * xs.a0 + nib_lo(q.y) * xs.a1 + nib_lo(q.z) * xs.a2 + nib_lo(q.w) * xs.a3;
-    let hi = nib_hi(q.x) * xs.b0 + nib_hi(q.y) * xs.b1 + nib_hi(q.z) * xs.b2 + nib_hi(q.w) * xs.b3;
-    return scaled_sums(f, lo, hi, xs);
-}
-
-// Group b's 32 weights, in load_x16x2's order: d sc q − dmin m.
-fn block_weights(row_byte: u32, b: u32) -> X32 {
-    let unit = (row_byte >> 4u) + (b >> 3u) * 9u;
-    let f = k4_scales_of(wq_vec4(unit), (b >> 1u) & 3u);
-    let q = wq_vec4(unit + 1u + (b & 7u));
-    return X32(nib_lo(q.x) * f.x - f.z, nib_lo(q.y) * f.x - f.z, nib_lo(q.z) * f.x - f.z, nib_lo(q.w) * f.x - f.z,
-        nib_hi(q.x) * f.y - f.w, nib_hi(q.y) * f.y - f.w, nib_hi(q.z) * f.y - f.w, nib_hi(q.w) * f.y - f.w);
+    return GroupQuants(f, X32(nib_lo(q.x), nib_lo(q.y), nib_lo(q.z), nib_lo(q.w), nib_hi(q.x), nib_hi(q.y), nib_hi(q.z), nib_hi(q.w)));
 }
 #elif Q5_K
-// As Q4_K with each quant's fifth bit (16 when set) from the qh group.
-fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
+// As Q4_K with each quant's fifth bit (16 when set) from the qh group: three texels.
+fn group_quants(row_byte: u32, b: u32) -> GroupQuants {
     let unit = (row_byte >> 4u) + (b >> 3u) * 11u;
     let c = (b >> 1u) & 3u;
     let f = k4_scales_of(wq_vec4(unit), c);
     let qh = wq_vec4(unit + 1u + (b & 1u)) >> vec4<u32>(2u * c);
     let q = wq_vec4(unit + 3u + (b & 7u));
-    let lo = (nib_lo(q.x) + fifth_bits(qh.x, 0u)) * xs.a0 + (nib_lo(q.y) + fifth_bits(qh.y, 0u)) * xs.a1
-        + (nib_lo(q.z) + fifth_bits(qh.z, 0u)) * xs.a2 + (nib_lo(q.w) + fifth_bits(qh.w, 0u)) * xs.a3;
-    let hi = (nib_hi(q.x) + fifth_bits(qh.x, 1u)) * xs.b0 + (nib_hi(q.y) + fifth_bits(qh.y, 1u)) * xs.b1
-        + (nib_hi(q.z) + fifth_bits(qh.z, 1u)) * xs.b2 + (nib_hi(q.w) + fifth_bits(qh.w, 1u)) * xs.b3;
-    return scaled_sums(f, lo, hi, xs);
-}
-
-// Group b's 32 weights, in load_x16x2's order: d sc q − dmin m, q with its fifth bit.
-fn block_weights(row_byte: u32, b: u32) -> X32 {
-    let unit = (row_byte >> 4u) + (b >> 3u) * 11u;
-    let c = (b >> 1u) & 3u;
-    let f = k4_scales_of(wq_vec4(unit), c);
-    let qh = wq_vec4(unit + 1u + (b & 1u)) >> vec4<u32>(2u * c);
-    let q = wq_vec4(unit + 3u + (b & 7u));
-    return X32((nib_lo(q.x) + fifth_bits(qh.x, 0u)) * f.x - f.z, (nib_lo(q.y) + fifth_bits(qh.y, 0u)) * f.x - f.z,
-        (nib_lo(q.z) + fifth_bits(qh.z, 0u)) * f.x - f.z, (nib_lo(q.w) + fifth_bits(qh.w, 0u)) * f.x - f.z,
-        (nib_hi(q.x) + fifth_bits(qh.x, 1u)) * f.y - f.w, (nib_hi(q.y) + fifth_bits(qh.y, 1u)) * f.y - f.w,
-        (nib_hi(q.z) + fifth_bits(qh.z, 1u)) * f.y - f.w, (nib_hi(q.w) + fifth_bits(qh.w, 1u)) * f.y - f.w);
+    return GroupQuants(f, X32(nib_lo(q.x) + fifth_bits(qh.x, 0u), nib_lo(q.y) + fifth_bits(qh.y, 0u),
+        nib_lo(q.z) + fifth_bits(qh.z, 0u), nib_lo(q.w) + fifth_bits(qh.w, 0u), nib_hi(q.x) + fifth_bits(qh.x, 1u),
+        nib_hi(q.y) + fifth_bits(qh.y, 1u), nib_hi(q.z) + fifth_bits(qh.z, 1u), nib_hi(q.w) + fifth_bits(qh.w, 1u)));
 }
 
 // 16 times bit `bit` of each byte of w.
@@ -267,7 +227,24 @@ fn fifth_bits(w: u32, bit: u32) -> vec4<f32> {
 }
 #endif
 
-// d sc_lo Σ lo + d sc_hi Σ hi − dmin m_lo Σ x_lo − dmin m_hi Σ x_hi, f = k4_scales_of(..).
+// Σ of group b's 32 weights times the inputs xs (decode: the factors applied once per half).
+fn group_dot_x(row_byte: u32, b: u32, xs: X32) -> f32 {
+    let g = group_quants(row_byte, b);
+    let lo = g.q.a0 * xs.a0 + g.q.a1 * xs.a1 + g.q.a2 * xs.a2 + g.q.a3 * xs.a3;
+    let hi = g.q.b0 * xs.b0 + g.q.b1 * xs.b1 + g.q.b2 * xs.b2 + g.q.b3 * xs.b3;
+    return scaled_sums(g.f, lo, hi, xs);
+}
+
+// Group b's 32 weights, in load_x16x2's order (prefill tiles).
+fn block_weights(row_byte: u32, b: u32) -> X32 {
+    let g = group_quants(row_byte, b);
+    let f = g.f;
+    return X32(g.q.a0 * f.x - f.z, g.q.a1 * f.x - f.z, g.q.a2 * f.x - f.z, g.q.a3 * f.x - f.z,
+        g.q.b0 * f.y - f.w, g.q.b1 * f.y - f.w, g.q.b2 * f.y - f.w, g.q.b3 * f.y - f.w);
+}
+
+// f.x Σ lo + f.y Σ hi − f.z Σ x_lo − f.w Σ x_hi (Q4_K, Q5_K: d sc_lo Σ lo + d sc_hi Σ hi −
+// dmin m_lo Σ x_lo − dmin m_hi Σ x_hi, f = k4_scales_of(..)).
 fn scaled_sums(f: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>, xs: X32) -> f32 {
     let sums = vec4<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)), dot(xs.a0 + xs.a1 + xs.a2 + xs.a3, vec4<f32>(1.0)), dot(xs.b0 + xs.b1 + xs.b2 + xs.b3, vec4<f32>(1.0)));
     return dot(f * sums, vec4<f32>(1.0, 1.0, -1.0, -1.0));

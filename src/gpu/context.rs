@@ -101,9 +101,11 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
+    /// The defaults for an adapter whose smallest subgroup is `subgroup_min_size` lanes (0
+    /// without subgroups).
+    fn for_adapter(info: &wgpu::AdapterInfo, subgroup_min_size: u32) -> Tuning {
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, pack_blocks: cpu, kv_in_textures: cpu, separate_input_norm: true, norm_thread_per_row: cpu, fuse_decode_norm: cpu, prefill_block_tiles: cpu, broadcast_inputs: false }
+        Tuning { matmul_row_threads: if cpu { 1 } else { 16 }, attention_splits: if cpu { 8 } else { 32 }, attention_q_block: if cpu { 16 } else { 1 }, attention_thread_per_row: cpu, decode_input: if cpu { InputPath::Uniform } else { InputPath::Storage }, rows_per_thread: if cpu { 4 } else { 1 }, interleave_rows: false, weights_in_textures: cpu, pack_blocks: cpu, kv_in_textures: cpu, separate_input_norm: true, norm_thread_per_row: cpu, fuse_decode_norm: cpu, prefill_block_tiles: cpu, broadcast_inputs: cpu && subgroup_min_size >= 8 }
     }
 }
 
@@ -211,7 +213,7 @@ impl Context {
             adapter_name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-            tuning: Tuning { broadcast_inputs: info.device_type == wgpu::DeviceType::Cpu && subgroup_min_size >= 8, ..Tuning::for_adapter(&info) },
+            tuning: Tuning::for_adapter(&info, subgroup_min_size),
             kernel_choices: Default::default(),
             pipelines: PipelineCache::default(),
             device_error,
