@@ -3,7 +3,7 @@
 // act = silu (SWIGLU) or gelu_tanh (GEGLU); s_t and n fold in the RMSNorm of the input as in
 // matvec.wgsl. wq_0 holds the gate rows, wq_1 the up rows (the same buffer twice for a fused
 // [2F, D] gate/up matrix, with up_first = F).      x: [n_tokens, k]    y: [n_tokens, rows]
-// A workgroup handles RPT · WG / G rows (RPT = ROWS_PER_THREAD passes).
+// A workgroup handles passes · WG / G rows (`row_passes` in matvec_common.wgsl).
 
 struct Params {
     k: u32,
@@ -102,8 +102,9 @@ fn main(
 #else
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
         prepare_input(lid, t0);
-        for (var rp = 0u; rp < RPT; rp++) {
-            let r = ((wid.x + wid.y * nwg.x) * RPT + rp) * (WG / G) + lid / G;
+        let passes = row_passes(p.rows, nwg);
+        for (var rp = 0u; rp < passes; rp++) {
+            let r = ((wid.x + wid.y * nwg.x) * passes + rp) * (WG / G) + lid / G;
             let valid = r < p.rows;
             var gate = acc_zero();
             var up = gate;

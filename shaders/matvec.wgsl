@@ -5,8 +5,8 @@
 // x:    f32 activations, token t's row at element x_offset + t * x_stride       x: [n_tokens, k]
 // y:    f32 outputs, token t's row at element t * y_stride                      y: [n_tokens, N]
 // With NORM the input is RMSNorm-ed on the fly: s_t = 1 / rms(x[t]) and n = vecs[norm ..];
-// otherwise s_t = n[k] = 1. A workgroup handles RPT · WG / G rows (RPT = ROWS_PER_THREAD passes of
-// WG / G rows, sharing the input's preparation) for every token, TT tokens per pass.
+// otherwise s_t = n[k] = 1. A workgroup handles passes · WG / G rows (`row_passes` of WG / G
+// rows, sharing the input's preparation) for every token, TT tokens per pass.
 
 struct Params {
     k: u32,
@@ -90,8 +90,9 @@ fn main(
 #else
     for (var t0 = 0u; t0 < p.n_tokens; t0 += TT) {
         prepare_input(lid, t0);
-        for (var rp = 0u; rp < RPT; rp++) {
-            let r = ((wid.x + wid.y * nwg.x) * RPT + rp) * (WG / G) + lid / G;
+        let passes = row_passes(p.rows, nwg);
+        for (var rp = 0u; rp < passes; rp++) {
+            let r = ((wid.x + wid.y * nwg.x) * passes + rp) * (WG / G) + lid / G;
             let valid = r < p.rows;
             var acc = acc_zero();
             if (valid || ALL_LANES) {

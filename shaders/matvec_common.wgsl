@@ -12,10 +12,26 @@
 const WG: u32 = {{WORKGROUP}}u;
 const G: u32 = {{ROW_THREADS}}u;
 const TT: u32 = {{TILE_T}}u;
-// Passes of WG / G rows one workgroup makes (matvec, ffn_in), sharing the input's preparation.
+// Passes of WG / G rows one workgroup makes in decode (matvec, ffn_in), sharing the input's
+// preparation (prefill: `row_passes`).
 const RPT: u32 = {{ROWS_PER_THREAD}}u;
 // "No such vector" in an offset parameter.
 const NONE: u32 = 0xffffffffu;
+
+// Passes of WG / G rows each workgroup makes over a part of `rows` rows (matvec, ffn_in), the
+// workgroups taking consecutive runs of passes. Decode: RPT. Prefill (TILE4): as many as the
+// dispatch's size needs, where the variant's rows per thread only size the grid, so that variants
+// differing in it share one compiled kernel (the host sets ROWS_PER_THREAD to 1 there; the
+// tuner then compiles each prefill kernel once, not once per candidate: seconds on lavapipe).
+fn row_passes(rows: u32, nwg: vec3<u32>) -> u32 {
+#if TILE4
+    let groups = (rows + WG / G - 1u) / (WG / G);
+    let slots = nwg.x * nwg.y;
+    return (groups + slots - 1u) / slots;
+#else
+    return RPT;
+#endif
+}
 
 #if X_BROADCAST
 // CPU drivers, one row per lane (G = 1): the 8 lanes of a subgroup share each block's 32 inputs,

@@ -858,9 +858,11 @@ fn check_variant(name: &str, memory: Memory, seed: u64) {
         check_matvec(&ctx, MatvecCase { softcap: 2.0, ..MatvecCase::dense(ty, 5, k, 4).normed() }, seed + 2);
     }
     // Enough rows for 8 or more full-size workgroups of four rows per thread (smaller matrices
-    // run smaller workgroups with t1r4, see `matmul::rows4_workgroup`), the last one partial.
+    // run smaller workgroups with t1r4, see `matmul::rows4_workgroup`), the last one partial;
+    // in prefill, several passes per workgroup (`row_passes` in matvec_common.wgsl).
     for (i, ty) in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K].into_iter().enumerate() {
         check_matvec(&ctx, MatvecCase::dense(ty, 2053, 256, 1), seed + 700 + i as u64);
+        check_matvec(&ctx, MatvecCase::dense(ty, 2053, 256, 20).normed(), seed + 710 + i as u64);
     }
     kernels::ffn_in::check_some(&ctx, seed + 500);
     kernels::attn_in::check_some(&ctx, seed + 600);

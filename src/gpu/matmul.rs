@@ -184,7 +184,10 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
     };
     let g = variant.row_threads;
     variant.subgroup &= g > 1 && g <= ctx.limits.subgroup_min_size;
-    d = d.constant("ROW_THREADS", g).constant("ROWS_PER_THREAD", variant.rows_per_thread);
+    // Prefill kernels take their passes from the grid (`row_passes` in matvec_common.wgsl): the
+    // rows per thread size the dispatch only, and variants differing in it share one pipeline.
+    let passes_constant = if tile == 1 { variant.rows_per_thread } else { 1 };
+    d = d.constant("ROW_THREADS", g).constant("ROWS_PER_THREAD", passes_constant);
     if variant.subgroup {
         d = d.flag("SG_REDUCE");
     } else if g > 1 {

@@ -122,6 +122,8 @@ pub fn check_some(ctx: &Context, seed: u64) {
     check_ffn(ctx, case(Layout::Separate(GgmlType::F16, GgmlType::Q6_K), 5, 256, 3, Glu::GeGlu, false), seed + 2);
     check_ffn(ctx, case(Layout::Fused(GgmlType::Q4_0), 6, 64, 21, Glu::SwiGlu, true), seed + 3);
     check_ffn(ctx, case(Layout::Separate(GgmlType::Q4_1, GgmlType::Q8_0), 6, 64, 32, Glu::GeGlu, true), seed + 4);
+    // Prefill over several workgroups of several passes each (`row_passes`), the last partial.
+    check_ffn(ctx, case(Layout::Separate(GgmlType::Q4_1, GgmlType::Q4_K), 700, 256, 20, Glu::SwiGlu, true), seed + 5);
 }
 
 #[test]
