@@ -92,6 +92,36 @@ struct Params {
 
 // The projected values of the unit's head for the TT tokens: vals[i * head_dim + d].
 var<workgroup> vals: array<f32, 2048>;
+// 1 / rms of each token's head values (norm_heads).
+var<workgroup> head_scale: array<f32, 16>;
+
+// RMSNorm of the head values of each of the tile's ntt tokens over the head, weight vecs[w ..]:
+// up to 32 threads per token sum its squares (partial sums in red_s), one turns them into the
+// token's scale. Every thread calls it (WG ≥ TT, see `matmul::attn_in`).
+fn norm_heads(lid: u32, ntt: u32, hd: u32, w: u32) {
+    let lanes = min(WG / TT, 32u);
+    let i = lid / lanes;
+    var s = 0.0;
+    if (i < ntt) {
+        for (var d = lid % lanes; d < hd; d += lanes) {
+            s += vals[i * hd + d] * vals[i * hd + d];
+        }
+    }
+    red_s[lid] = s;
+    workgroupBarrier();
+    if (lid < ntt) {
+        var total = 0.0;
+        for (var j = 0u; j < lanes; j++) {
+            total += red_s[lid * lanes + j];
+        }
+        head_scale[lid] = inverseSqrt(total / f32(hd) + p.head_eps);
+    }
+    workgroupBarrier();
+    for (var e = lid; e < ntt * hd; e += WG) {
+        vals[e] *= head_scale[e / hd] * vec_at(w + e % hd);
+    }
+    workgroupBarrier();
+}
 
 @compute @workgroup_size({{WORKGROUP}})
 fn main(
@@ -173,6 +203,11 @@ fn main(
 #endif
     workgroupBarrier();
 
+    // Then the tile's tokens t0 + i (i < ntt) in phases over all of them at once, so that a tile
+    // costs a few barriers rather than a few per token (on CPU drivers a barrier switches between
+    // the workgroup's subgroups: per-token barriers took more than the tile's projections).
+    let ntt = min(TT, p.n_tokens - t0);
+    let n = ntt * hd;
     var bias = p.q_bias;
     var head_norm = p.q_norm;
     if (kind == 1u) {
@@ -182,78 +217,67 @@ fn main(
         bias = p.v_bias;
         head_norm = NONE;
     }
-    let half_rot = p.n_rot / 2u;
-    for (var i = 0u; i < TT; i++) {
-        let t = t0 + i;
-        if (t >= p.n_tokens) {
-            break;
+    if (bias != NONE) {
+        for (var e = lid; e < n; e += WG) {
+            vals[e] += vec_at(bias + head * hd + e % hd);
         }
-        let base = i * hd;
-        if (bias != NONE) {
-            for (var d = lid; d < hd; d += WG) {
-                vals[base + d] += vec_at(bias + head * hd + d);
-            }
-            workgroupBarrier();
-        }
-        if (head_norm != NONE) {
-            var s = 0.0;
-            for (var d = lid; d < hd; d += WG) {
-                s += vals[base + d] * vals[base + d];
-            }
-            let scale = inverseSqrt(workgroup_sum(lid, s) / f32(hd) + p.head_eps);
-            for (var d = lid; d < hd; d += WG) {
-                vals[base + d] *= scale * vec_at(head_norm + d);
-            }
-            workgroupBarrier();
-        }
-        let pos = state.pos0 + p.t_base + t;
-        if (kind < 2u) {
-            for (var j = lid; j < half_rot; j += WG) {
-                var theta = f32(pos) * p.freq_scale * pow(p.freq_base, -2.0 * f32(j) / f32(p.n_rot));
-                if (p.rope_factors != NONE) {
-                    theta /= vec_at(p.rope_factors + j);
-                }
-                let c = cos(theta) * p.mscale;
-                let sn = sin(theta) * p.mscale;
-                var ia = base + 2u * j;
-                var ib = ia + 1u;
-                if (p.neox != 0u) {
-                    ia = base + j;
-                    ib = ia + half_rot;
-                }
-                let a = vals[ia];
-                let b = vals[ib];
-                vals[ia] = a * c - b * sn;
-                vals[ib] = a * sn + b * c;
-            }
-            workgroupBarrier();
-        }
-        if (kind == 0u) {
-            let o = ((p.t_base + t) * p.n_heads + head) * hd;
-            for (var d = lid; d < hd; d += WG) {
-                q_out[o + d] = vals[base + d];
-            }
-        } else {
-            let e0 = kv_elem(kind - 1u, pos, head * hd);
-#if KV_TEXTURE
-            // Eight elements to a texel (head_dim is a multiple of 8).
-            for (var d8 = lid; d8 < hd / 8u; d8 += WG) {
-                let e = base + 8u * d8;
-                let texel = vec4<u32>(pack2x16float(vec2<f32>(vals[e], vals[e + 1u])), pack2x16float(vec2<f32>(vals[e + 2u], vals[e + 3u])),
-                    pack2x16float(vec2<f32>(vals[e + 4u], vals[e + 5u])), pack2x16float(vec2<f32>(vals[e + 6u], vals[e + 7u])));
-                textureStore(kv_out, kv_coord((e0 >> 3u) + d8), texel);
-            }
-#else
-            for (var d2 = lid; d2 < hd / 2u; d2 += WG) {
-                let v = vec2<f32>(vals[base + 2u * d2], vals[base + 2u * d2 + 1u]);
-#if KV_F16
-                kv[(e0 + 2u * d2) >> 1u] = pack2x16float(v);
-#else
-                kv[e0 + 2u * d2] = bitcast<u32>(v.x);
-                kv[e0 + 2u * d2 + 1u] = bitcast<u32>(v.y);
-#endif
-            }
-#endif
-        }
+        workgroupBarrier();
     }
+    if (head_norm != NONE) {
+        norm_heads(lid, ntt, hd, head_norm);
+    }
+    let pos0 = state.pos0 + p.t_base + t0;
+    if (kind < 2u) {
+        let half_rot = p.n_rot / 2u;
+        for (var e = lid; e < ntt * half_rot; e += WG) {
+            let i = e / half_rot;
+            let j = e % half_rot;
+            var theta = f32(pos0 + i) * p.freq_scale * pow(p.freq_base, -2.0 * f32(j) / f32(p.n_rot));
+            if (p.rope_factors != NONE) {
+                theta /= vec_at(p.rope_factors + j);
+            }
+            let c = cos(theta) * p.mscale;
+            let sn = sin(theta) * p.mscale;
+            var ia = i * hd + 2u * j;
+            var ib = ia + 1u;
+            if (p.neox != 0u) {
+                ia = i * hd + j;
+                ib = ia + half_rot;
+            }
+            let a = vals[ia];
+            let b = vals[ib];
+            vals[ia] = a * c - b * sn;
+            vals[ib] = a * sn + b * c;
+        }
+        workgroupBarrier();
+    }
+    if (kind == 0u) {
+        for (var e = lid; e < n; e += WG) {
+            q_out[((p.t_base + t0 + e / hd) * p.n_heads + head) * hd + e % hd] = vals[e];
+        }
+        return;
+    }
+#if KV_TEXTURE
+    // Eight elements to a texel (head_dim is a multiple of 8).
+    for (var e8 = lid; e8 < n / 8u; e8 += WG) {
+        let e = 8u * e8;
+        let e0 = kv_elem(kind - 1u, pos0 + e / hd, head * hd + e % hd);
+        let texel = vec4<u32>(pack2x16float(vec2<f32>(vals[e], vals[e + 1u])), pack2x16float(vec2<f32>(vals[e + 2u], vals[e + 3u])),
+            pack2x16float(vec2<f32>(vals[e + 4u], vals[e + 5u])), pack2x16float(vec2<f32>(vals[e + 6u], vals[e + 7u])));
+        textureStore(kv_out, kv_coord(e0 >> 3u), texel);
+    }
+#else
+    for (var e2 = lid; e2 < n / 2u; e2 += WG) {
+        let e = 2u * e2;
+        let e0 = kv_elem(kind - 1u, pos0 + e / hd, head * hd + e % hd);
+        let v = vec2<f32>(vals[e], vals[e + 1u]);
+#if KV_F16
+        kv[e0 >> 1u] = pack2x16float(v);
+#else
+        kv[e0] = bitcast<u32>(v.x);
+        kv[e0 + 1u] = bitcast<u32>(v.y);
+#endif
+    }
+#endif
 }
+

@@ -59,15 +59,23 @@ impl<'b> Input<'b> {
 const MATRIX_KERNEL_SHARED_BYTES: u32 = 12 << 10;
 
 /// Tokens one pass of a matrix kernel computes (TILE_T): 1 (decode), 4, 8, or 16 for longer
-/// prefill chunks in matvec and ffn_in (attn_in keeps the tile's head values in workgroup memory,
-/// which holds 8 tokens of 256-dim heads within WebGPU's 16 KiB).
-fn tile(kernel: MatrixKernel, n_tokens: u32) -> u32 {
+/// prefill chunks, at most `most` (8 or 16).
+fn tile(n_tokens: u32, most: u32) -> u32 {
     match n_tokens {
         1 => 1,
         2..=4 => 4,
-        5..=8 => 8,
-        _ if kernel == MatrixKernel::AttnIn => 8,
+        _ if n_tokens <= 8 || most <= 8 => 8,
         _ => 16,
+    }
+}
+
+/// The most tokens of an attn_in tile: it keeps the tile's head values in workgroup memory (2048
+/// f32 within WebGPU's 16 KiB), 16 tokens of heads up to 128 dims, 8 of 256-dim heads.
+fn attn_in_most_tokens(head_dim: u32) -> u32 {
+    if head_dim <= 128 {
+        16
+    } else {
+        8
     }
 }
 
@@ -149,15 +157,15 @@ fn uniform_tile_bytes(ctx: &super::Context, input: &Input, k: u32, tile: u32) ->
     fits.then_some(bytes)
 }
 
-/// The variant the context picks for `kernel` on a `rows` × `k` matrix of `ty` and this input,
-/// with the input path made to fit. A uniform input binds a tile's rows (one row in decode) and
+/// The variant the context picks for `kernel` on a `rows` × `k` matrix of `ty` and this input
+/// (tiles of up to `most_tokens`), with the input path made to fit. A uniform input binds a tile's rows (one row in decode) and
 /// must fit [`uniform_tile_bytes`]; where the shape's tile of 16 does not, the tile shrinks (to 8,
 /// then 4) until it does — a uniform 8-token tile is faster than a 16-token one read from storage
 /// on the CPU drivers that pick uniform inputs. A staged input needs one token and the workgroup
 /// memory. Otherwise the kernel reads storage. Subgroup reductions need subgroups at least G wide.
-fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32) -> MatrixSetup<'b> {
+fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32, most_tokens: u32) -> MatrixSetup<'b> {
     let ctx = step.context();
-    let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(kernel, input.n_tokens) };
+    let shape = MatrixShape { kernel, ty, rows, k, tokens: tile(input.n_tokens, most_tokens) };
     let mut variant = ctx.matrix_variant(&shape);
     let mut tile = shape.tokens;
     let mut uniform = uniform_tile_bytes(ctx, input, k, tile);
@@ -241,8 +249,8 @@ fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, 
 }
 
 /// Bytes of workgroup memory attn_in declares besides the reduction arrays and a staged input:
-/// its head values (2048 f32) and the norm scales (16 f32).
-const ATTN_IN_FIXED_SHARED_BYTES: u32 = 2048 * 4 + 16 * 4;
+/// its head values (2048 f32), the input's norm scales and the heads' (16 f32 each).
+const ATTN_IN_FIXED_SHARED_BYTES: u32 = 2048 * 4 + 2 * 16 * 4;
 
 /// Threads of an attn_in workgroup whose rows are shared by G > 1 threads (GPUs): enough for one
 /// pass over the head's `rows` (head_dim, or head_dim / 4 groups of four rows with ROWS4) with
@@ -329,7 +337,7 @@ struct MatvecParams {
 /// when asked),  y: [n_tokens, y_stride] f32. One dispatch per row-part of W.
 pub fn matvec(step: &mut Step, w: &WeightMatrix, input: &Input, y: &wgpu::Buffer, out: Output) -> Result<(), GpuError> {
     input.check()?;
-    let setup = matrix_setup(step, MatrixKernel::Matvec, w.ty, w.n_rows, input, w.k);
+    let setup = matrix_setup(step, MatrixKernel::Matvec, w.ty, w.n_rows, input, w.k, 16);
     let defines = setup.defines.clone().matrix(0, w);
     let rows_per_workgroup = setup.rows_per_workgroup();
     let (norm, eps) = input.norm.unwrap_or((0, 0.0));
@@ -422,7 +430,7 @@ pub fn ffn_in(step: &mut Step, gate: Rows, up: Rows, hidden: u32, glu: Glu, inpu
     input.check()?;
     let k = gate.w.k;
     let (gate_buf, up_buf) = (gate.single_part(hidden, k)?, up.single_part(hidden, k)?);
-    let setup = matrix_setup(step, MatrixKernel::FfnIn, gate.w.ty, hidden, input, k);
+    let setup = matrix_setup(step, MatrixKernel::FfnIn, gate.w.ty, hidden, input, k, 16);
     let mut defines = setup.defines.clone().matrix(0, gate.w).matrix(1, up.w);
     if glu == Glu::GeGlu {
         defines = defines.flag("GEGLU");
@@ -553,7 +561,7 @@ pub fn attn_in(
         return Err(GpuError::Shape(format!("attention heads of {hd} dims with {} rotated are not supported (even, at most 256)", a.rope.n_rot)));
     }
     let buffers = [q.single_part(q_dim, d)?, k.single_part(kv_dim, d)?, v.single_part(kv_dim, d)?];
-    let mut setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d);
+    let mut setup = matrix_setup(step, MatrixKernel::AttnIn, q.w.ty, q_dim + 2 * kv_dim, input, d, attn_in_most_tokens(hd));
     let g = setup.variant.row_threads;
     if setup.rows4 && g == 1 {
         setup = setup.with_workgroup(attn_in_rows4_workgroup(hd));
@@ -565,6 +573,8 @@ pub fn attn_in(
         let threads = attn_in_head_workgroup(row_groups, g, reduce_in_memory, staged_bytes, &step.context().limits);
         setup = setup.with_workgroup(threads);
     }
+    // (The head norms take a thread per token at least: `norm_heads` in attn_in.wgsl.)
+    debug_assert!(setup.workgroup >= setup.tile, "attn_in: {} threads for {} tokens", setup.workgroup, setup.tile);
     let mut defines = setup.defines.clone().matrix(0, q.w).matrix(1, k.w).matrix(2, v.w);
     if kv.in_texture() {
         if !a.kv_f16 || !hd.is_multiple_of(8) {

@@ -269,6 +269,7 @@ pub fn check_some(ctx: &Context, seed: u64) {
     check_attn_in(ctx, AttnInCase { norm: false, ..base_case(64, 3, 0, false) }, seed + 2);
     check_attn_in(ctx, AttnInCase { n_heads: 1, ..all(base_case(256, 9, 7, true)) }, seed + 3);
     check_attn_in(ctx, AttnInCase { neox: true, n_rot: 32, ..base_case(80, 4, 7, false) }, seed + 4);
+    check_attn_in(ctx, all(base_case(80, 20, 3, true)), seed + 7);
     // Decode without a fused input norm (the path that takes rows four at a time with t1r4):
     // separate matrices of three types, and a fused one whose heads are not a multiple of 4.
     let types = [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K];
@@ -283,7 +284,8 @@ const TYPE_SETS: [[GgmlType; 3]; 4] = [
     [GgmlType::IQ4_NL, GgmlType::F32, GgmlType::Q5_K],
 ];
 
-/// Every combination of head size, token count (tiles 1, 4, 8), position and cache type, with the
+/// Every combination of head size, token count (tiles 1, 4, 8, 16: one partial, then a full and a
+/// partial one), position and cache type, with the
 /// options (biases, Q/K norms, RoPE mode, partial rotary, factors, mscale, scaled frequencies,
 /// input norm, weight types) varying from case to case.
 #[test]
@@ -291,7 +293,7 @@ fn attn_in_heads_rope_and_kv_write() {
     let ctx = common::gpu();
     let mut i = 0u32;
     for (head_dim, n_heads, n_kv_heads) in [(64, 3, 1), (128, 2, 2)] {
-        for n_tokens in [1, 3, 9] {
+        for n_tokens in [1, 3, 9, 20] {
             for pos0 in [0, 7] {
                 for kv_f16 in [false, true] {
                     i += 1;
@@ -336,9 +338,9 @@ fn attn_in_fused_all_options_and_256_dims() {
     // sized to the head: 16 threads for 64 dims, 32 for 80, the head norms summed over them.
     check_attn_in(&ctx, AttnInCase { norm: false, ..all(base_case(64, 1, 5, true)) }, 21007);
     check_attn_in(&ctx, AttnInCase { norm: false, n_heads: 3, n_kv_heads: 1, ..all(base_case(80, 1, 3, true)) }, 21008);
-    for (n_tokens, kv_f16) in [(1, true), (9, false), (8, true)] {
+    for (n_tokens, kv_f16) in [(1, true), (9, false), (8, true), (20, false)] {
         let c = AttnInCase { n_heads: 2, n_kv_heads: 1, ..base_case(256, n_tokens, 7, kv_f16) };
-        check_attn_in(&ctx, if n_tokens == 8 { all(c) } else { c }, 21010 + n_tokens as u64);
+        check_attn_in(&ctx, if n_tokens >= 8 { all(c) } else { c }, 21010 + n_tokens as u64);
     }
 }
 
