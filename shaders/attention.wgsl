@@ -162,6 +162,94 @@ fn attend_lanes(
         part[e + 3u] = v.w;
     }
 }
+
+#if QUERY_LANES
+// Prefill on CPU drivers with subgroups of at least LANES (gpu::ops::attend_queries): one
+// workgroup of LANES threads per (block of LANES consecutive query tokens, head h), thread L
+// taking token t0 + L through every position any of the block's tokens sees, in order, with an
+// online softmax (positions its own token does not see weigh nothing; threads past the last token
+// run along for the broadcasts and write nothing). Each position's key and value are fetched once
+// for the block — thread L fetches texels L, L + LANES, ... (LANE_TEXELS of them) and
+// subgroupBroadcast hands them round — where attend_lanes, whose threads take different
+// positions, has each fetch all of a position's texels (lavapipe gathers a fetch lane by lane).
+//   q, part (the output here): [n_tokens, n_heads, head_dim] f32
+@compute @workgroup_size(8)
+fn attend_queries(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let bh = wid.x + wid.y * nwg.x;
+    if (bh >= (p.n_tokens + LANES - 1u) / LANES * p.n_heads) {
+        return;
+    }
+    let h = bh % p.n_heads;
+    let t0 = bh / p.n_heads * LANES;
+    let last = min(t0 + LANES, p.n_tokens) - 1u;
+    let live = t0 + lid <= last;
+    let t = min(t0 + lid, last);
+    let kv_base = (h / (p.n_heads / p.n_kv_heads)) * p.head_dim;
+    let q_base = (t * p.n_heads + h) * p.head_dim;
+#for i < HEAD_TEXELS
+    let qlo{{i}} = q_read4(q_base + {{i}}u * 8u);
+    let qhi{{i}} = q_read4(q_base + {{i}}u * 8u + 4u);
+    var olo{{i}} = vec4<f32>(0.0);
+    var ohi{{i}} = vec4<f32>(0.0);
+#endfor
+    // p.splits = 1: slice 0 is all a token sees. Windows start later for later tokens.
+    let mine = slice_range(t, 0u);
+    let first = slice_range(t0, 0u).x;
+    let end = slice_range(last, 0u).y;
+    var m = -1.0e30;
+    var l = 0.0;
+    for (var j = first; j < end; j++) {
+        let visible = live && j >= mine.x && j < mine.y;
+        let kt = kv_elem(0u, j, kv_base) >> 3u;
+#for i < LANE_TEXELS
+        let kr{{i}} = kv_texel(kt + min(lid + {{i}}u * LANES, {{HEAD_TEXELS}}u - 1u));
+        let klo{{i}} = texel_lo(kr{{i}});
+        let khi{{i}} = texel_hi(kr{{i}});
+#endfor
+        var qk = vec4<f32>(0.0);
+#for i < HEAD_TEXELS
+        qk += qlo{{i}} * subgroupBroadcast(klo{{i/8}}, {{i%8}}u) + qhi{{i}} * subgroupBroadcast(khi{{i/8}}, {{i%8}}u);
+#endfor
+        var score = dot(qk, vec4<f32>(1.0)) * p.scale;
+        if (p.softcap > 0.0) {
+            score = p.softcap * tanh_accurate(score / p.softcap);
+        }
+        let m_new = select(m, max(m, score), visible);
+        let alpha = exp(m - m_new);
+        let weight = select(0.0, exp(score - m_new), visible);
+        l = l * alpha + weight;
+        m = m_new;
+        let vt = kv_elem(1u, j, kv_base) >> 3u;
+#for i < LANE_TEXELS
+        let vr{{i}} = kv_texel(vt + min(lid + {{i}}u * LANES, {{HEAD_TEXELS}}u - 1u));
+        let vlo{{i}} = texel_lo(vr{{i}});
+        let vhi{{i}} = texel_hi(vr{{i}});
+#endfor
+#for i < HEAD_TEXELS
+        olo{{i}} = olo{{i}} * alpha + weight * subgroupBroadcast(vlo{{i/8}}, {{i%8}}u);
+        ohi{{i}} = ohi{{i}} * alpha + weight * subgroupBroadcast(vhi{{i/8}}, {{i%8}}u);
+#endfor
+    }
+    if (live) {
+#for i < HEAD_TEXELS
+        let lo{{i}} = olo{{i}} / l;
+        let hi{{i}} = ohi{{i}} / l;
+        part[q_base + {{i}}u * 8u] = lo{{i}}.x;
+        part[q_base + {{i}}u * 8u + 1u] = lo{{i}}.y;
+        part[q_base + {{i}}u * 8u + 2u] = lo{{i}}.z;
+        part[q_base + {{i}}u * 8u + 3u] = lo{{i}}.w;
+        part[q_base + {{i}}u * 8u + 4u] = hi{{i}}.x;
+        part[q_base + {{i}}u * 8u + 5u] = hi{{i}}.y;
+        part[q_base + {{i}}u * 8u + 6u] = hi{{i}}.z;
+        part[q_base + {{i}}u * 8u + 7u] = hi{{i}}.w;
+#endfor
+    }
+}
+#endif
 #else
 const TILE: u32 = 64u;
 const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= 256

@@ -239,13 +239,21 @@ fn attend_lanes(step: &mut Step, q: &wgpu::Buffer, kv: &KvLayer, out: &wgpu::Buf
             a.ctx_len
         )));
     }
-    let params = AttentionParams::new(a, ATTEND_LANES, 1);
     let defines = Defines::new()
         .flag("KV_TEXTURE")
         .constant("TEX_SHIFT", TEXTURE_WIDTH_LOG2)
         .constant("HEAD_TEXELS", a.head_dim / 8)
         .constant("LANE_VEC4S", ATTEND_LANES * a.head_dim / 4);
     let buffers = [Bind::Read(q), kv.bind_read(), Bind::Write(out)];
+    if step.context().tuning.broadcast_inputs && a.n_tokens >= ATTEND_LANES && a.max_span() + ATTEND_LANES <= ATTEND_LANES_MAX_KEYS {
+        // Prefill: a block of ATTEND_LANES query tokens per workgroup, each position's key and
+        // value fetched once for the block and shared by subgroup broadcasts (each thread goes
+        // through every position its block sees, hence the span's limit).
+        let params = AttentionParams::new(a, 1, ATTEND_LANES);
+        let defines = defines.flag("QUERY_LANES").constant("LANE_TEXELS", (a.head_dim / 8).div_ceil(ATTEND_LANES));
+        return step.dispatch(Kernel::Attention, "attend_queries", &defines, &params, &buffers, a.n_tokens.div_ceil(ATTEND_LANES) * a.n_heads);
+    }
+    let params = AttentionParams::new(a, ATTEND_LANES, 1);
     step.dispatch(Kernel::Attention, "attend_lanes", &defines, &params, &buffers, a.n_tokens * a.n_heads)
 }
 

@@ -114,7 +114,7 @@ impl Kernel {
         let mut src = String::new();
         // Browsers (Tint) need the extension enabled; Naga takes subgroup builtins without it
         // (and rejects the directive) once the device has the feature.
-        if cfg!(target_arch = "wasm32") && (defines.is_set("SG_REDUCE") || defines.is_set("X_BROADCAST")) {
+        if cfg!(target_arch = "wasm32") && ["SG_REDUCE", "X_BROADCAST", "QUERY_LANES"].iter().any(|f| defines.is_set(f)) {
             src.push_str("enable subgroups;\n");
         }
         if matches!(self, Kernel::AttnIn | Kernel::Attention | Kernel::TopK) {
@@ -291,7 +291,8 @@ pub fn preprocess(source: &str, defines: &Defines) -> String {
 }
 
 /// Repeats the lines of each `#for VAR < NAME` ... `#endfor` block (not nested) for VAR = 0 ..
-/// the constant NAME (none when NAME is not set), `{{VAR}}` replaced by the count.
+/// the constant NAME (none when NAME is not set), `{{VAR}}` replaced by the count, `{{VAR/N}}` and
+/// `{{VAR%N}}` (N a number) by its quotient and remainder.
 fn expand_for(source: &str, defines: &Defines) -> String {
     let mut out = String::with_capacity(source.len());
     let mut block: Option<(String, u32, Vec<&str>)> = None;
@@ -299,10 +300,9 @@ fn expand_for(source: &str, defines: &Defines) -> String {
         let trimmed = line.trim_start();
         if let Some((var, count, lines)) = &mut block {
             if trimmed.starts_with("#endfor") {
-                let token = format!("{{{{{var}}}}}");
                 for i in 0..*count {
                     for l in lines.iter() {
-                        out.push_str(&l.replace(&token, &i.to_string()));
+                        out.push_str(&for_tokens(l, var, i));
                         out.push('\n');
                     }
                 }
@@ -317,6 +317,31 @@ fn expand_for(source: &str, defines: &Defines) -> String {
             out.push('\n');
         }
     }
+    out
+}
+
+/// `line` with `#for` variable `var` at `i`: `{{var}}`, `{{var/N}}` and `{{var%N}}` replaced.
+fn for_tokens(line: &str, var: &str, i: u32) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find(&format!("{{{{{var}")) {
+        let after = &rest[start + 2 + var.len()..];
+        let Some(end) = after.find("}}") else { break };
+        let op = &after[..end];
+        let value = match (op.chars().next(), op.get(1..).and_then(|n| n.parse::<u32>().ok())) {
+            (None, _) => Some(i),
+            (Some('/'), Some(n)) if n > 0 => Some(i / n),
+            (Some('%'), Some(n)) if n > 0 => Some(i % n),
+            _ => None,
+        };
+        out.push_str(&rest[..start]);
+        match value {
+            Some(v) => out.push_str(&v.to_string()),
+            None => out.push_str(&rest[start..start + 2 + var.len() + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -483,6 +508,13 @@ mod tests {
         let d = Defines::new().constant("N", 3).flag("X");
         assert_eq!(preprocess(src, &d).split_whitespace().collect::<Vec<_>>(), ["a", "x0", "=", "y0;", "z0", "x1", "=", "y1;", "z1", "x2", "=", "y2;", "z2", "b"]);
         assert_eq!(preprocess(src, &Defines::new()).split_whitespace().collect::<Vec<_>>(), ["a", "b"]);
+        let src = "#for i < N\nx{{i}}=y{{i/8}}[{{i%8}}]+{{N}}+{{ix}}\n#endfor";
+        let d = Defines::new().constant("N", 10);
+        let out = preprocess(src, &d);
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 10);
+        assert_eq!(lines[0], "x0=y0[0]+10+{{ix}}");
+        assert_eq!(lines[9], "x9=y1[1]+10+{{ix}}");
     }
 
     #[test]

@@ -190,6 +190,27 @@ fn attention_softcap_and_window() {
     }
 }
 
+/// Prefill blocks of 8 or more tokens, which CPU drivers with subgroups of 8 (lavapipe) run from
+/// a texture cache with a workgroup per block of 8 query tokens (`attend_queries`): partial
+/// blocks, heads of 1 to 4 texels per lane (64, 80, 96, 256 dims), grouped queries, soft-cap, and
+/// windows that start at different positions for the block's tokens.
+#[test]
+fn attention_prefill_query_blocks() {
+    let ctx = common::gpu();
+    let mut seed = 500;
+    for (n_tokens, pos0) in [(8, 0), (13, 100), (21, 3)] {
+        for head_dim in [64, 80, 96, 256] {
+            seed += 1;
+            check_attention(&ctx, args(n_tokens, pos0, head_dim, 3, true), pos0, 1.0, seed);
+        }
+        let a = AttentionArgs { n_heads: 8, n_kv_heads: 2, softcap: 1.5, ..args(n_tokens, pos0, 64, 3, true) };
+        check_attention(&ctx, a, pos0, 4.0, seed + 10);
+        for window in [1, 5, 50] {
+            check_attention(&ctx, AttentionArgs { window, ..args(n_tokens, pos0, 128, 3, true) }, pos0, 1.0, seed + 20 + window as u64);
+        }
+    }
+}
+
 #[test]
 fn attention_rejects_bad_shapes() {
     let ctx = common::gpu();
