@@ -16,7 +16,7 @@ mod kernels {
 }
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ferrolm::gpu::matmul::{embed, matvec, Input, Output};
 use ferrolm::gpu::ops::{self, TopK};
@@ -599,15 +599,30 @@ fn gpu_topk(ctx: &Context, logits: &[f32], offset: usize, n: usize, k: u32) -> (
     (TopK::decode(&bytes), ids[0])
 }
 
+/// A context whose first top-k stage is the 256-thread workgroup kernel GPUs run (the shared
+/// context on lavapipe runs `chunk_topk_lanes`, with subgroups of 8).
+fn workgroup_topk_context() -> Arc<Context> {
+    static CTX: OnceLock<Arc<Context>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let mut ctx = pollster::block_on(Context::new()).expect("a second GPU context");
+        ctx.tuning.broadcast_inputs = false;
+        Arc::new(ctx)
+    })
+    .clone()
+}
+
+/// Checks the top-k on `ctx` and on [`workgroup_topk_context`].
 fn check_topk(ctx: &Context, logits: &[f32], offset: usize, n: usize, k: u32, what: &str) {
-    let (got, next_id) = gpu_topk(ctx, logits, offset, n, k);
     let want = topk_reference(&logits[offset..offset + n], k as usize);
     let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
-    assert_eq!(ids(&got), ids(&want), "top-{k} of {n} ({what}): indices");
-    assert_eq!(next_id, want[0].0, "top-{k} of {n} ({what}): next_id[0] must be the best id");
-    for (&(i, g), &(_, w)) in got.iter().zip(&want) {
-        let same = g == w || (w.is_nan() && (g.is_nan() || g == f32::NEG_INFINITY || g == f32::MIN));
-        assert!(same, "top-{k} of {n} ({what}): value of {i}: got {g} want {w}");
+    for (ctx, kernel) in [(ctx, "default"), (&*workgroup_topk_context(), "workgroup kernel")] {
+        let (got, next_id) = gpu_topk(ctx, logits, offset, n, k);
+        assert_eq!(ids(&got), ids(&want), "top-{k} of {n} ({what}, {kernel}): indices");
+        assert_eq!(next_id, want[0].0, "top-{k} of {n} ({what}, {kernel}): next_id[0] must be the best id");
+        for (&(i, g), &(_, w)) in got.iter().zip(&want) {
+            let same = g == w || (w.is_nan() && (g.is_nan() || g == f32::NEG_INFINITY || g == f32::MIN));
+            assert!(same, "top-{k} of {n} ({what}, {kernel}): value of {i}: got {g} want {w}");
+        }
     }
 }
 

@@ -322,7 +322,7 @@ impl TopK {
         let chunks = self.n.div_ceil(TOPK_CHUNK);
         for r in 0..self.rows {
             let p1 = TopKParams::new(self.n, self.k, r * self.n);
-            step.dispatch(Kernel::TopK, "chunk_topk", no_defines(), &p1, &[Bind::Read(logits), Bind::Write(&self.candidates)], chunks)?;
+            self.record_chunks(step, logits, &p1, chunks)?;
             let p2 = TopKParams::new(chunks * self.k, self.k, 2 * self.k * r);
             let buffers = [Bind::Read(&self.candidates), Bind::Write(&self.result), Bind::Write(next_id)];
             step.dispatch(Kernel::TopK, "merge_topk", no_defines(), &p2, &buffers, 1)?;
@@ -335,10 +335,21 @@ impl TopK {
     pub fn record(&self, step: &mut Step, logits: &wgpu::Buffer, offset: u32, next_id: &wgpu::Buffer) -> Result<(), GpuError> {
         let chunks = self.n.div_ceil(TOPK_CHUNK);
         let p1 = TopKParams::new(self.n, self.k, offset);
-        step.dispatch(Kernel::TopK, "chunk_topk", no_defines(), &p1, &[Bind::Read(logits), Bind::Write(&self.candidates)], chunks)?;
+        self.record_chunks(step, logits, &p1, chunks)?;
         let p2 = TopKParams::new(chunks * self.k, self.k, 0);
         let buffers = [Bind::Read(&self.candidates), Bind::Write(&self.result), Bind::Write(next_id)];
         step.dispatch(Kernel::TopK, "merge_topk", no_defines(), &p2, &buffers, 1)
+    }
+
+    /// The first stage: each chunk's k best into `candidates`. CPU drivers whose subgroups hold 8
+    /// threads (those that share loads by broadcasts) run it without barriers (`chunk_topk_lanes`).
+    fn record_chunks(&self, step: &mut Step, logits: &wgpu::Buffer, params: &TopKParams, chunks: u32) -> Result<(), GpuError> {
+        let buffers = [Bind::Read(logits), Bind::Write(&self.candidates)];
+        if step.context().tuning.broadcast_inputs {
+            step.dispatch(Kernel::TopK, "chunk_topk_lanes", &Defines::new().flag("LANES_TOPK"), params, &buffers, chunks)
+        } else {
+            step.dispatch(Kernel::TopK, "chunk_topk", no_defines(), params, &buffers, chunks)
+        }
     }
 
     /// Bytes of GPU memory held.

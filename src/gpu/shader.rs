@@ -114,7 +114,7 @@ impl Kernel {
         let mut src = String::new();
         // Browsers (Tint) need the extension enabled; Naga takes subgroup builtins without it
         // (and rejects the directive) once the device has the feature.
-        if cfg!(target_arch = "wasm32") && ["SG_REDUCE", "X_BROADCAST", "QUERY_LANES"].iter().any(|f| defines.is_set(f)) {
+        if cfg!(target_arch = "wasm32") && ["SG_REDUCE", "X_BROADCAST", "QUERY_LANES", "LANES_TOPK"].iter().any(|f| defines.is_set(f)) {
             src.push_str("enable subgroups;\n");
         }
         if matches!(self, Kernel::AttnIn | Kernel::Attention | Kernel::TopK) {
