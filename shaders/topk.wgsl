@@ -2,13 +2,13 @@
 // and the repetition penalties that must change the logits before it.
 //
 // Order: a before b when a.value > b.value, or equal values and a.index < b.index; NaN comes
-// after every number. Both stages run k rounds; each round picks the best element strictly after the previous
-// pick in that order.
+// after every number. chunk_topk runs k rounds, each picking the best element strictly after the
+// previous pick in that order; merge_topk merges the chunks' sorted lists.
 //   chunk_topk: src = f32 logits src[offset .. offset + n]; workgroup c handles elements
 //               [1024c, 1024c + 1024) and writes its k best as (value bits, index) to
 //               dst[2 (c k + j) ..]                                    dst: [n_chunks, k, 2] u32
-//   merge_topk: src = those candidates (n = n_chunks * k pairs); one workgroup writes the k best
-//               to dst[offset + 2j ..]; missing entries are (lowest, 0xffffffff).
+//   merge_topk: src = those candidates (n = n_chunks * k pairs, n_chunks <= 1024); one workgroup
+//               writes the k best to dst[offset + 2j ..]; missing entries are (lowest, 0xffffffff).
 //               dst: [rows, k, 2] u32 (offset = 2 k row; the best id goes to next_id[0] for row 0)
 
 struct Params {
@@ -182,19 +182,32 @@ fn chunk_topk_lanes(
 }
 #endif
 
+// merge_topk: the candidates are n / k lists of k pairs, one per chunk, each sorted (chunk_topk;
+// a chunk with fewer than k elements ends its list with NONE). Thread t follows lists t, t + WG,
+// ... (at most MERGE_LISTS) with a cursor each; each round the workgroup takes the best of the
+// lists' heads, and the owner of the list it came from (chunk = index / chunk size) moves that
+// cursor on: k rounds of a few reads, where picking "the best after the previous pick" among all
+// n candidates read every candidate each round (on lavapipe 256 rounds over Gemma 3's 262144
+// logits passed its 65535 loop iterations per invocation: the selection was silently cut short).
+const MERGE_LISTS: u32 = 4u;
+
 @compute @workgroup_size(256)
 fn merge_topk(@builtin(local_invocation_index) lid: u32) {
-    var pv = 0.0;
-    var pi = NONE;
+    let lists = p.n / p.k;
+    var cursor = array<u32, MERGE_LISTS>(0u, 0u, 0u, 0u);
     for (var j = 0u; j < p.k; j++) {
         var bv = NEG_INF;
         var bi = NONE;
-        for (var c = lid; c < p.n; c += WG) {
-            let v = bitcast<f32>(src[2u * c]);
-            let i = src[2u * c + 1u];
-            if (i != NONE && after(v, i, pv, pi) && (bi == NONE || before(v, i, bv, bi))) {
-                bv = v;
-                bi = i;
+        for (var s = 0u; s < MERGE_LISTS; s++) {
+            let list = lid + s * WG;
+            if (list < lists && cursor[s] < p.k) {
+                let c = list * p.k + cursor[s];
+                let v = bitcast<f32>(src[2u * c]);
+                let i = src[2u * c + 1u];
+                if (i != NONE && (bi == NONE || before(v, i, bv, bi))) {
+                    bv = v;
+                    bi = i;
+                }
             }
         }
         best_v[lid] = bv;
@@ -211,8 +224,10 @@ fn merge_topk(@builtin(local_invocation_index) lid: u32) {
         }
         workgroupBarrier();
         if (ni != NONE) {
-            pv = nv;
-            pi = ni;
+            let list = ni / (WG * PER_THREAD);
+            if (list % WG == lid) {
+                cursor[list / WG] += 1u;
+            }
         }
     }
 }

@@ -642,6 +642,12 @@ fn topk_random() {
     check_topk(&ctx, &logits, 0, 100, 256, "n < k");
     // A row of a [rows, n] buffer.
     check_topk(&ctx, &logits, 1700, 3000, 40, "offset 1700");
+    // Gemma 3's vocabulary with the most candidates (sampling without a top-k limit): 256 chunks
+    // of 256 candidates for the merge.
+    let logits = normals(&mut rng, 300_000, 4.0);
+    check_topk(&ctx, &logits, 0, 262144, ops::MAX_TOP_K, "Gemma 3's vocabulary");
+    // More chunks than the merge's threads: each thread follows two lists.
+    check_topk(&ctx, &logits, 0, 300_000, 40, "293 chunks");
 }
 
 #[test]
@@ -706,6 +712,9 @@ fn topk_rejects_bad_k() {
     assert!(TopK::new(&ctx, 100, 0).is_err());
     assert!(TopK::new(&ctx, 100, ops::MAX_TOP_K + 1).is_err());
     assert!(TopK::new(&ctx, 100, ops::MAX_TOP_K).is_ok());
+    // The merge follows at most 1024 chunks of 1024 logits.
+    assert!(TopK::new(&ctx, 1 << 20, 1).is_ok());
+    assert!(TopK::new(&ctx, (1 << 20) + 1, 1).is_err());
 }
 
 #[test]

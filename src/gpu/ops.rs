@@ -260,6 +260,8 @@ fn attend_lanes(step: &mut Step, q: &wgpu::Buffer, kv: &KvLayer, out: &wgpu::Buf
 /// Largest k [`TopK`] selects.
 pub const MAX_TOP_K: u32 = 256;
 const TOPK_CHUNK: u32 = 1024;
+/// Most chunks `merge_topk` merges (256 threads following 4 sorted lists each).
+const TOPK_MAX_CHUNKS: u32 = 1024;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -305,6 +307,9 @@ impl TopK {
     pub fn with_rows(ctx: &Context, n: u32, k: u32, rows: u32) -> Result<TopK, GpuError> {
         if k == 0 || k > MAX_TOP_K || rows == 0 {
             return Err(GpuError::Shape(format!("top-k of {k} over {rows} rows: k must be between 1 and {MAX_TOP_K}")));
+        }
+        if n.div_ceil(TOPK_CHUNK) > TOPK_MAX_CHUNKS {
+            return Err(GpuError::Shape(format!("top-k over {n} logits: at most {} are supported", TOPK_MAX_CHUNKS * TOPK_CHUNK)));
         }
         let chunks = n.div_ceil(TOPK_CHUNK) as u64;
         Ok(TopK {
