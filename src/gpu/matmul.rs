@@ -158,10 +158,10 @@ fn uniform_tile_bytes(ctx: &super::Context, input: &Input, k: u32, tile: u32) ->
 }
 
 /// The variant the context picks for `kernel` on a `rows` × `k` matrix of `ty` and this input
-/// (tiles of up to `most_tokens`), with the input path made to fit. A uniform input binds a tile's rows (one row in decode) and
-/// must fit [`uniform_tile_bytes`]; where the shape's tile of 16 does not, the tile shrinks (to 8,
-/// then 4) until it does — a uniform 8-token tile is faster than a 16-token one read from storage
-/// on the CPU drivers that pick uniform inputs. A staged input needs one token and the workgroup
+/// (tiles of up to `most_tokens`), with the input path made to fit. A uniform input binds a
+/// tile's rows (one row in decode) and must fit [`uniform_tile_bytes`]; where the shape's tile
+/// does not, the tile shrinks (to 8, then 4) until it does — a uniform 8-token tile is faster than
+/// a 16-token one read from storage on the CPU drivers that pick uniform inputs. A staged input needs one token and the workgroup
 /// memory. Otherwise the kernel reads storage. Subgroup reductions need subgroups at least G wide.
 fn matrix_setup<'b>(step: &Step, kernel: MatrixKernel, ty: GgmlType, rows: u32, input: &Input<'b>, k: u32, most_tokens: u32) -> MatrixSetup<'b> {
     let ctx = step.context();
