@@ -57,6 +57,22 @@ fn q_read4(e: u32) -> vec4<f32> {
     return vec4<f32>(q[e], q[e + 1u], q[e + 2u], q[e + 3u]);
 }
 
+// part[e .. e + 4] = v.
+fn part_store4(e: u32, v: vec4<f32>) {
+    part[e] = v.x;
+    part[e + 1u] = v.y;
+    part[e + 2u] = v.z;
+    part[e + 3u] = v.w;
+}
+
+// A score soft-capped (c · tanh(score / c)) when the model caps its attention logits (c > 0).
+fn soft_cap(score: f32) -> f32 {
+    if (p.softcap > 0.0) {
+        return p.softcap * tanh_accurate(score / p.softcap);
+    }
+    return score;
+}
+
 #if KV_TEXTURE
 // The cache in a texture (CPU drivers; gpu::kv), head_dim = 8 · HEAD_TEXELS: one workgroup of
 // LANES threads per (token t, head h), thread L going through slice L of the LANES equal slices of
@@ -115,10 +131,7 @@ fn attend_lanes(
         let k{{i}} = kv_texel(kt + {{i}}u);
         qk += qlo{{i}} * texel_lo(k{{i}}) + qhi{{i}} * texel_hi(k{{i}});
 #endfor
-        var score = dot(qk, vec4<f32>(1.0)) * p.scale;
-        if (p.softcap > 0.0) {
-            score = p.softcap * tanh_accurate(score / p.softcap);
-        }
+        let score = soft_cap(dot(qk, vec4<f32>(1.0)) * p.scale);
         let m_new = max(m, score);
         let alpha = exp(m - m_new);
         let weight = exp(score - m_new);
@@ -155,11 +168,7 @@ fn attend_lanes(
             acc += exp(slice_m[s] - m_all) * slice_o[s * HEAD_VEC4S + c];
         }
         let v = acc / l_all;
-        let e = q_base + 4u * c;
-        part[e] = v.x;
-        part[e + 1u] = v.y;
-        part[e + 2u] = v.z;
-        part[e + 3u] = v.w;
+        part_store4(q_base + 4u * c, v);
     }
 }
 
@@ -214,10 +223,7 @@ fn attend_queries(
 #for i < HEAD_TEXELS
         qk += qlo{{i}} * subgroupBroadcast(klo{{i/8}}, {{i%8}}u) + qhi{{i}} * subgroupBroadcast(khi{{i/8}}, {{i%8}}u);
 #endfor
-        var score = dot(qk, vec4<f32>(1.0)) * p.scale;
-        if (p.softcap > 0.0) {
-            score = p.softcap * tanh_accurate(score / p.softcap);
-        }
+        let score = soft_cap(dot(qk, vec4<f32>(1.0)) * p.scale);
         let m_new = select(m, max(m, score), visible);
         let alpha = exp(m - m_new);
         let weight = select(0.0, exp(score - m_new), visible);
@@ -236,16 +242,8 @@ fn attend_queries(
     }
     if (live) {
 #for i < HEAD_TEXELS
-        let lo{{i}} = olo{{i}} / l;
-        let hi{{i}} = ohi{{i}} / l;
-        part[q_base + {{i}}u * 8u] = lo{{i}}.x;
-        part[q_base + {{i}}u * 8u + 1u] = lo{{i}}.y;
-        part[q_base + {{i}}u * 8u + 2u] = lo{{i}}.z;
-        part[q_base + {{i}}u * 8u + 3u] = lo{{i}}.w;
-        part[q_base + {{i}}u * 8u + 4u] = hi{{i}}.x;
-        part[q_base + {{i}}u * 8u + 5u] = hi{{i}}.y;
-        part[q_base + {{i}}u * 8u + 6u] = hi{{i}}.z;
-        part[q_base + {{i}}u * 8u + 7u] = hi{{i}}.w;
+        part_store4(q_base + {{i}}u * 8u, olo{{i}} / l);
+        part_store4(q_base + {{i}}u * 8u + 4u, ohi{{i}} / l);
 #endfor
     }
 }
@@ -304,10 +302,7 @@ fn attend_one(t: u32, h: u32, s: u32, lid: u32, tiles_done: u32) -> u32 {
                 let k2 = kv_read2(kb + i);
                 dot += q[qb + i] * k2.x + q[qb + i + 1u] * k2.y;
             }
-            score = dot * p.scale;
-            if (p.softcap > 0.0) {
-                score = p.softcap * tanh_accurate(score / p.softcap);
-            }
+            score = soft_cap(dot * p.scale);
         }
         let buf = (tile_index & 1u) * TILE;
         tile_index++;
@@ -413,11 +408,8 @@ fn attend_rows(
             dot3 += qa * kv_read4(kb3 + i) + qc * kv_read4(kb3 + i + 4u);
         }
         let one = vec4<f32>(1.0);
-        var score = vec4<f32>(dot(dot0, one), dot(dot1, one), dot(dot2, one), dot(dot3, one)) * p.scale;
-        if (p.softcap > 0.0) {
-            let c = p.softcap;
-            score = c * vec4<f32>(tanh_accurate(score.x / c), tanh_accurate(score.y / c), tanh_accurate(score.z / c), tanh_accurate(score.w / c));
-        }
+        let raw = vec4<f32>(dot(dot0, one), dot(dot1, one), dot(dot2, one), dot(dot3, one)) * p.scale;
+        var score = vec4<f32>(soft_cap(raw.x), soft_cap(raw.y), soft_cap(raw.z), soft_cap(raw.w));
         score = select(vec4<f32>(-1.0e30), score, vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u) < vec4<u32>(hi));
         // Online softmax: what came before is rescaled only when the maximum grows.
         let group_max = max(max(score.x, score.y), max(score.z, score.w));
@@ -447,22 +439,14 @@ fn attend_rows(
 #if SINGLE_SLICE
     // The whole row in one slice (never empty): its output directly (part is the output).
     for (var i = 0u; i < d / 4u; i++) {
-        let v = acc[i] / l;
-        part[qb + 4u * i] = v.x;
-        part[qb + 4u * i + 1u] = v.y;
-        part[qb + 4u * i + 2u] = v.z;
-        part[qb + 4u * i + 3u] = v.w;
+        part_store4(qb + 4u * i, acc[i] / l);
     }
 #else
     let o = (th * p.splits + s) * (d + 2u);
     part[o] = m;
     part[o + 1u] = l;
     for (var i = 0u; i < d / 4u; i++) {
-        let v = acc[i];
-        part[o + 2u + 4u * i] = v.x;
-        part[o + 3u + 4u * i] = v.y;
-        part[o + 4u + 4u * i] = v.z;
-        part[o + 5u + 4u * i] = v.w;
+        part_store4(o + 2u + 4u * i, acc[i]);
     }
 #endif
 }

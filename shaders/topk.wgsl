@@ -51,6 +51,11 @@ fn before(v: f32, i: u32, bv: f32, bi: u32) -> bool {
     return v > bv || (v == bv && i < bi);
 }
 
+// Does (v, i) replace the best so far (bv, bi)? (i == NONE: no element; bi == NONE: none yet.)
+fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
+    return i != NONE && (bi == NONE || before(v, i, bv, bi));
+}
+
 // Is (v, i) strictly after the previous pick (pv, pi)? (pi == NONE before the first pick.)
 fn after(v: f32, i: u32, pv: f32, pi: u32) -> bool {
     if (pi == NONE) {
@@ -66,7 +71,7 @@ fn reduce(lid: u32) {
         if (lid < stride) {
             let ov = best_v[lid + stride];
             let oi = best_i[lid + stride];
-            if (oi != NONE && (best_i[lid] == NONE || before(ov, oi, best_v[lid], best_i[lid]))) {
+            if (better(ov, oi, best_v[lid], best_i[lid])) {
                 best_v[lid] = ov;
                 best_i[lid] = oi;
             }
@@ -103,7 +108,7 @@ fn chunk_topk(
         var bv = NEG_INF;
         var bi = NONE;
         for (var e = 0u; e < PER_THREAD; e++) {
-            if (idxs[e] != NONE && after(vals[e], idxs[e], pv, pi) && (bi == NONE || before(vals[e], idxs[e], bv, bi))) {
+            if (better(vals[e], idxs[e], bv, bi) && after(vals[e], idxs[e], pv, pi)) {
                 bv = vals[e];
                 bi = idxs[e];
             }
@@ -155,7 +160,7 @@ fn chunk_topk_lanes(
         var bi = NONE;
         for (var i = chunk_start + lid; i < chunk_end; i += LANES) {
             let v = bitcast<f32>(src[p.offset + i]);
-            if (after(v, i, pv, pi) && (bi == NONE || before(v, i, bv, bi))) {
+            if (better(v, i, bv, bi) && after(v, i, pv, pi)) {
                 bv = v;
                 bi = i;
             }
@@ -163,7 +168,7 @@ fn chunk_topk_lanes(
         for (var mask = 1u; mask < LANES; mask <<= 1u) {
             let ov = subgroupShuffleXor(bv, mask);
             let oi = subgroupShuffleXor(bi, mask);
-            if (oi != NONE && (bi == NONE || before(ov, oi, bv, bi))) {
+            if (better(ov, oi, bv, bi)) {
                 bv = ov;
                 bi = oi;
             }
@@ -204,7 +209,7 @@ fn merge_topk(@builtin(local_invocation_index) lid: u32) {
                 let c = list * p.k + cursor[s];
                 let v = bitcast<f32>(src[2u * c]);
                 let i = src[2u * c + 1u];
-                if (i != NONE && (bi == NONE || before(v, i, bv, bi))) {
+                if (better(v, i, bv, bi)) {
                     bv = v;
                     bi = i;
                 }
